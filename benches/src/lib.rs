@@ -1,0 +1,487 @@
+//! Benchmarks of lifeboat against System, mimalloc and jemalloc.
+//!
+//! All four allocators are used as *values* through [`GlobalAlloc`], side by
+//! side in one process; none of them is installed as `#[global_allocator]`
+//! (the harness itself allocates from `System`). This keeps ratios between
+//! them meaningful: same binary, same machine state, same run.
+//!
+//! The workloads live here so that the criterion suite (`benches/alloc.rs`)
+//! and the quick self-timed driver (`src/bin/ratios.rs`) measure exactly the
+//! same code. Every workload has the shape `fn(&A, iters) -> Duration`: it
+//! runs `iters` iterations and returns the time of the measured part only
+//! (set-up such as building index vectors is excluded).
+
+use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+#[cfg(not(feature = "stub-lifeboat"))]
+pub use lifeboat::Lifeboat;
+#[cfg(feature = "stub-lifeboat")]
+pub use stub::Lifeboat;
+#[cfg(feature = "stub-lifeboat")]
+mod stub {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    #[derive(Default)]
+    pub struct Lifeboat;
+    #[allow(clippy::new_without_default)]
+    impl Lifeboat {
+        pub const fn new() -> Self {
+            Lifeboat
+        }
+    }
+    // SAFETY: TEMPORARY development stub, delegates to System.
+    unsafe impl GlobalAlloc for Lifeboat {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            // SAFETY: forwarded.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            // SAFETY: forwarded.
+            unsafe { System.dealloc(p, l) }
+        }
+    }
+}
+pub use mimalloc::MiMalloc;
+pub use tikv_jemallocator::Jemalloc;
+
+/// The lifeboat allocator under test, used as a value.
+pub static LIFEBOAT: Lifeboat = Lifeboat::new();
+/// The platform allocator (glibc malloc on Linux).
+pub static SYSTEM: System = System;
+/// mimalloc, the reference lifeboat aims to match.
+pub static MIMALLOC: MiMalloc = MiMalloc;
+/// jemalloc (tikv-jemallocator).
+pub static JEMALLOC: Jemalloc = Jemalloc;
+
+/// Page size assumed when touching big blocks (one write per page).
+pub const PAGE: usize = 4096;
+
+/// One of the four allocators compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// [`LIFEBOAT`]
+    Lifeboat,
+    /// [`SYSTEM`]
+    System,
+    /// [`MIMALLOC`]
+    Mimalloc,
+    /// [`JEMALLOC`]
+    Jemalloc,
+}
+
+impl Which {
+    /// All allocators, in the order they are reported.
+    pub const ALL: [Which; 4] = [
+        Which::Lifeboat,
+        Which::System,
+        Which::Mimalloc,
+        Which::Jemalloc,
+    ];
+
+    /// Lower-case name, as accepted by [`Which::from_name`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            Which::Lifeboat => "lifeboat",
+            Which::System => "system",
+            Which::Mimalloc => "mimalloc",
+            Which::Jemalloc => "jemalloc",
+        }
+    }
+
+    /// Parses a name (case-insensitive); `None` if unknown.
+    pub fn from_name(name: &str) -> Option<Which> {
+        Which::ALL
+            .into_iter()
+            .find(|w| w.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for Which {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Evaluates `$body` with `$a` bound to `&'static` allocator `$which`, with a
+/// separate (monomorphised) copy of `$body` for each allocator, so no
+/// workload pays for dynamic dispatch.
+///
+/// ```ignore
+/// let d = with_allocator!(which, |a| lifeboat_bench::pairs(a, 64, 1000));
+/// ```
+#[macro_export]
+macro_rules! with_allocator {
+    ($which:expr, |$a:ident| $body:expr) => {
+        match $which {
+            $crate::Which::Lifeboat => {
+                let $a = &$crate::LIFEBOAT;
+                $body
+            }
+            $crate::Which::System => {
+                let $a = &$crate::SYSTEM;
+                $body
+            }
+            $crate::Which::Mimalloc => {
+                let $a = &$crate::MIMALLOC;
+                $body
+            }
+            $crate::Which::Jemalloc => {
+                let $a = &$crate::JEMALLOC;
+                $body
+            }
+        }
+    };
+}
+
+/// A small, fixed-seed pseudo-random generator (xorshift64*), so every run
+/// and every allocator sees the same sizes and the same free order.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (zero is replaced by a fixed constant).
+    pub const fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n` (`n > 0`; the slight modulo bias is irrelevant here).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Allocates `layout` from `a`, aborting through [`handle_alloc_error`] on
+/// failure (a benchmark has nothing sensible to do with a null pointer).
+///
+/// # Safety
+///
+/// `layout` must have a non-zero size.
+#[inline(always)]
+unsafe fn alloc_or_abort<A: GlobalAlloc>(a: &A, layout: Layout) -> *mut u8 {
+    // SAFETY: the caller guarantees a non-zero size.
+    let p = unsafe { a.alloc(layout) };
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    p
+}
+
+/// Sizes of the alloc/free pair workload.
+pub const PAIR_SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 65536];
+
+/// `iters` alloc/free pairs of `size` bytes (align 8).
+///
+/// The layout passes through [`black_box`] on every iteration, so the
+/// compiler cannot constant-fold the size-class lookup of an inlinable Rust
+/// allocator (the C allocators are behind FFI and never could); the pointer
+/// passes through it too, so the pair is not optimised away. Nothing is
+/// written to the object: this is the allocator's own cost.
+pub fn pairs<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
+    let layout = Layout::from_size_align(size.max(1), 8).expect("valid layout");
+    let start = Instant::now();
+    for _ in 0..iters {
+        let l = black_box(layout);
+        // SAFETY: `l` has a non-zero size.
+        let p = black_box(unsafe { alloc_or_abort(a, l) });
+        // SAFETY: `p` came from `a.alloc(l)` just above and is freed once.
+        unsafe { a.dealloc(p, l) };
+    }
+    start.elapsed()
+}
+
+/// Number of objects of the allocate-many-then-free-shuffled workload.
+pub const MANY_OBJECTS: usize = 10_000;
+
+/// Set-up of the allocate-many-then-free-in-random-order workload: mixed
+/// small sizes and a shuffled free order, both from a fixed seed.
+#[derive(Clone, Debug)]
+pub struct ManyRandom {
+    layouts: Vec<Layout>,
+    order: Vec<usize>,
+    ptrs: Vec<*mut u8>,
+}
+
+impl ManyRandom {
+    /// `n` objects of sizes 8..=512 (multiples of 8, skewed towards small
+    /// ones: a quarter each of <= 32, <= 64, <= 128, <= 512 bytes), align 8.
+    pub fn new(n: usize) -> ManyRandom {
+        let mut rng = Rng::new(0x5EED_0001);
+        let layouts = (0..n)
+            .map(|_| {
+                let max = [32, 64, 128, 512][rng.below(4)];
+                let size = 8 * (1 + rng.below(max / 8));
+                Layout::from_size_align(size, 8).expect("valid layout")
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        ManyRandom {
+            layouts,
+            order,
+            ptrs: vec![std::ptr::null_mut(); n],
+        }
+    }
+
+    /// Objects per iteration.
+    pub fn len(&self) -> usize {
+        self.layouts.len()
+    }
+
+    /// Whether there are no objects.
+    pub fn is_empty(&self) -> bool {
+        self.layouts.is_empty()
+    }
+
+    /// `iters` times: allocate every object in order (writing its first
+    /// byte), then free them all in the shuffled order.
+    pub fn run<A: GlobalAlloc>(&mut self, a: &A, iters: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            for (slot, &l) in self.ptrs.iter_mut().zip(&self.layouts) {
+                // SAFETY: every layout has a size >= 8.
+                let p = unsafe { alloc_or_abort(a, l) };
+                // SAFETY: `p` is valid for `l.size() >= 1` bytes of writes.
+                unsafe { p.write(1) };
+                *slot = p;
+            }
+            black_box(&mut self.ptrs);
+            for &i in &self.order {
+                // SAFETY: `order` is a permutation, so each `ptrs[i]` came
+                // from `a.alloc(layouts[i])` above and is freed exactly once.
+                unsafe { a.dealloc(self.ptrs[i], self.layouts[i]) };
+            }
+        }
+        start.elapsed()
+    }
+}
+
+/// Objects per batch of the producer/consumer workload.
+pub const CROSS_BATCH: usize = 1000;
+
+/// Batches in flight between the two threads (bounded channel capacity).
+const CROSS_IN_FLIGHT: usize = 4;
+
+/// Producer/consumer with cross-thread frees: this thread allocates `iters`
+/// batches of `batch` objects (mixed sizes 16..=256, fixed seed; first
+/// byte written), sends each batch through a bounded channel to a second
+/// thread, which frees every object and sends the empty buffer back for
+/// reuse. Returns the time from the first allocation until the consumer has
+/// freed the last batch, so divide by `iters` for the cost of one batch.
+///
+/// Batch buffers are recycled, so after the first few batches the harness
+/// itself (System) does not allocate in the measured loop.
+pub fn producer_consumer<A: GlobalAlloc + Sync>(a: &A, batch: usize, iters: u64) -> Duration {
+    use std::sync::mpsc::sync_channel;
+
+    let mut rng = Rng::new(0x5EED_0002);
+    let layouts: Vec<Layout> = (0..batch)
+        .map(|_| Layout::from_size_align(16 * (1 + rng.below(16)), 8).expect("valid layout"))
+        .collect();
+    let layouts = &layouts[..];
+
+    let (full_tx, full_rx) = sync_channel::<Vec<usize>>(CROSS_IN_FLIGHT);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<usize>>(CROSS_IN_FLIGHT);
+    for _ in 0..CROSS_IN_FLIGHT {
+        empty_tx
+            .send(Vec::with_capacity(batch))
+            .expect("receiver alive");
+    }
+
+    std::thread::scope(|s| {
+        let consumer = s.spawn(move || {
+            for mut buf in full_rx {
+                for (&addr, &l) in buf.iter().zip(layouts) {
+                    // SAFETY: the producer got `addr` from `a.alloc(l)` (same
+                    // index, same layout) and handed it over; only we free it.
+                    unsafe { a.dealloc(addr as *mut u8, l) };
+                }
+                buf.clear();
+                // The producer may be gone after its last batch.
+                let _ = empty_tx.send(buf);
+            }
+        });
+
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut buf = empty_rx.recv().expect("consumer alive");
+            for &l in layouts {
+                // SAFETY: every layout has a size >= 16.
+                let p = unsafe { alloc_or_abort(a, l) };
+                // SAFETY: `p` is valid for at least one byte of writes.
+                unsafe { p.write(1) };
+                buf.push(p as usize);
+            }
+            full_tx.send(buf).expect("consumer alive");
+        }
+        drop(full_tx);
+        consumer.join().expect("consumer thread panicked");
+        start.elapsed()
+    })
+}
+
+/// Largest size the realloc workloads grow to.
+pub const REALLOC_MAX: usize = 1 << 20;
+
+/// How a buffer grows in the realloc workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Growth {
+    /// size * 2 (16 B -> 1 MiB in 16 steps).
+    Double,
+    /// size * 3 / 2, rounded up to 8 (16 B -> 1 MiB in 27 steps).
+    Half,
+}
+
+impl Growth {
+    /// Short name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Growth::Double => "x2",
+            Growth::Half => "x1.5",
+        }
+    }
+
+    /// Next size after `size`, capped at [`REALLOC_MAX`].
+    pub const fn next(self, size: usize) -> usize {
+        let n = match self {
+            Growth::Double => size * 2,
+            Growth::Half => (size + size / 2 + 7) & !7,
+        };
+        if n > REALLOC_MAX {
+            REALLOC_MAX
+        } else {
+            n
+        }
+    }
+
+    /// Number of reallocs from 16 B to [`REALLOC_MAX`].
+    pub const fn steps(self) -> usize {
+        let mut size = 16;
+        let mut steps = 0;
+        while size < REALLOC_MAX {
+            size = self.next(size);
+            steps += 1;
+        }
+        steps
+    }
+}
+
+/// `iters` times: allocate 16 bytes, grow by `growth` up to 1 MiB with
+/// `realloc` (writing the last byte after each step, as a growing `Vec`
+/// would), then free.
+pub fn realloc_growth<A: GlobalAlloc>(a: &A, growth: Growth, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let mut layout = Layout::from_size_align(16, 8).expect("valid layout");
+        // SAFETY: 16 bytes is a non-zero size.
+        let mut p = unsafe { alloc_or_abort(a, layout) };
+        // SAFETY: `p` is valid for 16 bytes.
+        unsafe { p.write(1) };
+        while layout.size() < REALLOC_MAX {
+            let new_size = black_box(growth.next(layout.size()));
+            // SAFETY: `p` is live and was allocated from `a` with `layout`;
+            // `new_size` is non-zero and far below isize::MAX.
+            let q = unsafe { a.realloc(p, layout, new_size) };
+            layout = Layout::from_size_align(new_size, 8).expect("valid layout");
+            if q.is_null() {
+                handle_alloc_error(layout);
+            }
+            p = q;
+            // SAFETY: `p` is valid for `new_size` bytes.
+            unsafe { p.add(new_size - 1).write(1) };
+        }
+        black_box(p);
+        // SAFETY: `p` is live, from `a`, with the current `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    start.elapsed()
+}
+
+/// Sizes of the big-block workload.
+pub const BIG_SIZES: [usize; 3] = [1 << 20, 4 << 20, 16 << 20];
+
+/// `iters` times: allocate `size` bytes (align 16), write one byte in every
+/// page, free.
+pub fn big_block<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
+    let layout = Layout::from_size_align(size.max(1), 16).expect("valid layout");
+    let start = Instant::now();
+    for _ in 0..iters {
+        // SAFETY: the size is non-zero.
+        let p = unsafe { alloc_or_abort(a, black_box(layout)) };
+        for off in (0..size).step_by(PAGE) {
+            // SAFETY: `off < size`, so the byte is inside the block;
+            // volatile so that the page really is touched.
+            unsafe { p.add(off).write_volatile(1) };
+        }
+        // SAFETY: `p` came from `a.alloc(layout)` and is freed once.
+        unsafe { a.dealloc(black_box(p), layout) };
+    }
+    start.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for w in Which::ALL {
+            assert_eq!(Which::from_name(w.name()), Some(w));
+        }
+        assert_eq!(Which::from_name("MiMalloc"), Some(Which::Mimalloc));
+        assert_eq!(Which::from_name("tcmalloc"), None);
+    }
+
+    #[test]
+    fn growth_steps() {
+        assert_eq!(Growth::Double.steps(), 16);
+        assert_eq!(Growth::Half.steps(), 27);
+    }
+
+    #[test]
+    fn shuffle_is_a_permutation() {
+        let m = ManyRandom::new(1000);
+        let mut seen = m.order.clone();
+        seen.sort_unstable();
+        assert!(seen.into_iter().eq(0..1000));
+        assert!(m.layouts.iter().all(|l| (8..=512).contains(&l.size())));
+    }
+
+    #[test]
+    fn every_workload_runs_on_every_allocator() {
+        for w in Which::ALL {
+            with_allocator!(w, |a| {
+                for size in PAIR_SIZES {
+                    pairs(a, size, 3);
+                }
+                ManyRandom::new(100).run(a, 2);
+                producer_consumer(a, 50, 5);
+                realloc_growth(a, Growth::Double, 1);
+                realloc_growth(a, Growth::Half, 1);
+                big_block(a, 1 << 20, 1);
+            });
+        }
+    }
+}

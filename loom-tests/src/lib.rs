@@ -1,0 +1,1 @@
+//! Loom models of lifeboat's concurrent protocols; see `tests/`.

@@ -1,0 +1,143 @@
+//! The page descriptor: one per 4 KiB page of an arena (the kernel's
+//! `struct page`, with `struct slab` overlaid on a slab's first page).
+//!
+//! Descriptors live in one array beside the arena, so any pointer finds its
+//! page with `(ptr - base) >> PAGE_SHIFT`, with no header before user data.
+//!
+//! Invariants (who may write what):
+//!
+//! * `kind`, `order`, `back`, `next`, `prev`, and the `LISTED`/`ZEROED` flags
+//!   change only under the heap lock. `FREE` appears only on the first page
+//!   of a block that is on a free list of order `order`; merging clears the
+//!   absorbed buddy to `TAIL`.
+//! * `back` is the distance from a page to the first page of the block it
+//!   belongs to: `i` for the `i`-th page of a slab, 0 for every other page
+//!   (fresh descriptors are zero, released slabs reset their tails). So
+//!   `desc - back` is always the page itself or a live slab's first page,
+//!   never a stale one: the free fast path relies on this. `class`, `size` and `capacity` are set
+//!   when the slab is carved and stay fixed until it is released.
+//! * `free`, `bump` and `used` belong to the slab's owner: the thread cache
+//!   whose address is in `owner`, or, while the slab is detached, whoever
+//!   holds the heap lock. `used` is an atomic only so that statistics and
+//!   remote freers may read it; only the owner writes it.
+//! * `remote` is the lock-free list of objects freed by non-owners; see
+//!   [`crate::slab::remote`].
+//! * An all-zero descriptor is a valid `UNUSED` one: fresh, untouched
+//!   descriptor memory needs no initialisation (outside loom).
+
+use crate::sync::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering, RacyCell};
+
+/// Never handed out since the arena was mapped, or inside a block.
+pub(crate) const KIND_UNUSED: u8 = 0;
+/// First page of a free buddy block.
+pub(crate) const KIND_FREE: u8 = 1;
+/// A page inside a block whose first page describes it.
+pub(crate) const KIND_TAIL: u8 = 2;
+/// First page of a slab.
+pub(crate) const KIND_SLAB: u8 = 3;
+/// First page of a large (page-granular) allocation.
+pub(crate) const KIND_LARGE: u8 = 4;
+
+/// The slab was carved from the reserve (below the normal watermark, for a
+/// memalloc caller); its objects go only to privileged callers.
+pub(crate) const FLAG_RESERVE: u8 = 1 << 0;
+/// The free block's pages are known to read as zero.
+pub(crate) const FLAG_ZEROED: u8 = 1 << 1;
+/// The detached slab is on a partial list.
+pub(crate) const FLAG_LISTED: u8 = 1 << 2;
+
+/// "No page" in list links.
+pub(crate) const NIL: u32 = u32::MAX;
+
+#[repr(C, align(64))]
+pub(crate) struct PageDesc {
+    pub(crate) kind: AtomicU8,
+    pub(crate) order: AtomicU8,
+    pub(crate) class: AtomicU8,
+    pub(crate) flags: AtomicU8,
+    pub(crate) back: AtomicU32,
+    pub(crate) next: RacyCell<u32>,
+    pub(crate) prev: RacyCell<u32>,
+    /// Owner's free list (objects linked through their first word).
+    pub(crate) free: RacyCell<*mut u8>,
+    /// Objects handed out and not yet returned to the owner's list.
+    pub(crate) used: AtomicU32,
+    /// Objects never handed out start at index `bump`.
+    pub(crate) bump: RacyCell<u32>,
+    pub(crate) capacity: RacyCell<u32>,
+    pub(crate) size: RacyCell<u32>,
+    /// Remote free list, count and detached bit (see `slab::remote`).
+    pub(crate) remote: AtomicU64,
+    /// Address of the owning thread cache; 0 when detached.
+    pub(crate) owner: AtomicUsize,
+}
+
+impl PageDesc {
+    /// A descriptor in the `UNUSED` state (all zero).
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            kind: AtomicU8::new(KIND_UNUSED),
+            order: AtomicU8::new(0),
+            class: AtomicU8::new(0),
+            flags: AtomicU8::new(0),
+            back: AtomicU32::new(0),
+            next: RacyCell::new(0),
+            prev: RacyCell::new(0),
+            free: RacyCell::new(core::ptr::null_mut()),
+            used: AtomicU32::new(0),
+            bump: RacyCell::new(0),
+            capacity: RacyCell::new(0),
+            size: RacyCell::new(0),
+            remote: AtomicU64::new(0),
+            owner: AtomicUsize::new(0),
+        }
+    }
+
+    /// A descriptor in the `UNUSED` state.
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self {
+            kind: AtomicU8::new(KIND_UNUSED),
+            order: AtomicU8::new(0),
+            class: AtomicU8::new(0),
+            flags: AtomicU8::new(0),
+            back: AtomicU32::new(0),
+            next: RacyCell::new(0),
+            prev: RacyCell::new(0),
+            free: RacyCell::new(core::ptr::null_mut()),
+            used: AtomicU32::new(0),
+            bump: RacyCell::new(0),
+            capacity: RacyCell::new(0),
+            size: RacyCell::new(0),
+            remote: AtomicU64::new(0),
+            owner: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn kind(&self) -> u8 {
+        self.kind.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub(crate) fn has_flag(&self, f: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & f != 0
+    }
+
+    /// Sets or clears a flag (under the heap lock, or by the slab's owner
+    /// for `FLAG_RESERVE` at carve time).
+    pub(crate) fn set_flag(&self, f: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(f, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!f, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn order(&self) -> usize {
+        self.order.load(Ordering::Relaxed) as usize
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<PageDesc>() == 64);

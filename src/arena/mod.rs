@@ -1,0 +1,379 @@
+//! The arena (the kernel's zone): a budget of 4 KiB pages in one reserved
+//! virtual range, handed out as buddy blocks of order 0..=10.
+//!
+//! Invariants:
+//!
+//! * `free` is exact: `budget_pages - pages in allocated blocks - pages
+//!   charged for direct mappings`. It changes only under the heap lock and
+//!   is read lock-free by the watermark checks.
+//! * Pages at or above `frontier` have never been handed to the buddy lists:
+//!   their descriptors are untouched and they cost no RSS. The lists are fed
+//!   from the frontier in the largest aligned blocks only when they run dry,
+//!   so low addresses are reused first and the arena grows only with use.
+//! * Every page below `frontier` is in exactly one block: free (on the list
+//!   of its order, first page `KIND_FREE`) or allocated (a slab or a large
+//!   allocation).
+//! * A request of `2^n` pages is granted only if `free - 2^n >= mark`.
+//!
+//! Every method that changes state is `unsafe` with the same contract: the
+//! caller holds the heap lock.
+
+pub(crate) mod buddy;
+pub(crate) mod desc;
+pub(crate) mod watermark;
+
+use crate::error::AllocError;
+use crate::os::PAGE_SHIFT;
+use crate::sync::{AtomicUsize, Ordering, RacyCell};
+use buddy::{buddy_of, largest_fitting_order, MAX_ORDER, ORDERS};
+use desc::{PageDesc, FLAG_ZEROED, KIND_FREE, KIND_TAIL, NIL};
+use watermark::Watermarks;
+
+pub(crate) struct Arena {
+    /// First page; aligned to the largest block (4 MiB).
+    pub(crate) base: *mut u8,
+    /// One descriptor per page.
+    pub(crate) descs: *const PageDesc,
+    /// Pages in the virtual range (the budget, in pages).
+    pub(crate) npages: usize,
+    /// Free pages of the budget (exact; see the module docs).
+    pub(crate) free: AtomicUsize,
+    pub(crate) marks: Watermarks,
+    frontier: RacyCell<usize>,
+    lists: [RacyCell<u32>; ORDERS],
+    counts: [RacyCell<usize>; ORDERS],
+}
+
+// SAFETY: the raw pointers name memory owned by the heap for its lifetime;
+// all mutation follows the lock protocol in the module docs.
+unsafe impl Send for Arena {}
+// SAFETY: as above.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// An arena over `npages` pages at `base` with descriptors at `descs`.
+    ///
+    /// # Safety
+    /// `base` is aligned to 4 MiB and maps `npages` pages; `descs` maps
+    /// `npages` descriptors in the `UNUSED` state; both outlive the arena.
+    pub(crate) unsafe fn new(
+        base: *mut u8,
+        descs: *const PageDesc,
+        npages: usize,
+        marks: Watermarks,
+    ) -> Self {
+        Self {
+            base,
+            descs,
+            npages,
+            free: AtomicUsize::new(npages),
+            marks,
+            frontier: RacyCell::new(0),
+            lists: core::array::from_fn(|_| RacyCell::new(NIL)),
+            counts: core::array::from_fn(|_| RacyCell::new(0)),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn desc(&self, idx: usize) -> &PageDesc {
+        debug_assert!(idx < self.npages);
+        // SAFETY: callers pass indices below `npages`; the array is live.
+        unsafe { &*self.descs.add(idx) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn page_addr(&self, idx: usize) -> *mut u8 {
+        self.base.wrapping_add(idx << PAGE_SHIFT)
+    }
+
+    /// The page index of `p`, if it lies in the arena.
+    #[inline(always)]
+    pub(crate) fn page_of(&self, p: *const u8) -> Option<usize> {
+        let off = (p as usize).wrapping_sub(self.base as usize);
+        let idx = off >> PAGE_SHIFT;
+        (idx < self.npages).then_some(idx)
+    }
+
+    pub(crate) fn free_pages(&self) -> usize {
+        self.free.load(Ordering::Relaxed)
+    }
+
+    /// Pages ever handed to the buddy lists (the touched part of the range).
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    pub(crate) unsafe fn frontier(&self) -> usize {
+        // SAFETY: under the heap lock.
+        unsafe { self.frontier.get() }
+    }
+
+    /// Free blocks per order.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    pub(crate) unsafe fn free_blocks(&self) -> [usize; ORDERS] {
+        // SAFETY: under the heap lock.
+        core::array::from_fn(|o| unsafe { self.counts[o].get() })
+    }
+
+    /// Takes a block of `2^order` pages; returns its first page index and
+    /// whether its pages are known to be zero.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    pub(crate) unsafe fn alloc(&self, order: usize, mark: usize) -> Result<(usize, bool), AllocError> {
+        if order > MAX_ORDER {
+            return Err(AllocError::Layout);
+        }
+        let n = 1usize << order;
+        let free = self.free_pages();
+        if free < mark.saturating_add(n) {
+            return Err(AllocError::Watermark);
+        }
+        // SAFETY: under the heap lock (caller).
+        let (idx, mut cur) = unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?;
+        let d = self.desc(idx);
+        let zeroed = d.has_flag(FLAG_ZEROED);
+        // Split down to the requested order, freeing the upper halves.
+        while cur > order {
+            cur -= 1;
+            let half = idx + (1 << cur);
+            // SAFETY: under the heap lock.
+            unsafe { self.push(half, cur, zeroed) };
+        }
+        d.kind.store(KIND_TAIL, Ordering::Relaxed);
+        d.set_flag(FLAG_ZEROED, false);
+        self.free.store(free - n, Ordering::Relaxed);
+        Ok((idx, zeroed))
+    }
+
+    /// Returns a block of `2^order` pages at `idx`, merging with free buddies.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock; the block was returned by `alloc` with
+    /// this order and nothing uses it any more.
+    pub(crate) unsafe fn free(&self, idx: usize, order: usize) {
+        // SAFETY: under the heap lock.
+        unsafe { self.free_block(idx, order, false) };
+        self.free.fetch_add(1 << order, Ordering::Relaxed);
+    }
+
+    /// Puts a block back on the lists, merging, without touching `free`.
+    ///
+    /// # Safety
+    /// As for [`Arena::free`].
+    unsafe fn free_block(&self, mut idx: usize, mut order: usize, mut zeroed: bool) {
+        while order < MAX_ORDER {
+            let b = buddy_of(idx, order);
+            // SAFETY: under the heap lock.
+            if b + (1 << order) > unsafe { self.frontier.get() } {
+                break;
+            }
+            let bd = self.desc(b);
+            if bd.kind() != KIND_FREE || bd.order() != order {
+                break;
+            }
+            zeroed &= bd.has_flag(FLAG_ZEROED);
+            // SAFETY: under the heap lock; `b` is on list `order`.
+            unsafe { self.unlink(b, order) };
+            bd.kind.store(KIND_TAIL, Ordering::Relaxed);
+            idx = idx.min(b);
+            order += 1;
+        }
+        // SAFETY: under the heap lock.
+        unsafe { self.push(idx, order, zeroed) };
+    }
+
+    /// Charges `pages` of the budget for a direct mapping.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    pub(crate) unsafe fn charge(&self, pages: usize, mark: usize) -> Result<(), AllocError> {
+        let free = self.free_pages();
+        if free < mark.saturating_add(pages) {
+            return Err(AllocError::Watermark);
+        }
+        self.free.store(free - pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Returns `pages` charged by [`Arena::charge`].
+    ///
+    /// # Safety
+    /// The caller holds the heap lock and charged these pages before.
+    pub(crate) unsafe fn uncharge(&self, pages: usize) {
+        self.free.fetch_add(pages, Ordering::Relaxed);
+    }
+
+    /// Pops a block of at least `order`, growing from the frontier if every
+    /// list is empty. Returns (index, its order).
+    unsafe fn take_block(&self, order: usize) -> Option<(usize, usize)> {
+        loop {
+            for o in order..ORDERS {
+                // SAFETY: under the heap lock.
+                let head = unsafe { self.lists[o].get() };
+                if head != NIL {
+                    let idx = head as usize;
+                    // SAFETY: under the heap lock; `idx` heads list `o`.
+                    unsafe { self.unlink(idx, o) };
+                    return Some((idx, o));
+                }
+            }
+            // SAFETY: under the heap lock.
+            let f = unsafe { self.frontier.get() };
+            if f >= self.npages {
+                return None;
+            }
+            let o = largest_fitting_order(f, self.npages - f);
+            // SAFETY: under the heap lock.
+            unsafe {
+                self.frontier.set(f + (1 << o));
+                self.push(f, o, true);
+            }
+        }
+    }
+
+    unsafe fn push(&self, idx: usize, order: usize, zeroed: bool) {
+        let d = self.desc(idx);
+        d.kind.store(KIND_FREE, Ordering::Relaxed);
+        d.order.store(order as u8, Ordering::Relaxed);
+        d.set_flag(FLAG_ZEROED, zeroed);
+        // SAFETY: under the heap lock (caller); list links are lock-owned.
+        unsafe {
+            let head = self.lists[order].get();
+            d.prev.set(NIL);
+            d.next.set(head);
+            if head != NIL {
+                self.desc(head as usize).prev.set(idx as u32);
+            }
+            self.lists[order].set(idx as u32);
+            self.counts[order].set(self.counts[order].get() + 1);
+        }
+    }
+
+    unsafe fn unlink(&self, idx: usize, order: usize) {
+        let d = self.desc(idx);
+        // SAFETY: under the heap lock (caller).
+        unsafe {
+            let (p, n) = (d.prev.get(), d.next.get());
+            if p == NIL {
+                self.lists[order].set(n);
+            } else {
+                self.desc(p as usize).next.set(n);
+            }
+            if n != NIL {
+                self.desc(n as usize).prev.set(p);
+            }
+            self.counts[order].set(self.counts[order].get() - 1);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::os;
+
+    struct TestArena {
+        arena: Arena,
+        base: *mut u8,
+        descs: *mut u8,
+        npages: usize,
+    }
+
+    impl TestArena {
+        fn new(npages: usize) -> Self {
+            let base = os::reserve(npages << PAGE_SHIFT, 1 << 22).unwrap();
+            let dbytes = (npages * 64).next_multiple_of(4096);
+            let descs = os::reserve(dbytes, 4096).unwrap();
+            // SAFETY: both ranges were just mapped with the sizes given.
+            let arena = unsafe {
+                Arena::new(base, descs.cast(), npages, Watermarks::for_budget(npages, 0))
+            };
+            Self { arena, base, descs, npages }
+        }
+    }
+
+    impl Drop for TestArena {
+        fn drop(&mut self) {
+            // SAFETY: the test owns both mappings.
+            unsafe {
+                os::release(self.base, self.npages << PAGE_SHIFT);
+                os::release(self.descs, (self.npages * 64).next_multiple_of(4096));
+            }
+        }
+    }
+
+    #[test]
+    fn split_and_merge_restore_one_block() {
+        let t = TestArena::new(1024);
+        let a = &t.arena;
+        // SAFETY: single-threaded test: the "lock" is trivially held.
+        unsafe {
+            let (x, z) = a.alloc(0, 0).unwrap();
+            assert!(z, "fresh pages are zero");
+            assert_eq!(a.free_pages(), 1023);
+            let (y, _) = a.alloc(3, 0).unwrap();
+            assert_eq!(y % 8, 0);
+            assert_eq!(a.free_pages(), 1015);
+            a.free(x, 0);
+            a.free(y, 3);
+            assert_eq!(a.free_pages(), 1024);
+            let blocks = a.free_blocks();
+            assert_eq!(blocks[MAX_ORDER], 1);
+            assert_eq!(blocks.iter().sum::<usize>(), 1);
+        }
+    }
+
+    #[test]
+    fn odd_sized_arena_uses_every_page() {
+        let t = TestArena::new(1024 + 7);
+        let a = &t.arena;
+        let mut got = std::vec::Vec::new();
+        // SAFETY: single-threaded test.
+        unsafe {
+            while let Ok((i, _)) = a.alloc(0, 0) {
+                got.push(i);
+            }
+            assert_eq!(got.len(), 1031);
+            assert_eq!(a.free_pages(), 0);
+            assert_eq!(a.alloc(0, 0), Err(AllocError::Watermark));
+            for &i in &got {
+                a.free(i, 0);
+            }
+            assert_eq!(a.free_pages(), 1031);
+            let b = a.free_blocks();
+            assert_eq!((b[10], b[2], b[1], b[0]), (1, 1, 1, 1));
+        }
+    }
+
+    #[test]
+    fn watermark_refuses_exactly_at_mark() {
+        let t = TestArena::new(64);
+        let a = &t.arena;
+        // SAFETY: single-threaded test.
+        unsafe {
+            for _ in 0..54 {
+                a.alloc(0, 10).unwrap();
+            }
+            assert_eq!(a.free_pages(), 10);
+            assert_eq!(a.alloc(0, 10), Err(AllocError::Watermark));
+            assert!(a.alloc(0, 9).is_ok());
+        }
+    }
+
+    #[test]
+    fn fragmentation_is_reported() {
+        let t = TestArena::new(8);
+        let a = &t.arena;
+        // SAFETY: single-threaded test.
+        unsafe {
+            let pages: std::vec::Vec<usize> = (0..8).map(|_| a.alloc(0, 0).unwrap().0).collect();
+            for &p in pages.iter().step_by(2) {
+                a.free(p, 0);
+            }
+            assert_eq!(a.free_pages(), 4);
+            assert_eq!(a.alloc(1, 0), Err(AllocError::Fragmented));
+        }
+    }
+}

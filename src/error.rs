@@ -1,0 +1,59 @@
+//! Errors: [`Error`] when a heap cannot be built, [`AllocError`] when an
+//! allocation is refused. Neither allocates.
+
+use core::fmt;
+
+/// Why a [`Heap`](crate::Heap) could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The budget is below the smallest workable heap ([`Error::MIN_BUDGET`]).
+    BudgetTooSmall,
+    /// The budget does not fit the address space.
+    BudgetTooLarge,
+    /// The OS refused to map the arena.
+    MapFailed,
+}
+
+impl Error {
+    /// The smallest budget a heap accepts: 1 MiB.
+    pub const MIN_BUDGET: usize = 1 << 20;
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::BudgetTooSmall => "lifeboat: budget is below the 1 MiB minimum",
+            Error::BudgetTooLarge => "lifeboat: budget does not fit the address space",
+            Error::MapFailed => "lifeboat: the OS refused to map the arena",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why an allocation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// Granting it would take free pages below the caller's watermark.
+    Watermark,
+    /// The budget has room, but no free block is large enough (fragmentation).
+    Fragmented,
+    /// The size or alignment cannot be served (overflow, alignment > 4 MiB
+    /// combined with a size beyond the budget, …).
+    Layout,
+    /// The OS refused a direct mapping.
+    MapFailed,
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AllocError::Watermark => "lifeboat: refused, free memory is below the watermark",
+            AllocError::Fragmented => "lifeboat: refused, no free block is large enough",
+            AllocError::Layout => "lifeboat: refused, the layout cannot be served",
+            AllocError::MapFailed => "lifeboat: refused, the OS would not map memory",
+        })
+    }
+}
+
+impl std::error::Error for AllocError {}

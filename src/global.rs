@@ -1,0 +1,347 @@
+//! The global front: [`Lifeboat`], the `#[global_allocator]`.
+//!
+//! All `Lifeboat` values share one process heap, created on the first
+//! allocation from the configuration of the value that made it. Each thread
+//! has a [`ThreadCache`] in a `const` thread-local with no destructor; a
+//! `pthread` key destructor flushes it at thread exit (it runs after Rust's
+//! TLS destructors, which may still free into the cache). After that, and
+//! whenever the slow path is re-entered on a thread (a callback or signal
+//! handler allocating), allocations go through the heap's locked shard
+//! caches instead.
+//!
+//! The fast paths read three statics (`FAST`) that describe the arena, so a
+//! free needs no pointer chase to find the heap:
+//!
+//! * alloc: size ≤ 1 KiB and align ≤ 8 → table lookup, pop from the active
+//!   slab's local list;
+//! * free: the page descriptor gives the slab; if this thread owns it and
+//!   the object is not its last live one nor the list head (a cheap
+//!   double-free check), push on the local list.
+//!
+//! Everything else goes to `#[cold]` functions.
+
+use crate::arena::desc::PageDesc;
+use crate::config::Config;
+use crate::diag;
+use crate::flags::AllocFlags;
+use crate::heap::HeapInner;
+use crate::os::PAGE_SHIFT;
+use crate::slab::class::{class_of_small, LOOKUP_MAX};
+use crate::stats::Stats;
+use crate::tcache::ThreadCache;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::{Cell, UnsafeCell};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+/// The lifeboat allocator. Install it with
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
+/// # fn main() { let v = vec![1, 2, 3]; assert_eq!(v.len(), 3); }
+/// ```
+///
+/// Allocation failure returns null, which makes Rust abort through
+/// `handle_alloc_error`; use [`crate::Heap`] for fallible allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifeboat {
+    config: Config,
+}
+
+impl Lifeboat {
+    /// The allocator with the machine's defaults (see [`Config::new`]).
+    pub const fn new() -> Self {
+        Self { config: Config::new() }
+    }
+
+    /// The allocator with a configuration.
+    pub const fn with_config(config: Config) -> Self {
+        Self { config }
+    }
+}
+
+impl Default for Lifeboat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The sentinel slab of every thread cache: kind `UNUSED`, empty list.
+static EMPTY: PageDesc = PageDesc::new();
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static HEAP: AtomicPtr<HeapInner> = AtomicPtr::new(ptr::null_mut());
+
+/// Arena bounds for the free fast path (zero until the heap exists, which
+/// makes every pointer miss and take the slow path).
+struct Fast {
+    base: AtomicUsize,
+    npages: AtomicUsize,
+    descs: AtomicUsize,
+}
+
+static FAST: Fast = Fast {
+    base: AtomicUsize::new(0),
+    npages: AtomicUsize::new(0),
+    descs: AtomicUsize::new(0),
+};
+
+/// The thread has not allocated through the slow path yet.
+const T_FRESH: u8 = 0;
+/// The exit hook is armed.
+const T_LIVE: u8 = 1;
+/// The exit hook ran: the cache is flushed and unused from now on.
+const T_DEAD: u8 = 2;
+/// Bit set while the slow path runs on this thread (re-entry detection).
+const T_BUSY: u8 = 4;
+
+std::thread_local! {
+    static TC: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::new(ptr::addr_of!(EMPTY))) };
+    static TSTATE: Cell<u8> = const { Cell::new(T_FRESH) };
+}
+
+static EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The process heap, if created.
+pub(crate) fn process_heap() -> Option<&'static HeapInner> {
+    let p = HEAP.load(Ordering::Acquire);
+    // SAFETY: once published the process heap is never destroyed.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+#[inline]
+fn heap_or_init(config: &Config) -> Option<&'static HeapInner> {
+    match process_heap() {
+        Some(h) => Some(h),
+        None => init(config),
+    }
+}
+
+#[cold]
+fn init(config: &Config) -> Option<&'static HeapInner> {
+    loop {
+        match STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(READY) => return process_heap(),
+            Err(FAILED) => return None,
+            Err(_) => std::thread::yield_now(),
+        }
+    }
+    let Ok(h) = HeapInner::create(config, true) else {
+        STATE.store(FAILED, Ordering::Release);
+        diag::write_stderr(b"lifeboat: cannot map the process heap\n");
+        return None;
+    };
+    // SAFETY: the heap was just created and is never destroyed.
+    let heap: &'static HeapInner = unsafe { &*h.as_ptr() };
+    FAST.base.store(heap.arena.base as usize, Ordering::Relaxed);
+    FAST.npages.store(heap.arena.npages, Ordering::Relaxed);
+    FAST.descs.store(heap.arena.descs as usize, Ordering::Relaxed);
+    HEAP.store(h.as_ptr(), Ordering::Release);
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: registering a key destructor and fork handlers; none of the
+    // callbacks unwinds.
+    unsafe {
+        if libc::pthread_key_create(&mut key, Some(on_thread_exit)) == 0 {
+            EXIT_KEY.store(key as usize, Ordering::Release);
+        }
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    STATE.store(READY, Ordering::Release);
+    Some(heap)
+}
+
+extern "C" fn on_thread_exit(_: *mut libc::c_void) {
+    let Some(h) = process_heap() else { return };
+    TSTATE.with(|s| s.set(T_DEAD | T_BUSY));
+    // SAFETY: this thread's cache, used by no one else; the thread is
+    // exiting, so no allocation of ours is in progress on it.
+    TC.with(|tc| unsafe { (*tc.get()).flush(h) });
+    TSTATE.with(|s| s.set(T_DEAD));
+}
+
+extern "C" fn fork_prepare() {
+    if let Some(h) = process_heap() {
+        h.lock_all();
+    }
+}
+
+extern "C" fn fork_parent() {
+    if let Some(h) = process_heap() {
+        // SAFETY: fork_prepare took every lock on this thread.
+        unsafe { h.unlock_all(false) };
+    }
+}
+
+extern "C" fn fork_child() {
+    if let Some(h) = process_heap() {
+        // SAFETY: the child has one thread, the one that took the locks.
+        unsafe { h.unlock_all(true) };
+    }
+}
+
+/// Which cache the slow path may use on this thread.
+enum CacheRef {
+    /// The thread-local cache (the thread state had `T_BUSY` set by us).
+    Local(*mut ThreadCache),
+    /// Use a locked shard (thread exited, or slow path re-entered).
+    Shard,
+}
+
+/// Enters the slow path: arms the exit hook on first use, and detects
+/// re-entry. Must be paired with [`leave`] when `Local` is returned.
+fn enter() -> CacheRef {
+    let st = TSTATE.with(|s| s.get());
+    if st & (T_BUSY | T_DEAD) != 0 {
+        return CacheRef::Shard;
+    }
+    if st == T_FRESH {
+        let key = EXIT_KEY.load(Ordering::Acquire);
+        if key != usize::MAX {
+            // SAFETY: the key was created by pthread_key_create; the value is
+            // only a non-null marker so the destructor runs.
+            unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
+        }
+    }
+    TSTATE.with(|s| s.set(T_LIVE | T_BUSY));
+    CacheRef::Local(TC.with(|tc| tc.get()))
+}
+
+fn leave(c: &CacheRef) {
+    if let CacheRef::Local(_) = c {
+        TSTATE.with(|s| s.set(T_LIVE));
+    }
+}
+
+/// Runs `f` with the cache the calling thread may use.
+fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
+    let c = enter();
+    let r = match c {
+        // SAFETY: the thread-local cache of this thread; `T_BUSY` keeps any
+        // re-entrant call away from it while `f` runs.
+        CacheRef::Local(tc) => f(unsafe { &mut *tc }),
+        CacheRef::Shard => h.with_shard(f),
+    };
+    leave(&c);
+    r
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
+    let Some(h) = heap_or_init(config) else { return ptr::null_mut() };
+    // SAFETY: the cache belongs to the process heap.
+    let res = with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, AllocFlags::NORMAL) });
+    match res {
+        Ok((p, zeroed)) => {
+            if zero && !zeroed {
+                // SAFETY: the block holds at least layout.size() bytes.
+                unsafe { ptr::write_bytes(p, 0, layout.size()) };
+            }
+            p
+        }
+        Err(_) => ptr::null_mut(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow(p: *mut u8) {
+    let Some(h) = process_heap() else {
+        diag::fatal("invalid free (no lifeboat heap exists)", p as usize)
+    };
+    // SAFETY: the caller frees a pointer of the process heap.
+    with_cache(h, |tc| unsafe { h.free(tc, p) });
+}
+
+// SAFETY: the allocator returns blocks of at least the requested size and
+// alignment, never hands a block out twice, and never unwinds.
+unsafe impl GlobalAlloc for Lifeboat {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let size = layout.size();
+        if size <= LOOKUP_MAX && layout.align() <= 8 {
+            let class = class_of_small(size);
+            // SAFETY: class < NUM_CLASSES (the table is built from the class
+            // function); the thread's own cache.
+            let p = TC.with(|tc| unsafe { (*tc.get()).alloc_fast(class) });
+            if !p.is_null() {
+                return p;
+            }
+        }
+        alloc_slow(&self.config, layout, false)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        let idx = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed)) >> PAGE_SHIFT;
+        if idx < FAST.npages.load(Ordering::Relaxed) {
+            let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
+            // SAFETY: idx is below npages, so the descriptor exists; `back`
+            // leads to the page itself or a live slab's first page (desc.rs).
+            let done = unsafe {
+                let d = &*descs.add(idx);
+                let s = &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize);
+                TC.with(|tc| {
+                    let tc = tc.get();
+                    if s.owner.load(Ordering::Relaxed) != tc as usize {
+                        return false;
+                    }
+                    let used = s.used.load(Ordering::Relaxed);
+                    let head = s.free.get();
+                    // The last live object (reserve slabs release on empty)
+                    // and a free of the list head (double free) go slow.
+                    if used <= 1 || head == p {
+                        return false;
+                    }
+                    *(p as *mut *mut u8) = head;
+                    s.free.set(p);
+                    s.used.store(used - 1, Ordering::Relaxed);
+                    true
+                })
+            };
+            if done {
+                return;
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { dealloc_slow(p) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let size = layout.size();
+        if size <= LOOKUP_MAX && layout.align() <= 8 {
+            // SAFETY: forwarded.
+            let p = unsafe { self.alloc(layout) };
+            if !p.is_null() {
+                // SAFETY: the block holds at least `size` bytes.
+                unsafe { ptr::write_bytes(p, 0, size) };
+            }
+            return p;
+        }
+        alloc_slow(&self.config, layout, true)
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(h) = process_heap() else { return ptr::null_mut() };
+        // SAFETY: the caller passes a live block of this allocator and its layout.
+        let res = with_cache(h, |tc| unsafe { h.realloc_with(tc, p, layout, new_size, AllocFlags::NORMAL) });
+        res.unwrap_or(ptr::null_mut())
+    }
+}
+
+/// A snapshot of the process heap (the one behind [`Lifeboat`]); all zero
+/// if no `Lifeboat` has allocated yet.
+pub fn stats() -> Stats {
+    match process_heap() {
+        Some(h) => h.stats(),
+        None => Stats::empty(),
+    }
+}

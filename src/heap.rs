@@ -1,0 +1,894 @@
+//! A heap: an arena, its slabs, its direct mappings, and the paths that
+//! allocate and free through them. [`Heap`] is the public handle of a
+//! private heap; the process heap behind [`crate::Lifeboat`] is the same
+//! [`HeapInner`] with per-thread caches in thread-locals.
+//!
+//! Memory layout: one metadata mapping holds the `HeapInner`, the table of
+//! direct mappings and the page descriptors; a second mapping, aligned to
+//! 4 MiB, holds the pages. Both are reserved without commitment.
+//!
+//! Lock order: a shard lock, then the heap lock. The heap lock guards the
+//! buddy lists, the partial lists and the direct-mapping table; it is never
+//! held across a system call that maps or unmaps memory, nor across a copy.
+
+use crate::arena::buddy::{order_for_pages, MAX_ORDER};
+use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_LARGE, KIND_SLAB, KIND_TAIL};
+use crate::arena::watermark::{Tier, Watermarks};
+use crate::arena::Arena;
+use crate::config::Config;
+use crate::diag::fatal;
+use crate::error::{AllocError, Error};
+use crate::flags::AllocFlags;
+use crate::memalloc::{resolve, Rights};
+use crate::os::{self, PAGE_SHIFT, PAGE_SIZE};
+use crate::slab::class::{class_for, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
+use crate::slab::remote::{self, rcnt, DETACHED};
+use crate::slab::{self, SlabLists};
+use crate::stats::{Counters, Stats};
+use crate::sync::{Ordering, RawLock};
+use crate::tcache::ThreadCache;
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+
+/// Largest buddy block, in bytes; larger requests are mapped directly.
+pub(crate) const MAX_BLOCK: usize = PAGE_SIZE << MAX_ORDER;
+/// Locked caches of a private heap (and of threads past their exit hook).
+pub(crate) const SHARDS: usize = 4;
+
+/// A thread cache behind a lock, for callers without a thread-local cache.
+pub(crate) struct Shard {
+    lock: RawLock,
+    cache: UnsafeCell<ThreadCache>,
+}
+
+/// One direct mapping: address and length (0 address = empty slot).
+#[derive(Clone, Copy)]
+struct HugeEntry {
+    addr: usize,
+    len: usize,
+}
+
+pub(crate) struct HeapInner {
+    pub(crate) arena: Arena,
+    pub(crate) slabs: SlabLists,
+    lock: RawLock,
+    pub(crate) shards: [Shard; SHARDS],
+    /// The sentinel slab of the shard caches (kind `UNUSED`, empty list).
+    pub(crate) empty: PageDesc,
+    huge: *mut HugeEntry,
+    huge_mask: usize,
+    meta: *mut u8,
+    meta_len: usize,
+    pub(crate) budget_pages: usize,
+    pub(crate) counters: Counters,
+}
+
+// SAFETY: all shared state follows the protocols in the module docs of
+// `arena`, `slab` and this file; raw pointers name memory the heap owns.
+unsafe impl Send for HeapInner {}
+// SAFETY: as above.
+unsafe impl Sync for HeapInner {}
+
+impl HeapInner {
+    /// Maps and initialises a heap. `budget == 0` in `config` means the
+    /// machine default when `allow_default`, an error otherwise.
+    pub(crate) fn create(config: &Config, allow_default: bool) -> Result<NonNull<HeapInner>, Error> {
+        let budget = match config.budget {
+            0 if allow_default => os::default_budget(),
+            b => b,
+        };
+        if budget < Error::MIN_BUDGET {
+            return Err(Error::BudgetTooSmall);
+        }
+        let npages = budget >> PAGE_SHIFT;
+        if npages >= u32::MAX as usize || npages > (usize::MAX >> PAGE_SHIFT) / 2 {
+            return Err(Error::BudgetTooLarge);
+        }
+        let huge_slots = ((npages >> MAX_ORDER) + 1).next_power_of_two() * 2;
+        let inner_len = core::mem::size_of::<HeapInner>().next_multiple_of(64);
+        let huge_len = (huge_slots * core::mem::size_of::<HugeEntry>()).next_multiple_of(64);
+        let meta_len = (inner_len + huge_len + npages * core::mem::size_of::<PageDesc>()).next_multiple_of(PAGE_SIZE);
+        let meta = os::reserve(meta_len, PAGE_SIZE).ok_or(Error::MapFailed)?;
+        let Some(base) = os::reserve(npages << PAGE_SHIFT, MAX_BLOCK) else {
+            // SAFETY: `meta` was just mapped with this length and is unused.
+            unsafe { os::release(meta, meta_len) };
+            return Err(Error::MapFailed);
+        };
+        let inner = meta.cast::<HeapInner>();
+        // SAFETY: the metadata mapping is large enough for the three parts
+        // at these offsets; fresh anonymous memory is zero, which is the
+        // `UNUSED` descriptor and the empty huge-table slot.
+        unsafe {
+            let huge = meta.add(inner_len).cast::<HugeEntry>();
+            let descs = meta.add(inner_len + huge_len).cast::<PageDesc>();
+            #[cfg(loom)]
+            for i in 0..npages {
+                descs.add(i).write(PageDesc::new());
+            }
+            let marks = Watermarks::for_budget(npages, config.min_free);
+            inner.write(HeapInner {
+                arena: Arena::new(base, descs, npages, marks),
+                slabs: SlabLists::new(),
+                lock: RawLock::new(),
+                shards: core::array::from_fn(|_| Shard {
+                    lock: RawLock::new(),
+                    cache: UnsafeCell::new(ThreadCache::new(ptr::null())),
+                }),
+                empty: PageDesc::new(),
+                huge,
+                huge_mask: huge_slots - 1,
+                meta,
+                meta_len,
+                budget_pages: npages,
+                counters: Counters::new(),
+            });
+            let empty: *const PageDesc = ptr::addr_of!((*inner).empty);
+            for shard in &(*inner).shards {
+                *shard.cache.get() = ThreadCache::new(empty);
+            }
+            Ok(NonNull::new_unchecked(inner))
+        }
+    }
+
+    /// Unmaps a heap made by [`HeapInner::create`], with its direct mappings.
+    ///
+    /// # Safety
+    /// Nothing uses the heap or any memory it handed out any more.
+    pub(crate) unsafe fn destroy(this: NonNull<HeapInner>) {
+        // SAFETY: the caller gives up the heap; every mapping below is ours.
+        unsafe {
+            let h = this.as_ptr();
+            for i in 0..=(*h).huge_mask {
+                let e = *(*h).huge.add(i);
+                if e.addr != 0 {
+                    os::release(e.addr as *mut u8, e.len);
+                }
+            }
+            let (base, npages) = ((*h).arena.base, (*h).arena.npages);
+            let (meta, meta_len) = ((*h).meta, (*h).meta_len);
+            ptr::drop_in_place(h);
+            os::release(base, npages << PAGE_SHIFT);
+            os::release(meta, meta_len);
+        }
+    }
+
+    /// Runs `f` under the heap lock.
+    #[inline]
+    pub(crate) fn with_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.lock.with(f)
+    }
+
+    /// Takes every lock of the heap (before `fork()`).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_all(&self) {
+        for s in &self.shards {
+            s.lock.lock();
+        }
+        self.lock.lock();
+    }
+
+    /// Releases every lock taken by [`HeapInner::lock_all`].
+    ///
+    /// # Safety
+    /// The caller took them with `lock_all`; `child` is true in the child of
+    /// a `fork()`, where the locks are reset instead.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn unlock_all(&self, child: bool) {
+        // SAFETY: the caller holds all locks (or is the only thread left).
+        unsafe {
+            if child {
+                self.lock.force_unlock();
+                for s in &self.shards {
+                    s.lock.force_unlock();
+                }
+            } else {
+                self.lock.unlock();
+                for s in &self.shards {
+                    s.lock.unlock();
+                }
+            }
+        }
+    }
+
+    /// Runs `f` with a shard cache chosen by the calling thread.
+    pub(crate) fn with_shard<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
+        let shard = &self.shards[shard_index()];
+        shard.lock.lock();
+        // SAFETY: the shard lock gives exclusive use of its cache.
+        let r = f(unsafe { &mut *shard.cache.get() });
+        // SAFETY: locked above.
+        unsafe { shard.lock.unlock() };
+        r
+    }
+
+    /// The mark reserve (memalloc) requests must keep.
+    fn reserve_mark(&self) -> usize {
+        self.arena.marks.mark(Tier::Memalloc)
+    }
+
+    // ---------------------------------------------------------------- small
+
+    /// Allocates an object of `class` through `tc`.
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`; `tc` belongs to this heap and to the caller.
+    #[inline]
+    pub(crate) unsafe fn alloc_small(&self, tc: &mut ThreadCache, class: usize, flags: AllocFlags) -> Result<*mut u8, AllocError> {
+        // SAFETY: as guaranteed by the caller.
+        let p = unsafe { tc.alloc_fast(class) };
+        if !p.is_null() {
+            return Ok(p);
+        }
+        // SAFETY: as guaranteed by the caller.
+        unsafe { self.alloc_small_slow(tc, class, resolve(flags)) }
+    }
+
+    #[cold]
+    unsafe fn alloc_small_slow(&self, tc: &mut ThreadCache, class: usize, r: Rights) -> Result<*mut u8, AllocError> {
+        self.maybe_lift_reserve(tc);
+        // SAFETY: `tc` is the caller's cache of this heap.
+        unsafe {
+            let p = tc.refill_slot(self, class, false);
+            if !p.is_null() {
+                return Ok(p);
+            }
+            let err = match self.new_slab(tc.id(), class, false, r) {
+                Ok(s) => return Ok(tc.install(self, class, s)),
+                Err(e) => e,
+            };
+            if r.memalloc && err == AllocError::Watermark {
+                let p = tc.refill_slot(self, class, true);
+                if !p.is_null() {
+                    self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                    return Ok(p);
+                }
+                if let Ok(s) = self.new_slab(tc.id(), class, true, r) {
+                    self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                    return Ok(tc.install(self, class, s));
+                }
+            }
+            self.refused(r, 0, err);
+            Err(err)
+        }
+    }
+
+    /// Counts a refusal and warns (rate-limited, unless `NOWARN`).
+    #[cold]
+    fn refused(&self, r: Rights, order: usize, err: AllocError) {
+        self.counters.refuse(if r.memalloc { Tier::Memalloc } else { r.tier });
+        if r.flags.contains(AllocFlags::NOWARN) || !crate::diag::warn_allowed(crate::diag::Warn::AllocFailure) {
+            return;
+        }
+        let mut m = crate::diag::MsgBuf::new();
+        m.str("lifeboat: warning: allocation refused (")
+            .str(match err {
+                AllocError::Watermark => "below watermark",
+                AllocError::Fragmented => "fragmented",
+                AllocError::Layout => "layout",
+                AllocError::MapFailed => "mmap failed",
+            })
+            .str("): order ")
+            .dec(order)
+            .str(", free ")
+            .dec(self.arena.free_pages())
+            .str(" pages, min ")
+            .dec(self.arena.marks.min)
+            .str(" low ")
+            .dec(self.arena.marks.low)
+            .str(" high ")
+            .dec(self.arena.marks.high)
+            .str("\n");
+        m.emit();
+    }
+
+    /// A slab for `class` owned by `owner`: a listed one, else a new one.
+    fn new_slab(&self, owner: usize, class: usize, reserve: bool, r: Rights) -> Result<&PageDesc, AllocError> {
+        let mark = if reserve { self.reserve_mark() } else { self.arena.marks.mark(r.tier) };
+        let order = SLAB_ORDER[class] as usize;
+        self.with_lock(|| {
+            // SAFETY: under the heap lock.
+            unsafe {
+                if let Some(s) = slab::claim(&self.arena, &self.slabs, class, reserve, owner) {
+                    return Ok(s);
+                }
+                let (idx, _) = self.arena.alloc(order, mark)?;
+                Ok(slab::carve(&self.arena, &self.slabs, idx, class, owner, reserve))
+            }
+        })
+    }
+
+    /// When pressure has lifted (free above `high`), reserve-backed slabs
+    /// serve everyone again: listed ones move to the ordinary lists, and the
+    /// caller's own reserve slots are given up.
+    fn maybe_lift_reserve(&self, tc: &mut ThreadCache) {
+        if self.slabs.reserve_slabs.load(Ordering::Relaxed) == 0
+            || self.arena.free_pages() <= self.arena.marks.high
+        {
+            return;
+        }
+        for class in 0..NUM_CLASSES {
+            // SAFETY: the slot holds a live descriptor.
+            let s = unsafe { &*tc.reserve[class] };
+            if s.kind() == KIND_SLAB {
+                tc.reserve[class] = tc.empty;
+                // SAFETY: `tc` owns `s`; it is detached before the flag changes.
+                unsafe { slab::detach(s) };
+                self.with_lock(|| {
+                    if s.has_flag(FLAG_RESERVE) {
+                        s.set_flag(FLAG_RESERVE, false);
+                        self.slabs.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    // SAFETY: under the heap lock.
+                    unsafe { slab::settle(&self.arena, &self.slabs, s) };
+                });
+            }
+        }
+        self.with_lock(|| {
+            for class in 0..NUM_CLASSES {
+                // SAFETY: under the heap lock.
+                unsafe { slab::unreserve_listed(&self.arena, &self.slabs, class) };
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- pages
+
+    /// Allocates whole pages (large) or a direct mapping (huge). Returns the
+    /// pointer and whether its memory is known to be zero.
+    pub(crate) fn alloc_pages(&self, size: usize, align: usize, flags: AllocFlags) -> Result<(*mut u8, bool), AllocError> {
+        let r = resolve(flags);
+        if size > MAX_BLOCK || align > MAX_BLOCK {
+            return self.alloc_huge(size, align, r).map(|p| (p, true));
+        }
+        let pages = size.div_ceil(PAGE_SIZE).max(1);
+        let order = order_for_pages(pages).max(order_for_pages(align >> PAGE_SHIFT));
+        let got = self.with_lock(|| {
+            // SAFETY: under the heap lock.
+            let res = match unsafe { self.arena.alloc(order, self.arena.marks.mark(r.tier)) } {
+                Err(AllocError::Watermark) if r.memalloc => {
+                    // SAFETY: under the heap lock.
+                    let res = unsafe { self.arena.alloc(order, self.reserve_mark()) };
+                    if res.is_ok() {
+                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    res
+                }
+                res => res,
+            };
+            if let Ok((idx, _)) = res {
+                let d = self.arena.desc(idx);
+                d.back.store(0, Ordering::Relaxed);
+                d.order.store(order as u8, Ordering::Relaxed);
+                d.owner.store(0, Ordering::Relaxed);
+                d.kind.store(KIND_LARGE, Ordering::Release);
+            }
+            res
+        });
+        match got {
+            Ok((idx, zeroed)) => Ok((self.arena.page_addr(idx), zeroed)),
+            Err(e) => {
+                self.refused(r, order, e);
+                Err(e)
+            }
+        }
+    }
+
+    fn alloc_huge(&self, size: usize, align: usize, r: Rights) -> Result<*mut u8, AllocError> {
+        let len = size.checked_add(PAGE_SIZE - 1).ok_or(AllocError::Layout)? & !(PAGE_SIZE - 1);
+        let pages = len >> PAGE_SHIFT;
+        let charged = self.with_lock(|| {
+            // SAFETY: under the heap lock.
+            unsafe {
+                match self.arena.charge(pages, self.arena.marks.mark(r.tier)) {
+                    Err(AllocError::Watermark) if r.memalloc => self.arena.charge(pages, self.reserve_mark()),
+                    res => res,
+                }
+            }
+        });
+        if let Err(e) = charged {
+            self.refused(r, MAX_ORDER + 1, e);
+            return Err(e);
+        }
+        let Some(p) = os::reserve(len, align.max(PAGE_SIZE)) else {
+            // SAFETY: charged just above.
+            self.with_lock(|| unsafe { self.arena.uncharge(pages) });
+            return Err(AllocError::MapFailed);
+        };
+        // SAFETY: under the heap lock.
+        self.with_lock(|| unsafe { self.huge_insert(p as usize, len) });
+        self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
+        Ok(p)
+    }
+
+    unsafe fn huge_insert(&self, addr: usize, len: usize) {
+        let mut i = hash(addr) & self.huge_mask;
+        // SAFETY: the table has huge_mask + 1 slots, more than twice the
+        // number of direct mappings the budget allows, so a free slot exists.
+        unsafe {
+            while (*self.huge.add(i)).addr != 0 {
+                i = (i + 1) & self.huge_mask;
+            }
+            *self.huge.add(i) = HugeEntry { addr, len };
+        }
+    }
+
+    /// Finds (and with `remove`, removes) a direct mapping; returns its length.
+    unsafe fn huge_find(&self, addr: usize, remove: bool) -> Option<usize> {
+        let mut i = hash(addr) & self.huge_mask;
+        // SAFETY: indices are masked into the table; under the heap lock.
+        unsafe {
+            loop {
+                let e = *self.huge.add(i);
+                if e.addr == 0 {
+                    return None;
+                }
+                if e.addr == addr {
+                    if remove {
+                        self.huge_remove_at(i);
+                    }
+                    return Some(e.len);
+                }
+                i = (i + 1) & self.huge_mask;
+            }
+        }
+    }
+
+    /// Linear-probing deletion with backward shift (no tombstones).
+    unsafe fn huge_remove_at(&self, mut hole: usize) {
+        let mask = self.huge_mask;
+        // SAFETY: indices are masked into the table; under the heap lock.
+        unsafe {
+            let mut j = hole;
+            loop {
+                j = (j + 1) & mask;
+                let e = *self.huge.add(j);
+                if e.addr == 0 {
+                    break;
+                }
+                let home = hash(e.addr) & mask;
+                // Move e into the hole unless its home lies cyclically in (hole, j].
+                let between = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+                if !between {
+                    *self.huge.add(hole) = e;
+                    hole = j;
+                }
+            }
+            *self.huge.add(hole) = HugeEntry { addr: 0, len: 0 };
+        }
+    }
+
+    // ---------------------------------------------------------------- free
+
+    /// Frees any pointer this heap handed out; `tc` is the caller's cache.
+    ///
+    /// # Safety
+    /// `p` was returned by this heap and is not used after; `tc` is the
+    /// caller's cache of this heap.
+    pub(crate) unsafe fn free(&self, tc: &mut ThreadCache, p: *mut u8) {
+        let Some(idx) = self.arena.page_of(p) else {
+            // SAFETY: forwarded.
+            return unsafe { self.free_huge(p) };
+        };
+        let d = self.arena.desc(idx);
+        match d.kind() {
+            KIND_LARGE => {
+                if p != self.arena.page_addr(idx) {
+                    fatal("invalid free (pointer inside a large allocation)", p as usize);
+                }
+                self.with_lock(|| {
+                    if d.kind() != KIND_LARGE {
+                        fatal("double free (large allocation)", p as usize);
+                    }
+                    // SAFETY: under the heap lock; the block is the caller's.
+                    unsafe { self.arena.free(idx, d.order()) };
+                });
+            }
+            KIND_SLAB | KIND_TAIL => {
+                let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                if s.kind() != KIND_SLAB {
+                    fatal("invalid free (pointer in no live allocation)", p as usize);
+                }
+                check_object_start(&self.arena, s, p);
+                if s.owner.load(Ordering::Relaxed) == tc.id() {
+                    // SAFETY: we own the slab; `p` is one of its objects.
+                    unsafe { tc.free_local(self, s, p) };
+                } else {
+                    // SAFETY: `p` is a live object of `s` (caller).
+                    unsafe { self.free_remote(s, p) };
+                }
+            }
+            _ => fatal("invalid free (pointer in no live allocation)", p as usize),
+        }
+    }
+
+    /// Frees an object of a slab the caller does not own.
+    ///
+    /// # Safety
+    /// `p` is a live object of slab `s`.
+    pub(crate) unsafe fn free_remote(&self, s: &PageDesc, p: *mut u8) {
+        // SAFETY: forwarded from the caller.
+        let w = unsafe { remote::push(s, p) };
+        if w & DETACHED != 0 {
+            let n = rcnt(w) + 1;
+            if rcnt(w) == 0 || n == s.used.load(Ordering::Acquire) {
+                // SAFETY: `s` is a descriptor of this heap; under the lock.
+                self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
+            }
+        }
+    }
+
+    unsafe fn free_huge(&self, p: *mut u8) {
+        // SAFETY: under the heap lock.
+        let len = self.with_lock(|| unsafe {
+            let len = self.huge_find(p as usize, true);
+            if let Some(len) = len {
+                self.arena.uncharge(len >> PAGE_SHIFT);
+            }
+            len
+        });
+        match len {
+            Some(len) => {
+                self.counters.huge_bytes.fetch_sub(len, Ordering::Relaxed);
+                // SAFETY: the mapping was ours and the caller gave it up.
+                unsafe { os::release(p, len) };
+            }
+            None => fatal("invalid free (pointer not from this heap)", p as usize),
+        }
+    }
+
+    /// The usable size of an allocation.
+    pub(crate) fn usable_size(&self, p: *const u8) -> Option<usize> {
+        match self.arena.page_of(p) {
+            None => self.with_lock(|| {
+                // SAFETY: under the heap lock.
+                unsafe { self.huge_find(p as usize, false) }
+            }),
+            Some(idx) => {
+                let d = self.arena.desc(idx);
+                match d.kind() {
+                    KIND_LARGE => Some(PAGE_SIZE << d.order()),
+                    KIND_SLAB | KIND_TAIL => {
+                        let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                        (s.kind() == KIND_SLAB).then(|| CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Whether `p` is an object of a reserve-backed slab.
+    pub(crate) fn is_reserve_backed(&self, p: *const u8) -> bool {
+        let Some(idx) = self.arena.page_of(p) else { return false };
+        let d = self.arena.desc(idx);
+        if d.kind() != KIND_SLAB && d.kind() != KIND_TAIL {
+            return false;
+        }
+        let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+        s.kind() == KIND_SLAB && s.has_flag(FLAG_RESERVE)
+    }
+
+    // ---------------------------------------------------------------- front
+
+    /// Allocates `layout` through `tc`; returns the pointer and whether it
+    /// is known to be zero.
+    ///
+    /// # Safety
+    /// `tc` is the caller's cache of this heap.
+    pub(crate) unsafe fn alloc_with(&self, tc: &mut ThreadCache, layout: Layout, flags: AllocFlags) -> Result<(*mut u8, bool), AllocError> {
+        match class_for(layout.size(), layout.align()) {
+            // SAFETY: class_for returns classes in range; `tc` per caller.
+            Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
+            None => self.alloc_pages(layout.size(), layout.align(), flags),
+        }
+    }
+
+    /// Resizes in place when the class or block allows; else moves, copying
+    /// with no lock held.
+    ///
+    /// # Safety
+    /// `p` is a live allocation of this heap made with `layout`; `tc` is the
+    /// caller's cache of this heap.
+    pub(crate) unsafe fn realloc_with(&self, tc: &mut ThreadCache, p: *mut u8, layout: Layout, new_size: usize, flags: AllocFlags) -> Result<*mut u8, AllocError> {
+        let align = layout.align();
+        if let Some(new) = self.resize_in_place(p, align, new_size) {
+            return Ok(new);
+        }
+        let new_layout = Layout::from_size_align(new_size, align).map_err(|_| AllocError::Layout)?;
+        // SAFETY: forwarded.
+        let (q, _) = unsafe { self.alloc_with(tc, new_layout, flags)? };
+        // SAFETY: both blocks are live and distinct; the copy is bounded by
+        // both sizes.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+            self.free(tc, p);
+        }
+        Ok(q)
+    }
+
+    fn resize_in_place(&self, p: *mut u8, align: usize, new_size: usize) -> Option<*mut u8> {
+        let Some(idx) = self.arena.page_of(p) else {
+            return self.resize_huge(p, align, new_size);
+        };
+        let d = self.arena.desc(idx);
+        match d.kind() {
+            KIND_LARGE => {
+                if new_size > MAX_BLOCK || new_size <= crate::slab::class::MAX_SMALL_SIZE / 2 {
+                    return None;
+                }
+                let order = d.order();
+                let want = order_for_pages(new_size.div_ceil(PAGE_SIZE)).max(order_for_pages(align >> PAGE_SHIFT));
+                if want == order {
+                    return Some(p);
+                }
+                if want < order {
+                    // Shrink: free the upper halves.
+                    self.with_lock(|| {
+                        d.order.store(want as u8, Ordering::Relaxed);
+                        for o in want..order {
+                            let half = idx + (1 << o);
+                            let hd = self.arena.desc(half);
+                            hd.back.store(0, Ordering::Relaxed);
+                            // SAFETY: under the heap lock; the upper halves
+                            // belong to the caller's block and hold no data
+                            // it keeps.
+                            unsafe { self.arena.free(half, o) };
+                        }
+                    });
+                    return Some(p);
+                }
+                None
+            }
+            KIND_SLAB | KIND_TAIL => {
+                let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                let class = s.class.load(Ordering::Relaxed) as usize;
+                (class_for(new_size, align) == Some(class)).then_some(p)
+            }
+            _ => None,
+        }
+    }
+
+    fn resize_huge(&self, p: *mut u8, align: usize, new_size: usize) -> Option<*mut u8> {
+        if new_size <= MAX_BLOCK || align > PAGE_SIZE {
+            return None;
+        }
+        let new_len = new_size.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+        // SAFETY: under the heap lock.
+        let old_len = self.with_lock(|| unsafe { self.huge_find(p as usize, false) })?;
+        if new_len == old_len {
+            return Some(p);
+        }
+        let mark = self.arena.marks.mark(resolve(AllocFlags::NORMAL).tier);
+        if new_len > old_len {
+            // SAFETY: under the heap lock.
+            self.with_lock(|| unsafe { self.arena.charge((new_len - old_len) >> PAGE_SHIFT, mark) }).ok()?;
+        }
+        // SAFETY: the mapping is live and the caller's; mremap keeps its data.
+        let q = unsafe { os::remap(p, old_len, new_len) };
+        self.with_lock(|| {
+            // SAFETY: under the heap lock.
+            unsafe {
+                match q {
+                    Some(q) => {
+                        self.huge_find(p as usize, true);
+                        self.huge_insert(q as usize, new_len);
+                        if new_len < old_len {
+                            self.arena.uncharge((old_len - new_len) >> PAGE_SHIFT);
+                        }
+                    }
+                    None if new_len > old_len => self.arena.uncharge((new_len - old_len) >> PAGE_SHIFT),
+                    None => {}
+                }
+            }
+        });
+        if q.is_some() {
+            if new_len > old_len {
+                self.counters.huge_bytes.fetch_add(new_len - old_len, Ordering::Relaxed);
+            } else {
+                self.counters.huge_bytes.fetch_sub(old_len - new_len, Ordering::Relaxed);
+            }
+        }
+        q
+    }
+
+    /// A snapshot of the heap (walks the descriptors under the lock).
+    pub(crate) fn stats(&self) -> Stats {
+        let mut st = Stats::empty();
+        st.budget_pages = self.budget_pages;
+        st.min_pages = self.arena.marks.min;
+        st.low_pages = self.arena.marks.low;
+        st.high_pages = self.arena.marks.high;
+        for (c, cs) in st.classes.iter_mut().enumerate() {
+            cs.size = CLASS_SIZE[c] as usize;
+        }
+        let frontier = self.with_lock(|| {
+            st.free_pages = self.arena.free_pages();
+            // SAFETY: under the heap lock.
+            st.free_blocks = unsafe { self.arena.free_blocks() };
+            // SAFETY: under the heap lock.
+            let frontier = unsafe { self.arena.frontier() };
+            let mut i = 0;
+            while i < frontier {
+                let d = self.arena.desc(i);
+                let order = d.order();
+                match d.kind() {
+                    KIND_SLAB => {
+                        let c = d.class.load(Ordering::Relaxed) as usize;
+                        let live = d.used.load(Ordering::Relaxed).saturating_sub(rcnt(d.remote.load(Ordering::Relaxed)));
+                        st.classes[c].slabs += 1;
+                        st.classes[c].live_objects += live as usize;
+                        st.slab_pages += 1 << order;
+                        if d.has_flag(FLAG_RESERVE) {
+                            st.reserve_slabs += 1;
+                        }
+                    }
+                    KIND_LARGE => st.large_pages += 1 << order,
+                    _ => {}
+                }
+                i += 1 << order;
+            }
+            frontier
+        });
+        st.huge_bytes = self.counters.huge_bytes.load(Ordering::Relaxed);
+        st.mapped_bytes = (frontier << PAGE_SHIFT) + st.huge_bytes;
+        st.resident_bytes = (os::resident_pages(self.arena.base, frontier) << PAGE_SHIFT) + st.huge_bytes.min(st.mapped_bytes);
+        st.reserve_allocs = self.counters.reserve_allocs.load(Ordering::Relaxed);
+        st.refusals = self.counters.refusals();
+        st
+    }
+}
+
+/// Aborts if `p` is not the start of an object of slab `s`.
+#[inline]
+fn check_object_start(arena: &Arena, s: &PageDesc, p: *mut u8) {
+    let off = (p as usize).wrapping_sub(slab::slab_start(arena, s) as usize);
+    // SAFETY: size and capacity are fixed while the slab is live.
+    let (size, cap) = unsafe { (s.size.get() as usize, s.capacity.get() as usize) };
+    if size == 0 || off % size != 0 || off / size >= cap {
+        fatal("invalid free (not the start of an object)", p as usize);
+    }
+}
+
+#[inline]
+fn hash(addr: usize) -> usize {
+    (addr >> PAGE_SHIFT).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20
+}
+
+/// The shard of the calling thread: a hash of a thread-local's address.
+fn shard_index() -> usize {
+    #[cfg(not(loom))]
+    {
+        std::thread_local! { static ANCHOR: u8 = const { 0 } }
+        let a = ANCHOR.with(|a| a as *const u8 as usize);
+        (a >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 2)
+    }
+    #[cfg(loom)]
+    {
+        0
+    }
+}
+
+const _: () = assert!(SHARDS == 4, "shard_index takes the top 2 bits");
+
+/// A private heap with its own budget, watermarks and slabs.
+///
+/// Allocation failures are errors, never aborts. Dropping the heap unmaps
+/// all its memory: every pointer it handed out dangles afterwards.
+///
+/// ```
+/// use lifeboat::{AllocFlags, Config, Heap};
+/// use std::alloc::Layout;
+///
+/// let heap = Heap::new(Config::new().budget(16 << 20)).unwrap();
+/// let layout = Layout::from_size_align(100, 8).unwrap();
+/// let p = heap.alloc(layout, AllocFlags::NORMAL).unwrap();
+/// unsafe { heap.dealloc(p, layout) };
+/// ```
+pub struct Heap {
+    inner: NonNull<HeapInner>,
+}
+
+// SAFETY: HeapInner is Send + Sync; the handle only points at it.
+unsafe impl Send for Heap {}
+// SAFETY: as above.
+unsafe impl Sync for Heap {}
+
+impl Heap {
+    /// Maps a heap of `config`'s budget (which must be at least 1 MiB).
+    pub fn new(config: Config) -> Result<Heap, Error> {
+        Ok(Heap { inner: HeapInner::create(&config, false)? })
+    }
+
+    pub(crate) fn inner(&self) -> &HeapInner {
+        // SAFETY: the heap lives as long as the handle.
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Allocates `layout` under `flags` (plus this thread's scopes).
+    pub fn alloc(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+        let h = self.inner();
+        // SAFETY: the shard cache belongs to this heap.
+        let (p, _) = h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })?;
+        NonNull::new(p).ok_or(AllocError::Layout)
+    }
+
+    /// Allocates zeroed memory.
+    pub fn alloc_zeroed(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+        let h = self.inner();
+        // SAFETY: the shard cache belongs to this heap.
+        let (p, zeroed) = h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })?;
+        if !zeroed {
+            // SAFETY: the block is at least `layout.size()` bytes.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
+        }
+        NonNull::new(p).ok_or(AllocError::Layout)
+    }
+
+    /// Frees memory from [`Heap::alloc`].
+    ///
+    /// # Safety
+    /// `ptr` came from this heap and is not used afterwards. (`layout` is
+    /// not needed to find the block; it is taken for symmetry.)
+    pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
+        let _ = layout;
+        let h = self.inner();
+        // SAFETY: forwarded from the caller.
+        h.with_shard(|tc| unsafe { h.free(tc, ptr.as_ptr()) });
+    }
+
+    /// Resizes an allocation, in place when possible.
+    ///
+    /// # Safety
+    /// `ptr` is a live allocation of this heap made with `layout`. On
+    /// success the old pointer must not be used; on error it stays valid.
+    pub unsafe fn realloc(&self, ptr: NonNull<u8>, layout: Layout, new_size: usize, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+        let h = self.inner();
+        // SAFETY: forwarded from the caller.
+        let p = h.with_shard(|tc| unsafe { h.realloc_with(tc, ptr.as_ptr(), layout, new_size, flags) })?;
+        NonNull::new(p).ok_or(AllocError::Layout)
+    }
+
+    /// Bytes usable at `ptr`, or `None` if the heap did not hand it out.
+    pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
+        self.inner().usable_size(ptr)
+    }
+
+    /// Whether `ptr` is an object of a reserve-backed slab (for tests).
+    pub fn is_reserve_backed(&self, ptr: *const u8) -> bool {
+        self.inner().is_reserve_backed(ptr)
+    }
+
+    /// A non-allocating snapshot.
+    pub fn stats(&self) -> Stats {
+        self.inner().stats()
+    }
+
+    /// Detaches the slabs cached by this heap's shared caches, so that empty
+    /// ones go back to the arena.
+    pub fn flush_caches(&self) {
+        let h = self.inner();
+        for shard in &h.shards {
+            shard.lock.lock();
+            // SAFETY: the shard lock gives exclusive use of its cache.
+            unsafe {
+                (*shard.cache.get()).flush(h);
+                shard.lock.unlock();
+            }
+        }
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // SAFETY: the handle is the heap's only owner; `&mut self` proves no
+        // borrow of it (and so no allocation of it in use through it) lives.
+        unsafe { HeapInner::destroy(self.inner) };
+    }
+}
+
+impl core::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Heap").field("budget_pages", &self.inner().budget_pages).finish()
+    }
+}

@@ -1,0 +1,65 @@
+//! lifeboat: a memory allocator that keeps memory-freeing code working when
+//! memory runs out, with the Linux kernel's reserve machinery in user space.
+//!
+//! * A **buddy arena** of 4 KiB pages over one reserved virtual range, with
+//!   **min/low/high watermarks** over a budget ([`Config`]).
+//! * **Slab size classes** (8 B – 32 KiB) with **per-thread caches**.
+//! * Thread-local **memalloc** rights ([`memalloc_scope`]) that open the
+//!   reserve below `min`, a **nomemalloc** opt-out that wins, and tiers
+//!   ([`AllocFlags`]).
+//! * Slabs carved from the reserve are **reserve-backed**: their objects
+//!   never go to a caller without the right.
+//!
+//! Install it globally:
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
+//! # fn main() {}
+//! ```
+//!
+//! or make a private, budgeted [`Heap`].
+//!
+//! # Bad input
+//!
+//! Detected, with a fixed message on stderr and `abort()`:
+//! freeing a pointer outside every lifeboat mapping; freeing a pointer
+//! inside the arena that is not the start of a live object or block
+//! (checked on every path except the owner thread's fast path, which checks
+//! only ownership); freeing the object at the head of its slab's free list
+//! again; a double free that would free more objects than a slab holds; a
+//! second free of a large block. Not detected: a double free of an object
+//! deeper in a free list, and use after free.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod arena;
+mod config;
+mod diag;
+mod error;
+mod flags;
+#[cfg(not(loom))]
+mod global;
+mod heap;
+mod memalloc;
+mod os;
+mod slab;
+mod stats;
+mod sync;
+mod tcache;
+
+pub use arena::buddy::MAX_ORDER;
+pub use arena::watermark::{Tier, Watermarks};
+pub use config::Config;
+pub use error::{AllocError, Error};
+pub use flags::AllocFlags;
+#[cfg(not(loom))]
+pub use global::{stats, Lifeboat};
+pub use heap::Heap;
+pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};
+pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};
+pub use stats::{ClassStats, Stats, TierCounts};
+
+/// Size of a page, the unit of the budget.
+pub const PAGE_SIZE: usize = os::PAGE_SIZE;

@@ -1,0 +1,204 @@
+//! Size classes: 8 B to 32 KiB.
+//!
+//! Eight classes of 8-byte steps up to 64 B, then eight classes per doubling
+//! (step = 1/8 of the lower power of two), so for any request of at least
+//! 64 B the class wastes less than 1/9 of its size (under 12.5 %); below 64 B
+//! the waste is at most 7 bytes (8-byte granularity keeps objects aligned).
+//!
+//! Each class has a slab order: the smallest order >= 2 (16 KiB) whose slab
+//! holds at least 8 objects and wastes at most 1/8 of its bytes at its end.
+
+use crate::arena::buddy::MAX_ORDER;
+
+/// Number of size classes.
+pub const NUM_CLASSES: usize = 80;
+/// The largest size served by slabs; larger requests get whole pages.
+pub const MAX_SMALL_SIZE: usize = 32 * 1024;
+/// Sizes up to this use the direct lookup table.
+pub(crate) const LOOKUP_MAX: usize = 1024;
+
+const fn compute_size(c: usize) -> usize {
+    if c < 8 {
+        (c + 1) * 8
+    } else {
+        let g = (c - 8) / 8;
+        let i = (c - 8) % 8;
+        (64 << g) + (i + 1) * (8 << g)
+    }
+}
+
+/// The class of a size in 1..=MAX_SMALL_SIZE (0 is treated as 1).
+pub(crate) const fn compute_class(size: usize) -> usize {
+    if size <= 64 {
+        if size == 0 {
+            0
+        } else {
+            (size - 1) / 8
+        }
+    } else {
+        let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize; // 2^k < size <= 2^(k+1)
+        let idx = ((size - 1) - (1 << k)) >> (k - 3);
+        8 + (k - 6) * 8 + idx
+    }
+}
+
+const fn compute_order(size: usize) -> usize {
+    let mut o = 2;
+    while o < MAX_ORDER {
+        let bytes = 4096usize << o;
+        let cap = bytes / size;
+        let waste = bytes - cap * size;
+        if cap >= 8 && waste * 8 <= bytes {
+            return o;
+        }
+        o += 1;
+    }
+    MAX_ORDER
+}
+
+const fn build_sizes() -> [u32; NUM_CLASSES] {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        t[c] = compute_size(c) as u32;
+        c += 1;
+    }
+    t
+}
+
+const fn build_orders() -> [u8; NUM_CLASSES] {
+    let mut t = [0u8; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        t[c] = compute_order(compute_size(c)) as u8;
+        c += 1;
+    }
+    t
+}
+
+const fn build_lookup() -> [u8; LOOKUP_MAX / 8 + 1] {
+    let mut t = [0u8; LOOKUP_MAX / 8 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = compute_class(i * 8) as u8;
+        i += 1;
+    }
+    t
+}
+
+/// Object size of each class.
+pub(crate) static CLASS_SIZE: [u32; NUM_CLASSES] = build_sizes();
+/// Buddy order of each class's slabs.
+pub(crate) static SLAB_ORDER: [u8; NUM_CLASSES] = build_orders();
+/// `LOOKUP[(size + 7) / 8]` is the class of `size` for sizes up to 1 KiB.
+pub(crate) static LOOKUP: [u8; LOOKUP_MAX / 8 + 1] = build_lookup();
+
+/// The class of a small size (`size <= LOOKUP_MAX`), by table.
+#[inline(always)]
+pub(crate) fn class_of_small(size: usize) -> usize {
+    // The index is at most LOOKUP_MAX / 8; get_unchecked would save a
+    // bounds check, but the check folds away under the caller's size test.
+    LOOKUP[(size + 7) >> 3] as usize
+}
+
+/// The class for `size` bytes at alignment `align`, or `None` if the request
+/// must be served with whole pages.
+#[inline]
+pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
+    if align <= 8 {
+        if size <= LOOKUP_MAX {
+            return Some(class_of_small(size));
+        }
+        if size <= MAX_SMALL_SIZE {
+            return Some(compute_class(size));
+        }
+        return None;
+    }
+    // Objects sit at multiples of the class size from a page-aligned slab
+    // start, so a class whose size is a multiple of `align` (<= one page)
+    // returns aligned objects.
+    if align > 4096 {
+        return None;
+    }
+    let need = if size > align { size } else { align };
+    if need > MAX_SMALL_SIZE {
+        return None;
+    }
+    let mut c = compute_class(need);
+    while c < NUM_CLASSES {
+        if CLASS_SIZE[c] as usize % align == 0 {
+            return Some(c);
+        }
+        c += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_monotonic_and_ends_at_32k() {
+        assert_eq!(CLASS_SIZE[0], 8);
+        assert_eq!(CLASS_SIZE[7], 64);
+        assert_eq!(CLASS_SIZE[8], 72);
+        assert_eq!(CLASS_SIZE[NUM_CLASSES - 1] as usize, MAX_SMALL_SIZE);
+        for c in 1..NUM_CLASSES {
+            assert!(CLASS_SIZE[c] > CLASS_SIZE[c - 1]);
+            assert_eq!(CLASS_SIZE[c] % 8, 0);
+        }
+    }
+
+    #[test]
+    fn every_size_maps_to_the_smallest_fitting_class() {
+        for size in 1..=MAX_SMALL_SIZE {
+            let c = class_for(size, 1).unwrap();
+            assert!(CLASS_SIZE[c] as usize >= size, "size {size}");
+            if c > 0 {
+                assert!((CLASS_SIZE[c - 1] as usize) < size, "size {size} not tight");
+            }
+        }
+        assert_eq!(class_for(0, 1), Some(0));
+        assert_eq!(class_for(MAX_SMALL_SIZE + 1, 1), None);
+    }
+
+    #[test]
+    fn waste_under_one_eighth_from_64_bytes() {
+        for size in 64..=MAX_SMALL_SIZE {
+            let cs = CLASS_SIZE[class_for(size, 1).unwrap()] as usize;
+            assert!((cs - size) * 8 < cs, "size {size} class {cs}");
+        }
+        for size in 1..64 {
+            let cs = CLASS_SIZE[class_for(size, 1).unwrap()] as usize;
+            assert!(cs - size < 8);
+        }
+    }
+
+    #[test]
+    fn aligned_classes_are_multiples_of_alignment() {
+        for shift in 3..=12 {
+            let align = 1 << shift;
+            for size in [1, 7, 8, 9, 63, 64, 65, 100, 1000, 4095, 4096, 4097, 20000, MAX_SMALL_SIZE] {
+                if let Some(c) = class_for(size, align) {
+                    let cs = CLASS_SIZE[c] as usize;
+                    assert_eq!(cs % align, 0);
+                    assert!(cs >= size);
+                }
+            }
+        }
+        assert_eq!(class_for(8, 8192), None);
+    }
+
+    #[test]
+    fn slabs_hold_eight_objects_and_waste_little() {
+        for c in 0..NUM_CLASSES {
+            let bytes = 4096usize << SLAB_ORDER[c];
+            let size = CLASS_SIZE[c] as usize;
+            let cap = bytes / size;
+            assert!(cap >= 8, "class {c}");
+            assert!(cap < 1 << 15, "remote count must fit 15 bits");
+            assert!((bytes - cap * size) * 8 <= bytes, "class {c}");
+        }
+    }
+}

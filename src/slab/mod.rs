@@ -1,0 +1,347 @@
+//! Slabs: runs of pages cut into objects of one size class.
+//!
+//! A slab's state lives in the descriptor of its first page (see
+//! [`crate::arena::desc`]). A slab is, at any moment, in one of three states:
+//!
+//! * **owned** by one thread cache (`owner` = its address; the slab is that
+//!   cache's active or reserve slab for its class). Only the owner pops and
+//!   pushes its local `free` list, bumps `bump`, writes `used`.
+//! * **detached**: nobody owns it (it was full when its owner moved on, or
+//!   its owner flushed at thread exit). `DETACHED` is set in `remote`;
+//!   `free`, `bump` and `used` are frozen, touched only under the heap lock.
+//!   A detached slab with objects to give is on its class's partial list
+//!   (`LISTED`); a detached slab with no live objects is released at once.
+//! * **released**: its pages are back in the buddy lists.
+//!
+//! Frees by non-owners go to `remote`, a lock-free stack packed in one word
+//! with its length and the `DETACHED` bit ([`remote`]). The owner takes the
+//! whole stack with one swap. A freer that pushes onto a detached slab whose
+//! stack was empty, or whose push frees its last live object, calls
+//! [`settle`] under the heap lock, which decides from the *state* (never
+//! from the event) whether to list or release the slab; so it is idempotent
+//! and safe against any interleaving.
+//!
+//! Reserve-backed slabs (`FLAG_RESERVE`) live on separate partial lists and
+//! in separate thread-cache slots: a caller without memalloc rights never
+//! claims one, so it never receives their objects.
+
+pub(crate) mod class;
+pub(crate) mod remote;
+
+use crate::arena::desc::{
+    PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_SLAB, KIND_TAIL, NIL,
+};
+use crate::arena::Arena;
+use crate::sync::{AtomicUsize, Ordering, RacyCell};
+use class::{CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
+use remote::{rcnt, rptr, DETACHED};
+
+/// The partial lists of detached slabs with objects to give, per class;
+/// `[0]` for ordinary slabs, `[1]` for reserve-backed ones. Heap lock.
+pub(crate) struct SlabLists {
+    heads: [[RacyCell<u32>; NUM_CLASSES]; 2],
+    /// Live reserve-backed slabs (any state but released).
+    pub(crate) reserve_slabs: AtomicUsize,
+}
+
+impl SlabLists {
+    pub(crate) fn new() -> Self {
+        Self {
+            heads: core::array::from_fn(|_| core::array::from_fn(|_| RacyCell::new(NIL))),
+            reserve_slabs: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Index of a slab's first page.
+#[inline]
+pub(crate) fn slab_index(arena: &Arena, s: &PageDesc) -> usize {
+    (s as *const PageDesc as usize - arena.descs as usize) / core::mem::size_of::<PageDesc>()
+}
+
+/// Address of a slab's first object.
+#[inline]
+pub(crate) fn slab_start(arena: &Arena, s: &PageDesc) -> *mut u8 {
+    arena.page_addr(slab_index(arena, s))
+}
+
+/// Pops one object from the owner's local list; null when empty.
+///
+/// # Safety
+/// The caller owns `s` (or `s` is a sentinel with an empty list).
+#[inline(always)]
+pub(crate) unsafe fn pop_local(s: &PageDesc) -> *mut u8 {
+    // SAFETY: the caller owns the slab's local fields; objects on the list
+    // are free, in the slab, and hold the next link in their first word.
+    unsafe {
+        let b = s.free.get();
+        if !b.is_null() {
+            s.free.set(*(b as *mut *mut u8));
+            s.used.store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        b
+    }
+}
+
+/// Links up to `max` never-used objects from the bump region onto the local
+/// list (touching memory a page at a time, so RSS follows use). Returns
+/// false if the bump region is exhausted.
+///
+/// # Safety
+/// The caller owns `s`, whose local list is empty.
+pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32) -> bool {
+    // SAFETY: owner-only fields; the objects linked are inside the slab and
+    // not handed out (index >= bump).
+    unsafe {
+        let (bump, cap) = (s.bump.get(), s.capacity.get());
+        if bump >= cap {
+            return false;
+        }
+        let size = s.size.get() as usize;
+        let n = (cap - bump).min(max);
+        let base = slab_start(arena, s).add(bump as usize * size);
+        for i in 0..n as usize {
+            let obj = base.add(i * size);
+            let next = if i + 1 < n as usize { base.add((i + 1) * size) } else { core::ptr::null_mut() };
+            *(obj as *mut *mut u8) = next;
+        }
+        s.free.set(base);
+        s.bump.set(bump + n);
+        true
+    }
+}
+
+/// Moves the remote stack onto the local list. Returns how many objects came.
+///
+/// # Safety
+/// The caller owns `s` (or holds the heap lock while `s` is detached).
+pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool) -> u32 {
+    let new = if keep_detached { DETACHED } else { 0 };
+    let w = s.remote.swap(new, Ordering::Acquire);
+    let n = rcnt(w);
+    if n != 0 {
+        // SAFETY: the stack is ours after the swap; owner-only fields.
+        unsafe {
+            append_local(s, rptr(w));
+            s.used.store(s.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+        }
+    }
+    n
+}
+
+/// Prepends a chain (ending in null) to the local list.
+unsafe fn append_local(s: &PageDesc, chain: *mut u8) {
+    // SAFETY: the chain is owned by the caller and null-terminated; the
+    // local list is owner-only.
+    unsafe {
+        let local = s.free.get();
+        if !local.is_null() {
+            let mut tail = chain;
+            while !(*(tail as *mut *mut u8)).is_null() {
+                tail = *(tail as *mut *mut u8);
+            }
+            *(tail as *mut *mut u8) = local;
+        }
+        s.free.set(chain);
+    }
+}
+
+/// Carves a new slab of `class` at page `idx`, owned by `owner`.
+///
+/// # Safety
+/// The caller holds the heap lock and just took the block at `idx` (of the
+/// class's slab order) from the arena.
+pub(crate) unsafe fn carve<'a>(arena: &'a Arena, lists: &SlabLists, idx: usize, class: usize, owner: usize, reserve: bool) -> &'a PageDesc {
+    let order = SLAB_ORDER[class] as usize;
+    let size = CLASS_SIZE[class];
+    let s = arena.desc(idx);
+    for i in 1..(1usize << order) {
+        let t = arena.desc(idx + i);
+        t.back.store(i as u32, Ordering::Relaxed);
+        t.kind.store(KIND_TAIL, Ordering::Relaxed);
+    }
+    s.back.store(0, Ordering::Relaxed);
+    s.order.store(order as u8, Ordering::Relaxed);
+    s.class.store(class as u8, Ordering::Relaxed);
+    s.flags.store(if reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
+    // SAFETY: nobody else can see the slab yet (it was a free block).
+    unsafe {
+        s.free.set(core::ptr::null_mut());
+        s.bump.set(0);
+        s.size.set(size);
+        s.capacity.set(((4096usize << order) / size as usize) as u32);
+        s.next.set(NIL);
+        s.prev.set(NIL);
+    }
+    s.used.store(0, Ordering::Relaxed);
+    s.remote.store(0, Ordering::Relaxed);
+    s.owner.store(owner, Ordering::Relaxed);
+    if reserve {
+        lists.reserve_slabs.fetch_add(1, Ordering::Relaxed);
+    }
+    // Publish the kind last: a racing (invalid) free sees SLAB only once the
+    // fields above are set.
+    s.kind.store(KIND_SLAB, Ordering::Release);
+    s
+}
+
+/// Takes a detached slab off the partial list of `class` and makes `owner`
+/// its owner. Remote frees become local.
+///
+/// # Safety
+/// The caller holds the heap lock.
+pub(crate) unsafe fn claim<'a>(arena: &'a Arena, lists: &SlabLists, class: usize, reserve: bool, owner: usize) -> Option<&'a PageDesc> {
+    let head = &lists.heads[reserve as usize][class];
+    // SAFETY: list heads and links are under the heap lock.
+    let idx = unsafe { head.get() };
+    if idx == NIL {
+        return None;
+    }
+    let s = arena.desc(idx as usize);
+    // SAFETY: under the heap lock; `s` is on this list.
+    unsafe {
+        unlink(arena, lists, s);
+        collect_remote(s, false);
+    }
+    s.owner.store(owner, Ordering::Relaxed);
+    Some(s)
+}
+
+/// The owner gives up `s`: afterwards it is detached. The caller must then
+/// call [`settle`] under the heap lock (so it is listed or released).
+///
+/// # Safety
+/// The caller owns `s`.
+pub(crate) unsafe fn detach(s: &PageDesc) {
+    s.owner.store(0, Ordering::Relaxed);
+    loop {
+        let w = s.remote.load(Ordering::Relaxed);
+        if rcnt(w) != 0 {
+            // SAFETY: we still own the local fields.
+            unsafe { collect_remote(s, false) };
+            continue;
+        }
+        // Release: the frozen `used`, `free`, `bump` are published to the
+        // next holder of the heap lock and to remote freers.
+        if s
+            .remote
+            .compare_exchange(w, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Lists or releases a detached slab according to its state; does nothing
+/// to an owned or released one. Idempotent.
+///
+/// # Safety
+/// The caller holds the heap lock; `s` is a descriptor of this arena.
+pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
+    if s.kind() != KIND_SLAB {
+        return;
+    }
+    let w = s.remote.load(Ordering::Acquire);
+    if w & DETACHED == 0 {
+        return;
+    }
+    let used = s.used.load(Ordering::Relaxed);
+    let listed = s.has_flag(FLAG_LISTED);
+    if used == rcnt(w) {
+        // SAFETY: under the heap lock; no live object remains.
+        unsafe {
+            if listed {
+                unlink(arena, lists, s);
+            }
+            release(arena, lists, s);
+        }
+        return;
+    }
+    // SAFETY: frozen fields, read under the heap lock.
+    let has_free = rcnt(w) != 0 || unsafe { !s.free.get().is_null() || s.bump.get() < s.capacity.get() };
+    if has_free && !listed {
+        // SAFETY: under the heap lock.
+        unsafe { link(arena, lists, s) };
+    }
+}
+
+/// Returns a slab's pages to the arena.
+///
+/// # Safety
+/// The caller holds the heap lock; the slab has no live objects, is not on
+/// a list and has no owner.
+pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
+    if s.has_flag(FLAG_RESERVE) {
+        lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
+    }
+    s.flags.store(0, Ordering::Relaxed);
+    s.owner.store(0, Ordering::Relaxed);
+    s.remote.store(0, Ordering::Relaxed);
+    s.used.store(0, Ordering::Relaxed);
+    let idx = slab_index(arena, s);
+    let order = s.order();
+    for i in 1..(1usize << order) {
+        arena.desc(idx + i).back.store(0, Ordering::Relaxed);
+    }
+    // SAFETY: under the heap lock; the block is the slab's own.
+    unsafe { arena.free(idx, order) };
+}
+
+unsafe fn link(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
+    let class = s.class.load(Ordering::Relaxed) as usize;
+    let head = &lists.heads[s.has_flag(FLAG_RESERVE) as usize][class];
+    let idx = slab_index(arena, s) as u32;
+    // SAFETY: under the heap lock (caller).
+    unsafe {
+        let h = head.get();
+        s.prev.set(NIL);
+        s.next.set(h);
+        if h != NIL {
+            arena.desc(h as usize).prev.set(idx);
+        }
+        head.set(idx);
+    }
+    s.set_flag(FLAG_LISTED, true);
+}
+
+unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
+    let class = s.class.load(Ordering::Relaxed) as usize;
+    let head = &lists.heads[s.has_flag(FLAG_RESERVE) as usize][class];
+    // SAFETY: under the heap lock (caller).
+    unsafe {
+        let (p, n) = (s.prev.get(), s.next.get());
+        if p == NIL {
+            head.set(n);
+        } else {
+            arena.desc(p as usize).next.set(n);
+        }
+        if n != NIL {
+            arena.desc(n as usize).prev.set(p);
+        }
+    }
+    s.set_flag(FLAG_LISTED, false);
+}
+
+/// Clears the reserve flag of every listed reserve-backed slab of `class`,
+/// moving them to the ordinary list (pressure has lifted).
+///
+/// # Safety
+/// The caller holds the heap lock.
+pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: usize) {
+    loop {
+        // SAFETY: under the heap lock.
+        let idx = unsafe { lists.heads[1][class].get() };
+        if idx == NIL {
+            return;
+        }
+        let s = arena.desc(idx as usize);
+        // SAFETY: under the heap lock; `s` heads the reserve list.
+        unsafe {
+            unlink(arena, lists, s);
+            s.set_flag(FLAG_RESERVE, false);
+            lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
+            link(arena, lists, s);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Synchronisation primitives, switchable to loom.
+//!
+//! Everything in lifeboat that is shared between threads is built from this
+//! module, so the loom models (`--cfg loom`) check the code that ships:
+//!
+//! * atomics come from `core` (or `loom`);
+//! * [`RacyCell`] is a plain cell whose *protocol* (an owner thread, or a
+//!   lock) makes accesses exclusive; under loom it is loom's `UnsafeCell`,
+//!   which reports any access the protocol failed to order;
+//! * [`RawLock`] is a small futex lock that never allocates (the rule of the
+//!   allocation path: no `parking_lot`, whose slow path allocates).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+
+pub(crate) use core::sync::atomic::Ordering;
+
+/// A cell whose accesses are made exclusive by a protocol, not by the type.
+///
+/// Each field of this type names, in its owner's docs, who may touch it: the
+/// thread that owns a slab, or the holder of a lock.
+#[repr(transparent)]
+pub(crate) struct RacyCell<T> {
+    #[cfg(not(loom))]
+    inner: core::cell::UnsafeCell<T>,
+    #[cfg(loom)]
+    inner: loom::cell::UnsafeCell<T>,
+}
+
+impl<T: Copy> RacyCell<T> {
+    #[cfg(not(loom))]
+    pub(crate) const fn new(v: T) -> Self {
+        Self {
+            inner: core::cell::UnsafeCell::new(v),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new(v: T) -> Self {
+        Self {
+            inner: loom::cell::UnsafeCell::new(v),
+        }
+    }
+
+    /// Reads the value.
+    ///
+    /// # Safety
+    /// The caller is the field's owner under its protocol (no concurrent write).
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self) -> T {
+        #[cfg(not(loom))]
+        // SAFETY: the caller guarantees no concurrent write.
+        unsafe {
+            *self.inner.get()
+        }
+        #[cfg(loom)]
+        // SAFETY: as above; loom checks it.
+        self.inner.with(|p| unsafe { *p })
+    }
+
+    /// Writes the value.
+    ///
+    /// # Safety
+    /// The caller is the field's owner under its protocol (no concurrent access).
+    #[inline(always)]
+    pub(crate) unsafe fn set(&self, v: T) {
+        #[cfg(not(loom))]
+        // SAFETY: the caller guarantees exclusive access.
+        unsafe {
+            *self.inner.get() = v
+        }
+        #[cfg(loom)]
+        // SAFETY: as above; loom checks it.
+        self.inner.with_mut(|p| unsafe { *p = v })
+    }
+}
+
+// SAFETY: a RacyCell is only touched by the owner its protocol names; the
+// protocols publish ownership with release/acquire atomics or locks.
+unsafe impl<T> Sync for RacyCell<T> {}
+// SAFETY: as above.
+unsafe impl<T> Send for RacyCell<T> {}
+
+/// Tells the CPU (or loom) that we are spinning.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
+
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+/// Locked, and some thread may be asleep in `futex_wait`.
+const CONTENDED: u32 = 2;
+
+/// A non-allocating mutex: a short spin, then a futex sleep.
+///
+/// It is the Drepper three-state futex lock; it needs no allocation and no
+/// thread registry, so it is safe inside `malloc`. `force_unlock` exists for
+/// the `fork()` child, which inherits locks taken by the `atfork` prepare
+/// handler of the forking thread.
+pub(crate) struct RawLock {
+    state: AtomicU32,
+}
+
+impl RawLock {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(UNLOCKED),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self {
+            state: AtomicU32::new(UNLOCKED),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn try_lock(&self) -> bool {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) {
+        if !self.try_lock() {
+            self.lock_contended();
+        }
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        for _ in 0..64 {
+            spin_hint();
+            if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
+                return;
+            }
+        }
+        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+            futex_wait(&self.state, CONTENDED);
+        }
+    }
+
+    /// Releases the lock.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    #[inline]
+    pub(crate) unsafe fn unlock(&self) {
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            futex_wake(&self.state);
+        }
+    }
+
+    /// Resets the lock in a `fork()` child.
+    ///
+    /// # Safety
+    /// Only the single thread of a freshly forked child may call this, for a
+    /// lock that the forking thread took in the `atfork` prepare handler.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn force_unlock(&self) {
+        self.state.store(UNLOCKED, Ordering::Relaxed);
+    }
+
+    /// Runs `f` under the lock.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.lock();
+        let r = f();
+        // SAFETY: we took the lock just above; `f` cannot unwind (no panics
+        // on the allocation path, and the crate aborts on panic paths).
+        unsafe { self.unlock() };
+        r
+    }
+}
+
+#[cfg(not(loom))]
+fn futex_wait(state: &AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT reads the u32 at a valid, aligned address; a null
+    // timeout means "until woken"; spurious wake-ups are handled by the caller.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            state.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            core::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+#[cfg(not(loom))]
+fn futex_wake(state: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            state.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}
+
+#[cfg(loom)]
+fn futex_wait(_state: &AtomicU32, _expected: u32) {
+    loom::thread::yield_now();
+}
+
+#[cfg(loom)]
+fn futex_wake(_state: &AtomicU32) {}
