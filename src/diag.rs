@@ -161,7 +161,12 @@ mod tests {
     #[test]
     fn formats_numbers_without_allocating() {
         let mut m = MsgBuf::new();
-        m.str("a=").dec(0).str(" b=").dec(12345).str(" c=").hex(0xdead_beef);
+        m.str("a=")
+            .dec(0)
+            .str(" b=")
+            .dec(12345)
+            .str(" c=")
+            .hex(0xdead_beef);
         assert_eq!(m.as_bytes(), b"a=0 b=12345 c=0xdeadbeef");
     }
 

@@ -52,7 +52,9 @@ pub struct Lifeboat {
 impl Lifeboat {
     /// The allocator with the machine's defaults (see [`Config::new`]).
     pub const fn new() -> Self {
-        Self { config: Config::new() }
+        Self {
+            config: Config::new(),
+        }
     }
 
     /// The allocator with a configuration.
@@ -142,7 +144,8 @@ fn init(config: &Config) -> Option<&'static HeapInner> {
     let heap: &'static HeapInner = unsafe { &*h.as_ptr() };
     FAST.base.store(heap.arena.base as usize, Ordering::Relaxed);
     FAST.npages.store(heap.arena.npages, Ordering::Relaxed);
-    FAST.descs.store(heap.arena.descs as usize, Ordering::Relaxed);
+    FAST.descs
+        .store(heap.arena.descs as usize, Ordering::Relaxed);
     HEAP.store(h.as_ptr(), Ordering::Release);
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: registering a key destructor and fork handlers; none of the
@@ -206,7 +209,9 @@ fn enter() -> CacheRef {
         if key != usize::MAX {
             // SAFETY: the key was created by pthread_key_create; the value is
             // only a non-null marker so the destructor runs.
-            unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void) };
+            unsafe {
+                libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void)
+            };
         }
     }
     TSTATE.with(|s| s.set(T_LIVE | T_BUSY));
@@ -235,9 +240,13 @@ fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
 #[cold]
 #[inline(never)]
 fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
-    let Some(h) = heap_or_init(config) else { return ptr::null_mut() };
+    let Some(h) = heap_or_init(config) else {
+        return ptr::null_mut();
+    };
     // SAFETY: the cache belongs to the process heap.
-    let res = with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, AllocFlags::NORMAL) });
+    let res = with_cache(h, |tc| unsafe {
+        h.alloc_with(tc, layout, AllocFlags::NORMAL)
+    });
     match res {
         Ok((p, zeroed)) => {
             if zero && !zeroed {
@@ -295,9 +304,9 @@ unsafe impl GlobalAlloc for Lifeboat {
                     }
                     let used = s.used.load(Ordering::Relaxed);
                     let head = s.free.get();
-                    // The last live object (reserve slabs release on empty)
-                    // and a free of the list head (double free) go slow.
-                    if used <= 1 || head == p {
+                    // An empty slab or a free of the list head is a double
+                    // free: the slow path reports it.
+                    if used == 0 || head == p {
                         return false;
                     }
                     *(p as *mut *mut u8) = head;
@@ -330,11 +339,27 @@ unsafe impl GlobalAlloc for Lifeboat {
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(h) = process_heap() else { return ptr::null_mut() };
+        let Some(h) = process_heap() else {
+            return ptr::null_mut();
+        };
         // SAFETY: the caller passes a live block of this allocator and its layout.
-        let res = with_cache(h, |tc| unsafe { h.realloc_with(tc, p, layout, new_size, AllocFlags::NORMAL) });
+        let res = with_cache(h, |tc| unsafe {
+            h.realloc_with(tc, p, layout, new_size, AllocFlags::NORMAL)
+        });
         res.unwrap_or(ptr::null_mut())
     }
+}
+
+/// Bytes usable at `p`, if the process heap handed it out (what C's
+/// `malloc_usable_size` reports).
+pub fn usable_size(p: *const u8) -> Option<usize> {
+    process_heap()?.usable_size(p)
+}
+
+/// Whether `p` lies in memory of the process heap: its arena or one of its
+/// direct mappings. A pointer from another allocator answers false.
+pub fn owns(p: *const u8) -> bool {
+    process_heap().is_some_and(|h| h.arena.page_of(p).is_some() || h.usable_size(p).is_some())
 }
 
 /// A snapshot of the process heap (the one behind [`Lifeboat`]); all zero

@@ -73,7 +73,10 @@ unsafe impl Sync for HeapInner {}
 impl HeapInner {
     /// Maps and initialises a heap. `budget == 0` in `config` means the
     /// machine default when `allow_default`, an error otherwise.
-    pub(crate) fn create(config: &Config, allow_default: bool) -> Result<NonNull<HeapInner>, Error> {
+    pub(crate) fn create(
+        config: &Config,
+        allow_default: bool,
+    ) -> Result<NonNull<HeapInner>, Error> {
         let budget = match config.budget {
             0 if allow_default => os::default_budget(),
             b => b,
@@ -88,7 +91,8 @@ impl HeapInner {
         let huge_slots = ((npages >> MAX_ORDER) + 1).next_power_of_two() * 2;
         let inner_len = core::mem::size_of::<HeapInner>().next_multiple_of(64);
         let huge_len = (huge_slots * core::mem::size_of::<HugeEntry>()).next_multiple_of(64);
-        let meta_len = (inner_len + huge_len + npages * core::mem::size_of::<PageDesc>()).next_multiple_of(PAGE_SIZE);
+        let meta_len = (inner_len + huge_len + npages * core::mem::size_of::<PageDesc>())
+            .next_multiple_of(PAGE_SIZE);
         let meta = os::reserve(meta_len, PAGE_SIZE).ok_or(Error::MapFailed)?;
         let Some(base) = os::reserve(npages << PAGE_SHIFT, MAX_BLOCK) else {
             // SAFETY: `meta` was just mapped with this length and is unused.
@@ -214,7 +218,12 @@ impl HeapInner {
     /// # Safety
     /// `class < NUM_CLASSES`; `tc` belongs to this heap and to the caller.
     #[inline]
-    pub(crate) unsafe fn alloc_small(&self, tc: &mut ThreadCache, class: usize, flags: AllocFlags) -> Result<*mut u8, AllocError> {
+    pub(crate) unsafe fn alloc_small(
+        &self,
+        tc: &mut ThreadCache,
+        class: usize,
+        flags: AllocFlags,
+    ) -> Result<*mut u8, AllocError> {
         // SAFETY: as guaranteed by the caller.
         let p = unsafe { tc.alloc_fast(class) };
         if !p.is_null() {
@@ -225,7 +234,12 @@ impl HeapInner {
     }
 
     #[cold]
-    unsafe fn alloc_small_slow(&self, tc: &mut ThreadCache, class: usize, r: Rights) -> Result<*mut u8, AllocError> {
+    unsafe fn alloc_small_slow(
+        &self,
+        tc: &mut ThreadCache,
+        class: usize,
+        r: Rights,
+    ) -> Result<*mut u8, AllocError> {
         self.maybe_lift_reserve(tc);
         // SAFETY: `tc` is the caller's cache of this heap.
         unsafe {
@@ -243,7 +257,7 @@ impl HeapInner {
                     self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
                     return Ok(p);
                 }
-                if let Ok(s) = self.new_slab(tc.id(), class, true, r) {
+                if let Ok(s) = self.new_slab(tc.reserve_id(), class, true, r) {
                     self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
                     return Ok(tc.install(self, class, s));
                 }
@@ -256,8 +270,11 @@ impl HeapInner {
     /// Counts a refusal and warns (rate-limited, unless `NOWARN`).
     #[cold]
     fn refused(&self, r: Rights, order: usize, err: AllocError) {
-        self.counters.refuse(if r.memalloc { Tier::Memalloc } else { r.tier });
-        if r.flags.contains(AllocFlags::NOWARN) || !crate::diag::warn_allowed(crate::diag::Warn::AllocFailure) {
+        self.counters
+            .refuse(if r.memalloc { Tier::Memalloc } else { r.tier });
+        if r.flags.contains(AllocFlags::NOWARN)
+            || !crate::diag::warn_allowed(crate::diag::Warn::AllocFailure)
+        {
             return;
         }
         let mut m = crate::diag::MsgBuf::new();
@@ -283,8 +300,18 @@ impl HeapInner {
     }
 
     /// A slab for `class` owned by `owner`: a listed one, else a new one.
-    fn new_slab(&self, owner: usize, class: usize, reserve: bool, r: Rights) -> Result<&PageDesc, AllocError> {
-        let mark = if reserve { self.reserve_mark() } else { self.arena.marks.mark(r.tier) };
+    fn new_slab(
+        &self,
+        owner: usize,
+        class: usize,
+        reserve: bool,
+        r: Rights,
+    ) -> Result<&PageDesc, AllocError> {
+        let mark = if reserve {
+            self.reserve_mark()
+        } else {
+            self.arena.marks.mark(r.tier)
+        };
         let order = SLAB_ORDER[class] as usize;
         self.with_lock(|| {
             // SAFETY: under the heap lock.
@@ -293,7 +320,14 @@ impl HeapInner {
                     return Ok(s);
                 }
                 let (idx, _) = self.arena.alloc(order, mark)?;
-                Ok(slab::carve(&self.arena, &self.slabs, idx, class, owner, reserve))
+                Ok(slab::carve(
+                    &self.arena,
+                    &self.slabs,
+                    idx,
+                    class,
+                    owner,
+                    reserve,
+                ))
             }
         })
     }
@@ -336,7 +370,12 @@ impl HeapInner {
 
     /// Allocates whole pages (large) or a direct mapping (huge). Returns the
     /// pointer and whether its memory is known to be zero.
-    pub(crate) fn alloc_pages(&self, size: usize, align: usize, flags: AllocFlags) -> Result<(*mut u8, bool), AllocError> {
+    pub(crate) fn alloc_pages(
+        &self,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+    ) -> Result<(*mut u8, bool), AllocError> {
         let r = resolve(flags);
         if size > MAX_BLOCK || align > MAX_BLOCK {
             return self.alloc_huge(size, align, r).map(|p| (p, true));
@@ -381,7 +420,9 @@ impl HeapInner {
             // SAFETY: under the heap lock.
             unsafe {
                 match self.arena.charge(pages, self.arena.marks.mark(r.tier)) {
-                    Err(AllocError::Watermark) if r.memalloc => self.arena.charge(pages, self.reserve_mark()),
+                    Err(AllocError::Watermark) if r.memalloc => {
+                        self.arena.charge(pages, self.reserve_mark())
+                    }
                     res => res,
                 }
             }
@@ -448,7 +489,11 @@ impl HeapInner {
                 }
                 let home = hash(e.addr) & mask;
                 // Move e into the hole unless its home lies cyclically in (hole, j].
-                let between = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+                let between = if hole <= j {
+                    hole < home && home <= j
+                } else {
+                    hole < home || home <= j
+                };
                 if !between {
                     *self.huge.add(hole) = e;
                     hole = j;
@@ -474,7 +519,10 @@ impl HeapInner {
         match d.kind() {
             KIND_LARGE => {
                 if p != self.arena.page_addr(idx) {
-                    fatal("invalid free (pointer inside a large allocation)", p as usize);
+                    fatal(
+                        "invalid free (pointer inside a large allocation)",
+                        p as usize,
+                    );
                 }
                 self.with_lock(|| {
                     if d.kind() != KIND_LARGE {
@@ -485,12 +533,14 @@ impl HeapInner {
                 });
             }
             KIND_SLAB | KIND_TAIL => {
-                let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                let s = self
+                    .arena
+                    .desc(idx - d.back.load(Ordering::Relaxed) as usize);
                 if s.kind() != KIND_SLAB {
                     fatal("invalid free (pointer in no live allocation)", p as usize);
                 }
                 check_object_start(&self.arena, s, p);
-                if s.owner.load(Ordering::Relaxed) == tc.id() {
+                if tc.owns(s.owner.load(Ordering::Relaxed)) {
                     // SAFETY: we own the slab; `p` is one of its objects.
                     unsafe { tc.free_local(self, s, p) };
                 } else {
@@ -549,8 +599,11 @@ impl HeapInner {
                 match d.kind() {
                     KIND_LARGE => Some(PAGE_SIZE << d.order()),
                     KIND_SLAB | KIND_TAIL => {
-                        let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
-                        (s.kind() == KIND_SLAB).then(|| CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
+                        let s = self
+                            .arena
+                            .desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                        (s.kind() == KIND_SLAB)
+                            .then(|| CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
                     }
                     _ => None,
                 }
@@ -560,12 +613,16 @@ impl HeapInner {
 
     /// Whether `p` is an object of a reserve-backed slab.
     pub(crate) fn is_reserve_backed(&self, p: *const u8) -> bool {
-        let Some(idx) = self.arena.page_of(p) else { return false };
+        let Some(idx) = self.arena.page_of(p) else {
+            return false;
+        };
         let d = self.arena.desc(idx);
         if d.kind() != KIND_SLAB && d.kind() != KIND_TAIL {
             return false;
         }
-        let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+        let s = self
+            .arena
+            .desc(idx - d.back.load(Ordering::Relaxed) as usize);
         s.kind() == KIND_SLAB && s.has_flag(FLAG_RESERVE)
     }
 
@@ -576,7 +633,12 @@ impl HeapInner {
     ///
     /// # Safety
     /// `tc` is the caller's cache of this heap.
-    pub(crate) unsafe fn alloc_with(&self, tc: &mut ThreadCache, layout: Layout, flags: AllocFlags) -> Result<(*mut u8, bool), AllocError> {
+    pub(crate) unsafe fn alloc_with(
+        &self,
+        tc: &mut ThreadCache,
+        layout: Layout,
+        flags: AllocFlags,
+    ) -> Result<(*mut u8, bool), AllocError> {
         match class_for(layout.size(), layout.align()) {
             // SAFETY: class_for returns classes in range; `tc` per caller.
             Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
@@ -590,12 +652,20 @@ impl HeapInner {
     /// # Safety
     /// `p` is a live allocation of this heap made with `layout`; `tc` is the
     /// caller's cache of this heap.
-    pub(crate) unsafe fn realloc_with(&self, tc: &mut ThreadCache, p: *mut u8, layout: Layout, new_size: usize, flags: AllocFlags) -> Result<*mut u8, AllocError> {
+    pub(crate) unsafe fn realloc_with(
+        &self,
+        tc: &mut ThreadCache,
+        p: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        flags: AllocFlags,
+    ) -> Result<*mut u8, AllocError> {
         let align = layout.align();
         if let Some(new) = self.resize_in_place(p, align, new_size) {
             return Ok(new);
         }
-        let new_layout = Layout::from_size_align(new_size, align).map_err(|_| AllocError::Layout)?;
+        let new_layout =
+            Layout::from_size_align(new_size, align).map_err(|_| AllocError::Layout)?;
         // SAFETY: forwarded.
         let (q, _) = unsafe { self.alloc_with(tc, new_layout, flags)? };
         // SAFETY: both blocks are live and distinct; the copy is bounded by
@@ -618,7 +688,8 @@ impl HeapInner {
                     return None;
                 }
                 let order = d.order();
-                let want = order_for_pages(new_size.div_ceil(PAGE_SIZE)).max(order_for_pages(align >> PAGE_SHIFT));
+                let want = order_for_pages(new_size.div_ceil(PAGE_SIZE))
+                    .max(order_for_pages(align >> PAGE_SHIFT));
                 if want == order {
                     return Some(p);
                 }
@@ -641,7 +712,9 @@ impl HeapInner {
                 None
             }
             KIND_SLAB | KIND_TAIL => {
-                let s = self.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                let s = self
+                    .arena
+                    .desc(idx - d.back.load(Ordering::Relaxed) as usize);
                 let class = s.class.load(Ordering::Relaxed) as usize;
                 (class_for(new_size, align) == Some(class)).then_some(p)
             }
@@ -662,7 +735,10 @@ impl HeapInner {
         let mark = self.arena.marks.mark(resolve(AllocFlags::NORMAL).tier);
         if new_len > old_len {
             // SAFETY: under the heap lock.
-            self.with_lock(|| unsafe { self.arena.charge((new_len - old_len) >> PAGE_SHIFT, mark) }).ok()?;
+            self.with_lock(|| unsafe {
+                self.arena.charge((new_len - old_len) >> PAGE_SHIFT, mark)
+            })
+            .ok()?;
         }
         // SAFETY: the mapping is live and the caller's; mremap keeps its data.
         let q = unsafe { os::remap(p, old_len, new_len) };
@@ -677,16 +753,22 @@ impl HeapInner {
                             self.arena.uncharge((old_len - new_len) >> PAGE_SHIFT);
                         }
                     }
-                    None if new_len > old_len => self.arena.uncharge((new_len - old_len) >> PAGE_SHIFT),
+                    None if new_len > old_len => {
+                        self.arena.uncharge((new_len - old_len) >> PAGE_SHIFT)
+                    }
                     None => {}
                 }
             }
         });
         if q.is_some() {
             if new_len > old_len {
-                self.counters.huge_bytes.fetch_add(new_len - old_len, Ordering::Relaxed);
+                self.counters
+                    .huge_bytes
+                    .fetch_add(new_len - old_len, Ordering::Relaxed);
             } else {
-                self.counters.huge_bytes.fetch_sub(old_len - new_len, Ordering::Relaxed);
+                self.counters
+                    .huge_bytes
+                    .fetch_sub(old_len - new_len, Ordering::Relaxed);
             }
         }
         q
@@ -715,7 +797,10 @@ impl HeapInner {
                 match d.kind() {
                     KIND_SLAB => {
                         let c = d.class.load(Ordering::Relaxed) as usize;
-                        let live = d.used.load(Ordering::Relaxed).saturating_sub(rcnt(d.remote.load(Ordering::Relaxed)));
+                        let live = d
+                            .used
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(rcnt(d.remote.load(Ordering::Relaxed)));
                         st.classes[c].slabs += 1;
                         st.classes[c].live_objects += live as usize;
                         st.slab_pages += 1 << order;
@@ -732,7 +817,8 @@ impl HeapInner {
         });
         st.huge_bytes = self.counters.huge_bytes.load(Ordering::Relaxed);
         st.mapped_bytes = (frontier << PAGE_SHIFT) + st.huge_bytes;
-        st.resident_bytes = (os::resident_pages(self.arena.base, frontier) << PAGE_SHIFT) + st.huge_bytes.min(st.mapped_bytes);
+        st.resident_bytes = (os::resident_pages(self.arena.base, frontier) << PAGE_SHIFT)
+            + st.huge_bytes.min(st.mapped_bytes);
         st.reserve_allocs = self.counters.reserve_allocs.load(Ordering::Relaxed);
         st.refusals = self.counters.refusals();
         st
@@ -797,7 +883,9 @@ unsafe impl Sync for Heap {}
 impl Heap {
     /// Maps a heap of `config`'s budget (which must be at least 1 MiB).
     pub fn new(config: Config) -> Result<Heap, Error> {
-        Ok(Heap { inner: HeapInner::create(&config, false)? })
+        Ok(Heap {
+            inner: HeapInner::create(&config, false)?,
+        })
     }
 
     pub(crate) fn inner(&self) -> &HeapInner {
@@ -814,7 +902,11 @@ impl Heap {
     }
 
     /// Allocates zeroed memory.
-    pub fn alloc_zeroed(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+    pub fn alloc_zeroed(
+        &self,
+        layout: Layout,
+        flags: AllocFlags,
+    ) -> Result<NonNull<u8>, AllocError> {
         let h = self.inner();
         // SAFETY: the shard cache belongs to this heap.
         let (p, zeroed) = h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })?;
@@ -842,10 +934,18 @@ impl Heap {
     /// # Safety
     /// `ptr` is a live allocation of this heap made with `layout`. On
     /// success the old pointer must not be used; on error it stays valid.
-    pub unsafe fn realloc(&self, ptr: NonNull<u8>, layout: Layout, new_size: usize, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+    pub unsafe fn realloc(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+        flags: AllocFlags,
+    ) -> Result<NonNull<u8>, AllocError> {
         let h = self.inner();
         // SAFETY: forwarded from the caller.
-        let p = h.with_shard(|tc| unsafe { h.realloc_with(tc, ptr.as_ptr(), layout, new_size, flags) })?;
+        let p = h.with_shard(|tc| unsafe {
+            h.realloc_with(tc, ptr.as_ptr(), layout, new_size, flags)
+        })?;
         NonNull::new(p).ok_or(AllocError::Layout)
     }
 
@@ -889,6 +989,8 @@ impl Drop for Heap {
 
 impl core::fmt::Debug for Heap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Heap").field("budget_pages", &self.inner().budget_pages).finish()
+        f.debug_struct("Heap")
+            .field("budget_pages", &self.inner().budget_pages)
+            .finish()
     }
 }

@@ -43,6 +43,8 @@ mod flags;
 mod global;
 mod heap;
 mod memalloc;
+#[doc(hidden)]
+pub mod model;
 mod os;
 mod slab;
 mod stats;
@@ -55,7 +57,7 @@ pub use config::Config;
 pub use error::{AllocError, Error};
 pub use flags::AllocFlags;
 #[cfg(not(loom))]
-pub use global::{stats, Lifeboat};
+pub use global::{owns, stats, usable_size, Lifeboat};
 pub use heap::Heap;
 pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};
 pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};

@@ -53,7 +53,11 @@ pub(crate) fn resolve(flags: AllocFlags) -> Rights {
     } else {
         Tier::Normal
     };
-    Rights { tier, memalloc, flags: AllocFlags(bits & 0xff) }
+    Rights {
+        tier,
+        memalloc,
+        flags: AllocFlags(bits & 0xff),
+    }
 }
 
 /// A scope that set some rights; dropping it clears exactly those.
@@ -75,7 +79,11 @@ fn enter(bits: u32) -> ScopeGuard {
         d.set(v);
         v
     });
-    ScopeGuard { set, depth, _not_send: core::marker::PhantomData }
+    ScopeGuard {
+        set,
+        depth,
+        _not_send: core::marker::PhantomData,
+    }
 }
 
 impl Drop for ScopeGuard {
@@ -132,7 +140,10 @@ mod tests {
                 let _b = memalloc_scope();
                 assert!(resolve(AllocFlags::NORMAL).memalloc);
             }
-            assert!(resolve(AllocFlags::NORMAL).memalloc, "inner guard must not clear outer right");
+            assert!(
+                resolve(AllocFlags::NORMAL).memalloc,
+                "inner guard must not clear outer right"
+            );
             {
                 let _n = nomemalloc_scope();
                 assert!(!resolve(AllocFlags::NORMAL).memalloc, "nomemalloc wins");
@@ -158,7 +169,10 @@ mod tests {
     fn tiers_from_flags() {
         assert_eq!(resolve(AllocFlags::NORMAL).tier, Tier::Normal);
         assert_eq!(resolve(AllocFlags::HIGH).tier, Tier::High);
-        assert_eq!(resolve(AllocFlags::ATOMIC | AllocFlags::HIGH).tier, Tier::Atomic);
+        assert_eq!(
+            resolve(AllocFlags::ATOMIC | AllocFlags::HIGH).tier,
+            Tier::Atomic
+        );
         std::thread::spawn(|| {
             mark_oom_victim();
             assert_eq!(resolve(AllocFlags::NORMAL).tier, Tier::OomVictim);

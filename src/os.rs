@@ -85,7 +85,8 @@ pub(crate) fn resident_pages(p: *const u8, npages: usize) -> usize {
         let addr = p.wrapping_add(done << PAGE_SHIFT);
         // SAFETY: the range is page-aligned and mapped (the caller passes a
         // range of a live mapping); `vec` has room for `n` entries.
-        let rc = unsafe { libc::mincore(addr as *mut libc::c_void, n << PAGE_SHIFT, vec.as_mut_ptr()) };
+        let rc =
+            unsafe { libc::mincore(addr as *mut libc::c_void, n << PAGE_SHIFT, vec.as_mut_ptr()) };
         if rc == 0 {
             resident += vec[..n].iter().filter(|&&b| b & 1 != 0).count();
         }
@@ -158,8 +159,14 @@ pub(crate) fn parse_size(s: &[u8]) -> Option<usize> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -195,7 +202,11 @@ pub(crate) fn cgroup_limit() -> Option<usize> {
     let rel = &rest[..line_len];
     let mut path = [0u8; 640];
     let mut len = 0;
-    for part in [b"/sys/fs/cgroup".as_slice(), rel, b"/memory.max\0".as_slice()] {
+    for part in [
+        b"/sys/fs/cgroup".as_slice(),
+        rel,
+        b"/memory.max\0".as_slice(),
+    ] {
         for &b in part {
             if len >= path.len() - 1 {
                 return None;

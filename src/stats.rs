@@ -160,13 +160,49 @@ impl fmt::Display for Bytes {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pg = |p: usize| Bytes(p << 12);
-        writeln!(f, "budget   {:>10} pages  ({})", self.budget_pages, pg(self.budget_pages))?;
-        writeln!(f, "free     {:>10} pages  ({})", self.free_pages, pg(self.free_pages))?;
-        writeln!(f, "min      {:>10} pages  ({})", self.min_pages, pg(self.min_pages))?;
-        writeln!(f, "low      {:>10} pages  ({})", self.low_pages, pg(self.low_pages))?;
-        writeln!(f, "high     {:>10} pages  ({})", self.high_pages, pg(self.high_pages))?;
-        writeln!(f, "slabs    {:>10} pages   large {} pages   huge {}", self.slab_pages, self.large_pages, Bytes(self.huge_bytes))?;
-        writeln!(f, "mapped   {:>10}   resident {}", Bytes(self.mapped_bytes).to_padded(), Bytes(self.resident_bytes))?;
+        writeln!(
+            f,
+            "budget   {:>10} pages  ({})",
+            self.budget_pages,
+            pg(self.budget_pages)
+        )?;
+        writeln!(
+            f,
+            "free     {:>10} pages  ({})",
+            self.free_pages,
+            pg(self.free_pages)
+        )?;
+        writeln!(
+            f,
+            "min      {:>10} pages  ({})",
+            self.min_pages,
+            pg(self.min_pages)
+        )?;
+        writeln!(
+            f,
+            "low      {:>10} pages  ({})",
+            self.low_pages,
+            pg(self.low_pages)
+        )?;
+        writeln!(
+            f,
+            "high     {:>10} pages  ({})",
+            self.high_pages,
+            pg(self.high_pages)
+        )?;
+        writeln!(
+            f,
+            "slabs    {:>10} pages   large {} pages   huge {}",
+            self.slab_pages,
+            self.large_pages,
+            Bytes(self.huge_bytes)
+        )?;
+        writeln!(
+            f,
+            "mapped   {:>10}   resident {}",
+            Bytes(self.mapped_bytes).to_padded(),
+            Bytes(self.resident_bytes)
+        )?;
         writeln!(
             f,
             "reserve  {} slabs, {} allocations; refused: normal {} high {} oom-victim {} atomic {} memalloc {}",
@@ -180,7 +216,11 @@ impl fmt::Display for Stats {
         )?;
         writeln!(f, "free blocks per order (buddyinfo):")?;
         for (o, n) in self.free_blocks.iter().enumerate() {
-            writeln!(f, "  order {o:>2} ({:>8}): {n}", Bytes(4096 << o).to_padded())?;
+            writeln!(
+                f,
+                "  order {o:>2} ({:>8}): {n}",
+                Bytes(4096 << o).to_padded()
+            )?;
         }
         writeln!(f, "size classes in use (slabinfo):")?;
         writeln!(f, "  {:>8} {:>8} {:>12}", "size", "slabs", "live objs")?;

@@ -12,6 +12,10 @@
 //!   memalloc rights, so the unprivileged fast path never sees it.
 //! * Every slab this cache owns is in one of these slots; `flush` detaches
 //!   them all, so nothing stays owned by a thread that is gone.
+//! * Reserve slabs are owned under a second id, `id() | 1`: the free fast
+//!   path compares the owner with `id()` only, so frees into reserve slabs
+//!   always take the slow path, which releases an emptied reserve slab at
+//!   once. The unprivileged fast path pays nothing for this.
 
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::heap::HeapInner;
@@ -44,6 +48,18 @@ impl ThreadCache {
         self as *const Self as usize
     }
 
+    /// The owner id of this cache's reserve slabs.
+    #[inline(always)]
+    pub(crate) fn reserve_id(&self) -> usize {
+        self.id() | 1
+    }
+
+    /// Whether this cache owns the slab with owner field `owner`.
+    #[inline(always)]
+    pub(crate) fn owns(&self, owner: usize) -> bool {
+        owner & !1 == self.id()
+    }
+
     /// Pops from the active slab of `class`; null if its list is empty.
     ///
     /// # Safety
@@ -62,8 +78,17 @@ impl ThreadCache {
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`]; `heap` owns the slabs.
-    pub(crate) unsafe fn refill_slot(&mut self, heap: &HeapInner, class: usize, reserve: bool) -> *mut u8 {
-        let slot = if reserve { &mut self.reserve[class] } else { &mut self.active[class] };
+    pub(crate) unsafe fn refill_slot(
+        &mut self,
+        heap: &HeapInner,
+        class: usize,
+        reserve: bool,
+    ) -> *mut u8 {
+        let slot = if reserve {
+            &mut self.reserve[class]
+        } else {
+            &mut self.active[class]
+        };
         // SAFETY: the slot holds a live descriptor.
         let s = unsafe { &**slot };
         if s.kind() != KIND_SLAB {
@@ -75,7 +100,9 @@ impl ThreadCache {
             if !p.is_null() {
                 return p;
             }
-            if slab::refill_from_bump(&heap.arena, s, BUMP_BATCH) || slab::collect_remote(s, false) != 0 {
+            if slab::refill_from_bump(&heap.arena, s, BUMP_BATCH)
+                || slab::collect_remote(s, false) != 0
+            {
                 return pop_local(s);
             }
             // Full: give it up; remote frees will list it again.
@@ -90,7 +117,12 @@ impl ThreadCache {
     ///
     /// # Safety
     /// This cache owns `s`, the slot for its class is the sentinel.
-    pub(crate) unsafe fn install(&mut self, heap: &HeapInner, class: usize, s: &PageDesc) -> *mut u8 {
+    pub(crate) unsafe fn install(
+        &mut self,
+        heap: &HeapInner,
+        class: usize,
+        s: &PageDesc,
+    ) -> *mut u8 {
         let reserve = s.has_flag(FLAG_RESERVE);
         if reserve {
             self.reserve[class] = s;
@@ -104,7 +136,7 @@ impl ThreadCache {
     /// Frees `p`, an object of slab `s` owned by this cache.
     ///
     /// # Safety
-    /// `p` is a live object of `s`, and `s.owner == self.id()`.
+    /// `p` is a live object of `s`, and `self.owns(s.owner)`.
     pub(crate) unsafe fn free_local(&mut self, heap: &HeapInner, s: &PageDesc, p: *mut u8) {
         use crate::sync::Ordering;
         // SAFETY: we own the slab's local fields.
@@ -112,7 +144,10 @@ impl ThreadCache {
             let used = s.used.load(Ordering::Relaxed);
             let head = s.free.get();
             if used == 0 || p == head {
-                crate::diag::fatal("double free (object already on its slab's free list)", p as usize);
+                crate::diag::fatal(
+                    "double free (object already on its slab's free list)",
+                    p as usize,
+                );
             }
             *(p as *mut *mut u8) = head;
             s.free.set(p);
@@ -137,7 +172,11 @@ impl ThreadCache {
     pub(crate) unsafe fn flush(&mut self, heap: &HeapInner) {
         for class in 0..NUM_CLASSES {
             for reserve in [false, true] {
-                let slot = if reserve { &mut self.reserve[class] } else { &mut self.active[class] };
+                let slot = if reserve {
+                    &mut self.reserve[class]
+                } else {
+                    &mut self.active[class]
+                };
                 // SAFETY: slots hold live descriptors.
                 let s = unsafe { &**slot };
                 if s.kind() == KIND_SLAB {

@@ -140,4 +140,5 @@ impl PageDesc {
     }
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<PageDesc>() == 64);

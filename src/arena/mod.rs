@@ -121,7 +121,11 @@ impl Arena {
     ///
     /// # Safety
     /// The caller holds the heap lock.
-    pub(crate) unsafe fn alloc(&self, order: usize, mark: usize) -> Result<(usize, bool), AllocError> {
+    pub(crate) unsafe fn alloc(
+        &self,
+        order: usize,
+        mark: usize,
+    ) -> Result<(usize, bool), AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError::Layout);
         }
@@ -288,9 +292,19 @@ mod tests {
             let descs = os::reserve(dbytes, 4096).unwrap();
             // SAFETY: both ranges were just mapped with the sizes given.
             let arena = unsafe {
-                Arena::new(base, descs.cast(), npages, Watermarks::for_budget(npages, 0))
+                Arena::new(
+                    base,
+                    descs.cast(),
+                    npages,
+                    Watermarks::for_budget(npages, 0),
+                )
             };
-            Self { arena, base, descs, npages }
+            Self {
+                arena,
+                base,
+                descs,
+                npages,
+            }
         }
     }
 

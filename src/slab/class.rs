@@ -179,7 +179,22 @@ mod tests {
     fn aligned_classes_are_multiples_of_alignment() {
         for shift in 3..=12 {
             let align = 1 << shift;
-            for size in [1, 7, 8, 9, 63, 64, 65, 100, 1000, 4095, 4096, 4097, 20000, MAX_SMALL_SIZE] {
+            for size in [
+                1,
+                7,
+                8,
+                9,
+                63,
+                64,
+                65,
+                100,
+                1000,
+                4095,
+                4096,
+                4097,
+                20000,
+                MAX_SMALL_SIZE,
+            ] {
                 if let Some(c) = class_for(size, align) {
                     let cs = CLASS_SIZE[c] as usize;
                     assert_eq!(cs % align, 0);

@@ -28,9 +28,7 @@
 pub(crate) mod class;
 pub(crate) mod remote;
 
-use crate::arena::desc::{
-    PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_SLAB, KIND_TAIL, NIL,
-};
+use crate::arena::desc::{PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_SLAB, KIND_TAIL, NIL};
 use crate::arena::Arena;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};
 use class::{CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
@@ -77,7 +75,8 @@ pub(crate) unsafe fn pop_local(s: &PageDesc) -> *mut u8 {
         let b = s.free.get();
         if !b.is_null() {
             s.free.set(*(b as *mut *mut u8));
-            s.used.store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            s.used
+                .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
         b
     }
@@ -102,7 +101,11 @@ pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32) -> 
         let base = slab_start(arena, s).add(bump as usize * size);
         for i in 0..n as usize {
             let obj = base.add(i * size);
-            let next = if i + 1 < n as usize { base.add((i + 1) * size) } else { core::ptr::null_mut() };
+            let next = if i + 1 < n as usize {
+                base.add((i + 1) * size)
+            } else {
+                core::ptr::null_mut()
+            };
             *(obj as *mut *mut u8) = next;
         }
         s.free.set(base);
@@ -123,7 +126,8 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool) -> u32 {
         // SAFETY: the stack is ours after the swap; owner-only fields.
         unsafe {
             append_local(s, rptr(w));
-            s.used.store(s.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+            s.used
+                .store(s.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
         }
     }
     n
@@ -151,7 +155,14 @@ unsafe fn append_local(s: &PageDesc, chain: *mut u8) {
 /// # Safety
 /// The caller holds the heap lock and just took the block at `idx` (of the
 /// class's slab order) from the arena.
-pub(crate) unsafe fn carve<'a>(arena: &'a Arena, lists: &SlabLists, idx: usize, class: usize, owner: usize, reserve: bool) -> &'a PageDesc {
+pub(crate) unsafe fn carve<'a>(
+    arena: &'a Arena,
+    lists: &SlabLists,
+    idx: usize,
+    class: usize,
+    owner: usize,
+    reserve: bool,
+) -> &'a PageDesc {
     let order = SLAB_ORDER[class] as usize;
     let size = CLASS_SIZE[class];
     let s = arena.desc(idx);
@@ -163,13 +174,15 @@ pub(crate) unsafe fn carve<'a>(arena: &'a Arena, lists: &SlabLists, idx: usize, 
     s.back.store(0, Ordering::Relaxed);
     s.order.store(order as u8, Ordering::Relaxed);
     s.class.store(class as u8, Ordering::Relaxed);
-    s.flags.store(if reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
+    s.flags
+        .store(if reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
     // SAFETY: nobody else can see the slab yet (it was a free block).
     unsafe {
         s.free.set(core::ptr::null_mut());
         s.bump.set(0);
         s.size.set(size);
-        s.capacity.set(((4096usize << order) / size as usize) as u32);
+        s.capacity
+            .set(((4096usize << order) / size as usize) as u32);
         s.next.set(NIL);
         s.prev.set(NIL);
     }
@@ -190,7 +203,13 @@ pub(crate) unsafe fn carve<'a>(arena: &'a Arena, lists: &SlabLists, idx: usize, 
 ///
 /// # Safety
 /// The caller holds the heap lock.
-pub(crate) unsafe fn claim<'a>(arena: &'a Arena, lists: &SlabLists, class: usize, reserve: bool, owner: usize) -> Option<&'a PageDesc> {
+pub(crate) unsafe fn claim<'a>(
+    arena: &'a Arena,
+    lists: &SlabLists,
+    class: usize,
+    reserve: bool,
+    owner: usize,
+) -> Option<&'a PageDesc> {
     let head = &lists.heads[reserve as usize][class];
     // SAFETY: list heads and links are under the heap lock.
     let idx = unsafe { head.get() };
@@ -223,8 +242,7 @@ pub(crate) unsafe fn detach(s: &PageDesc) {
         }
         // Release: the frozen `used`, `free`, `bump` are published to the
         // next holder of the heap lock and to remote freers.
-        if s
-            .remote
+        if s.remote
             .compare_exchange(w, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
@@ -259,7 +277,8 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
         return;
     }
     // SAFETY: frozen fields, read under the heap lock.
-    let has_free = rcnt(w) != 0 || unsafe { !s.free.get().is_null() || s.bump.get() < s.capacity.get() };
+    let has_free =
+        rcnt(w) != 0 || unsafe { !s.free.get().is_null() || s.bump.get() < s.capacity.get() };
     if has_free && !listed {
         // SAFETY: under the heap lock.
         unsafe { link(arena, lists, s) };

@@ -45,12 +45,18 @@ pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8) -> u64 {
     loop {
         let n = rcnt(w) + 1;
         if n > cap {
-            fatal("double free (remote free count exceeds slab capacity)", p as usize);
+            fatal(
+                "double free (remote free count exceeds slab capacity)",
+                p as usize,
+            );
         }
         // SAFETY: the object is ours until the CAS publishes it.
         unsafe { *(p as *mut *mut u8) = rptr(w) };
         let new = (p as u64 & PTR_MASK) | ((n as u64) << CNT_SHIFT) | (w & DETACHED);
-        match s.remote.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
+        match s
+            .remote
+            .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
+        {
             Ok(_) => return w,
             Err(cur) => w = cur,
         }
