@@ -11,6 +11,9 @@
 pub struct Config {
     pub(crate) budget: usize,
     pub(crate) min_free: usize,
+    pub(crate) atomic_reserve: usize,
+    pub(crate) max_reserve_users: u32,
+    pub(crate) reserve_wait_ms: u32,
 }
 
 impl Config {
@@ -22,6 +25,9 @@ impl Config {
         Self {
             budget: 0,
             min_free: 0,
+            atomic_reserve: 0,
+            max_reserve_users: 0,
+            reserve_wait_ms: 100,
         }
     }
 
@@ -36,6 +42,28 @@ impl Config {
     /// by the kernel's gaps.
     pub const fn min_free(mut self, bytes: usize) -> Self {
         self.min_free = bytes;
+        self
+    }
+
+    /// Keeps the last `bytes` of the reserve (at most `min`) for `ATOMIC`
+    /// requests: memalloc threads cannot take them, so reclaim cannot starve
+    /// callers that must not block. Default 0 (no separate share).
+    pub const fn atomic_reserve(mut self, bytes: usize) -> Self {
+        self.atomic_reserve = bytes;
+        self
+    }
+
+    /// At most `n` threads inside the reserve at once (0, the default: no
+    /// bound). A thread keeps its place until its outermost memalloc scope
+    /// ends; others wait up to [`Config::reserve_wait_ms`] and then fail.
+    pub const fn max_reserve_users(mut self, n: u32) -> Self {
+        self.max_reserve_users = n;
+        self
+    }
+
+    /// How long a thread waits for a place in the reserve (default 100 ms).
+    pub const fn reserve_wait_ms(mut self, ms: u32) -> Self {
+        self.reserve_wait_ms = ms;
         self
     }
 }

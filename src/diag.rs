@@ -145,13 +145,17 @@ pub(crate) fn warn_allowed(kind: Warn) -> bool {
 }
 
 pub(crate) fn monotonic_secs() -> u64 {
+    monotonic_millis() / 1000
+}
+
+pub(crate) fn monotonic_millis() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use core::fmt;
 
 /// Why a [`Heap`](crate::Heap) could not be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The budget is below the smallest workable heap ([`Error::MIN_BUDGET`]).
     BudgetTooSmall,
@@ -34,6 +35,7 @@ impl std::error::Error for Error {}
 
 /// Why an allocation was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AllocError {
     /// Granting it would take free pages below the caller's watermark.
     Watermark,
@@ -44,6 +46,11 @@ pub enum AllocError {
     Layout,
     /// The OS refused a direct mapping.
     MapFailed,
+    /// The reserve was needed, but `max_reserve_users` threads were inside
+    /// it for longer than the configured wait.
+    ReserveBusy,
+    /// A [`Mempool`](crate::Mempool) waited for an element and none came back.
+    Timeout,
 }
 
 impl fmt::Display for AllocError {
@@ -53,6 +60,8 @@ impl fmt::Display for AllocError {
             AllocError::Fragmented => "lifeboat: refused, no free block is large enough",
             AllocError::Layout => "lifeboat: refused, the layout cannot be served",
             AllocError::MapFailed => "lifeboat: refused, the OS would not map memory",
+            AllocError::ReserveBusy => "lifeboat: refused, too many threads inside the reserve",
+            AllocError::Timeout => "lifeboat: refused, waited for a pool element and timed out",
         })
     }
 }

@@ -167,6 +167,7 @@ extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     // exiting, so no allocation of ours is in progress on it.
     TC.with(|tc| unsafe { (*tc.get()).flush(h) });
     TSTATE.with(|s| s.set(T_DEAD));
+    crate::throttle::release_held();
 }
 
 extern "C" fn fork_prepare() {
@@ -348,6 +349,29 @@ unsafe impl GlobalAlloc for Lifeboat {
         });
         res.unwrap_or(ptr::null_mut())
     }
+}
+
+/// Allocates from the process heap with explicit flags (plus the thread's
+/// scopes); errors instead of null.
+pub(crate) fn alloc_flags(layout: Layout, flags: AllocFlags) -> Result<ptr::NonNull<u8>, crate::AllocError> {
+    let h = heap_or_init(&Config::new()).ok_or(crate::AllocError::MapFailed)?;
+    // SAFETY: the cache belongs to the process heap.
+    let (p, _) = with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, flags) })?;
+    ptr::NonNull::new(p).ok_or(crate::AllocError::Layout)
+}
+
+/// Frees a pointer of the process heap.
+///
+/// # Safety
+/// `p` came from the process heap and is not used afterwards.
+pub(crate) unsafe fn free_ptr(p: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_slow(p) }
+}
+
+/// Whether `p` is an object of a reserve-backed slab of the process heap.
+pub fn is_reserve_backed(p: *const u8) -> bool {
+    process_heap().is_some_and(|h| h.is_reserve_backed(p))
 }
 
 /// Bytes usable at `p`, if the process heap handed it out (what C's

@@ -13,7 +13,7 @@
 
 use crate::arena::buddy::{order_for_pages, MAX_ORDER};
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_LARGE, KIND_SLAB, KIND_TAIL};
-use crate::arena::watermark::{Tier, Watermarks};
+use crate::arena::watermark::{Admit, Tier, Watermarks};
 use crate::arena::Arena;
 use crate::config::Config;
 use crate::diag::fatal;
@@ -27,6 +27,7 @@ use crate::slab::{self, SlabLists};
 use crate::stats::{Counters, Stats};
 use crate::sync::{Ordering, RawLock};
 use crate::tcache::ThreadCache;
+use crate::throttle::{Pass, ReserveGate};
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
@@ -62,6 +63,7 @@ pub(crate) struct HeapInner {
     meta_len: usize,
     pub(crate) budget_pages: usize,
     pub(crate) counters: Counters,
+    gate: ReserveGate,
 }
 
 // SAFETY: all shared state follows the protocols in the module docs of
@@ -110,7 +112,11 @@ impl HeapInner {
             for i in 0..npages {
                 descs.add(i).write(PageDesc::new());
             }
-            let marks = Watermarks::for_budget(npages, config.min_free);
+            let marks = Watermarks::with_atomic_reserve(
+                npages,
+                config.min_free,
+                config.atomic_reserve >> PAGE_SHIFT,
+            );
             inner.write(HeapInner {
                 arena: Arena::new(base, descs, npages, marks),
                 slabs: SlabLists::new(),
@@ -126,6 +132,7 @@ impl HeapInner {
                 meta_len,
                 budget_pages: npages,
                 counters: Counters::new(),
+                gate: ReserveGate::new(config.max_reserve_users, config.reserve_wait_ms),
             });
             let empty: *const PageDesc = ptr::addr_of!((*inner).empty);
             for shard in &(*inner).shards {
@@ -151,9 +158,15 @@ impl HeapInner {
             }
             let (base, npages) = ((*h).arena.base, (*h).arena.npages);
             let (meta, meta_len) = ((*h).meta, (*h).meta_len);
-            ptr::drop_in_place(h);
             os::release(base, npages << PAGE_SHIFT);
-            os::release(meta, meta_len);
+            // A thread whose memalloc scope still holds a place in this
+            // heap's reserve gate will release it later: keep the metadata
+            // (a few pages) mapped for it rather than let it write freed
+            // memory.
+            if (*h).gate.users() == 0 {
+                ptr::drop_in_place(h);
+                os::release(meta, meta_len);
+            }
         }
     }
 
@@ -206,9 +219,26 @@ impl HeapInner {
         r
     }
 
-    /// The mark reserve (memalloc) requests must keep.
-    fn reserve_mark(&self) -> usize {
-        self.arena.marks.mark(Tier::Memalloc)
+    /// Runs a reserve attempt with the caller admitted by the reserve-user
+    /// bound; counts reserve grants.
+    fn through_gate<T>(&self, f: impl FnOnce() -> Result<T, AllocError>) -> Result<T, AllocError> {
+        let pass = self.gate.enter(crate::memalloc::in_memalloc_scope(), &self.counters)?;
+        let res = f();
+        if pass == Pass::Once {
+            self.gate.leave();
+        }
+        res
+    }
+
+    /// Records how a page-level request of `r` was admitted.
+    fn granted(&self, r: Rights, admit: Admit, pages: usize) {
+        if admit == Admit::Reserve {
+            self.counters.grant(Tier::Memalloc);
+            self.arena.reserve_pages.fetch_add(pages, Ordering::Relaxed);
+            self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.grant(r.tier);
+        }
     }
 
     // ---------------------------------------------------------------- small
@@ -233,6 +263,11 @@ impl HeapInner {
         unsafe { self.alloc_small_slow(tc, class, resolve(flags)) }
     }
 
+    /// The order of the slow path: the cache's own slab (bump region, then
+    /// remote frees); an ordinary slab (listed, else carved under the tier's
+    /// mark); and only for memalloc callers refused by the mark, the
+    /// reserve slot, a listed reserve slab, or a new one carved from the
+    /// reserve.
     #[cold]
     unsafe fn alloc_small_slow(
         &self,
@@ -247,24 +282,60 @@ impl HeapInner {
             if !p.is_null() {
                 return Ok(p);
             }
-            let err = match self.new_slab(tc.id(), class, false, r) {
+            let err = match self.new_slab(tc, class, r, false) {
                 Ok(s) => return Ok(tc.install(self, class, s)),
                 Err(e) => e,
             };
             if r.memalloc && err == AllocError::Watermark {
-                let p = tc.refill_slot(self, class, true);
-                if !p.is_null() {
-                    self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
-                    return Ok(p);
+                let res = self.through_gate(|| {
+                    let p = tc.refill_slot(self, class, true);
+                    if !p.is_null() {
+                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                        return Ok(p);
+                    }
+                    let s = self.new_slab(tc, class, r, true)?;
+                    Ok(tc.install(self, class, s))
+                });
+                if res.is_ok() {
+                    return res;
                 }
-                if let Ok(s) = self.new_slab(tc.reserve_id(), class, true, r) {
-                    self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
-                    return Ok(tc.install(self, class, s));
-                }
+                let err = res.unwrap_err();
+                self.refused(r, SLAB_ORDER[class] as usize, err);
+                return Err(err);
             }
-            self.refused(r, 0, err);
+            self.refused(r, SLAB_ORDER[class] as usize, err);
             Err(err)
         }
+    }
+
+    /// A slab for `class`, owned by `tc`: a listed one, else a new one. On
+    /// the reserve path (`reserve`), the listed slabs are reserve-backed
+    /// ones and a new slab is flagged if only the memalloc right admitted it.
+    fn new_slab(
+        &self,
+        tc: &ThreadCache,
+        class: usize,
+        r: Rights,
+        reserve: bool,
+    ) -> Result<&PageDesc, AllocError> {
+        let order = SLAB_ORDER[class] as usize;
+        self.with_lock(|| {
+            // SAFETY: under the heap lock.
+            unsafe {
+                let owner = if reserve { tc.reserve_id() } else { tc.id() };
+                if let Some(s) = slab::claim(&self.arena, &self.slabs, class, reserve, owner) {
+                    if reserve {
+                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(s);
+                }
+                let b = self.arena.alloc(order, r.tier, reserve)?;
+                self.granted(r, b.admit, 1 << order);
+                let flagged = b.admit == Admit::Reserve;
+                let owner = if flagged { tc.reserve_id() } else { tc.id() };
+                Ok(slab::carve(&self.arena, &self.slabs, b.idx, class, owner, flagged))
+            }
+        })
     }
 
     /// Counts a refusal and warns (rate-limited, unless `NOWARN`).
@@ -284,6 +355,8 @@ impl HeapInner {
                 AllocError::Fragmented => "fragmented",
                 AllocError::Layout => "layout",
                 AllocError::MapFailed => "mmap failed",
+                AllocError::ReserveBusy => "reserve busy",
+                AllocError::Timeout => "timeout",
             })
             .str("): order ")
             .dec(order)
@@ -297,39 +370,6 @@ impl HeapInner {
             .dec(self.arena.marks.high)
             .str("\n");
         m.emit();
-    }
-
-    /// A slab for `class` owned by `owner`: a listed one, else a new one.
-    fn new_slab(
-        &self,
-        owner: usize,
-        class: usize,
-        reserve: bool,
-        r: Rights,
-    ) -> Result<&PageDesc, AllocError> {
-        let mark = if reserve {
-            self.reserve_mark()
-        } else {
-            self.arena.marks.mark(r.tier)
-        };
-        let order = SLAB_ORDER[class] as usize;
-        self.with_lock(|| {
-            // SAFETY: under the heap lock.
-            unsafe {
-                if let Some(s) = slab::claim(&self.arena, &self.slabs, class, reserve, owner) {
-                    return Ok(s);
-                }
-                let (idx, _) = self.arena.alloc(order, mark)?;
-                Ok(slab::carve(
-                    &self.arena,
-                    &self.slabs,
-                    idx,
-                    class,
-                    owner,
-                    reserve,
-                ))
-            }
-        })
     }
 
     /// When pressure has lifted (free above `high`), reserve-backed slabs
@@ -349,12 +389,11 @@ impl HeapInner {
                 // SAFETY: `tc` owns `s`; it is detached before the flag changes.
                 unsafe { slab::detach(s) };
                 self.with_lock(|| {
-                    if s.has_flag(FLAG_RESERVE) {
-                        s.set_flag(FLAG_RESERVE, false);
-                        self.slabs.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
+                    // SAFETY: under the heap lock; `s` is detached.
+                    unsafe {
+                        self.unreserve(s);
+                        slab::settle(&self.arena, &self.slabs, s);
                     }
-                    // SAFETY: under the heap lock.
-                    unsafe { slab::settle(&self.arena, &self.slabs, s) };
                 });
             }
         }
@@ -364,6 +403,15 @@ impl HeapInner {
                 unsafe { slab::unreserve_listed(&self.arena, &self.slabs, class) };
             }
         });
+    }
+
+    /// Clears the reserve flag of a detached slab.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    unsafe fn unreserve(&self, s: &PageDesc) {
+        // SAFETY: forwarded.
+        unsafe { slab::unreserve(&self.arena, &self.slabs, s) };
     }
 
     // ---------------------------------------------------------------- pages
@@ -382,30 +430,26 @@ impl HeapInner {
         }
         let pages = size.div_ceil(PAGE_SIZE).max(1);
         let order = order_for_pages(pages).max(order_for_pages(align >> PAGE_SHIFT));
-        let got = self.with_lock(|| {
-            // SAFETY: under the heap lock.
-            let res = match unsafe { self.arena.alloc(order, self.arena.marks.mark(r.tier)) } {
-                Err(AllocError::Watermark) if r.memalloc => {
-                    // SAFETY: under the heap lock.
-                    let res = unsafe { self.arena.alloc(order, self.reserve_mark()) };
-                    if res.is_ok() {
-                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
-                    }
-                    res
-                }
-                res => res,
-            };
-            if let Ok((idx, _)) = res {
-                let d = self.arena.desc(idx);
+        let take = |memalloc: bool| {
+            self.with_lock(|| {
+                // SAFETY: under the heap lock.
+                let b = unsafe { self.arena.alloc(order, r.tier, memalloc) }?;
+                self.granted(r, b.admit, 1 << order);
+                let d = self.arena.desc(b.idx);
                 d.back.store(0, Ordering::Relaxed);
                 d.order.store(order as u8, Ordering::Relaxed);
                 d.owner.store(0, Ordering::Relaxed);
+                d.flags.store(if b.admit == Admit::Reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
                 d.kind.store(KIND_LARGE, Ordering::Release);
-            }
-            res
-        });
+                Ok(b)
+            })
+        };
+        let got = match take(false) {
+            Err(AllocError::Watermark) if r.memalloc => self.through_gate(|| take(true)),
+            res => res,
+        };
         match got {
-            Ok((idx, zeroed)) => Ok((self.arena.page_addr(idx), zeroed)),
+            Ok(b) => Ok((self.arena.page_addr(b.idx), b.zeroed)),
             Err(e) => {
                 self.refused(r, order, e);
                 Err(e)
@@ -416,26 +460,27 @@ impl HeapInner {
     fn alloc_huge(&self, size: usize, align: usize, r: Rights) -> Result<*mut u8, AllocError> {
         let len = size.checked_add(PAGE_SIZE - 1).ok_or(AllocError::Layout)? & !(PAGE_SIZE - 1);
         let pages = len >> PAGE_SHIFT;
-        let charged = self.with_lock(|| {
-            // SAFETY: under the heap lock.
-            unsafe {
-                match self.arena.charge(pages, self.arena.marks.mark(r.tier)) {
-                    Err(AllocError::Watermark) if r.memalloc => {
-                        self.arena.charge(pages, self.reserve_mark())
-                    }
-                    res => res,
-                }
+        // SAFETY: under the heap lock.
+        let charge = |memalloc: bool| self.with_lock(|| unsafe { self.arena.charge(pages, r.tier, memalloc) });
+        let charged = match charge(false) {
+            Err(AllocError::Watermark) if r.memalloc => self.through_gate(|| charge(true)),
+            res => res,
+        };
+        let admit = match charged {
+            Ok(a) => a,
+            Err(e) => {
+                self.refused(r, MAX_ORDER + 1, e);
+                return Err(e);
             }
-        });
-        if let Err(e) = charged {
-            self.refused(r, MAX_ORDER + 1, e);
-            return Err(e);
-        }
+        };
         let Some(p) = os::reserve(len, align.max(PAGE_SIZE)) else {
             // SAFETY: charged just above.
             self.with_lock(|| unsafe { self.arena.uncharge(pages) });
             return Err(AllocError::MapFailed);
         };
+        // Direct mappings are counted as granted but never as reserve pages:
+        // they go back to the budget the moment they are freed.
+        self.counters.grant(if admit == Admit::Reserve { Tier::Memalloc } else { r.tier });
         // SAFETY: under the heap lock.
         self.with_lock(|| unsafe { self.huge_insert(p as usize, len) });
         self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
@@ -527,6 +572,10 @@ impl HeapInner {
                 self.with_lock(|| {
                     if d.kind() != KIND_LARGE {
                         fatal("double free (large allocation)", p as usize);
+                    }
+                    if d.has_flag(FLAG_RESERVE) {
+                        d.set_flag(FLAG_RESERVE, false);
+                        self.arena.reserve_pages.fetch_sub(1 << d.order(), Ordering::Relaxed);
                     }
                     // SAFETY: under the heap lock; the block is the caller's.
                     unsafe { self.arena.free(idx, d.order()) };
@@ -661,7 +710,7 @@ impl HeapInner {
         flags: AllocFlags,
     ) -> Result<*mut u8, AllocError> {
         let align = layout.align();
-        if let Some(new) = self.resize_in_place(p, align, new_size) {
+        if let Some(new) = self.resize_in_place(p, align, new_size, flags) {
             return Ok(new);
         }
         let new_layout =
@@ -677,9 +726,15 @@ impl HeapInner {
         Ok(q)
     }
 
-    fn resize_in_place(&self, p: *mut u8, align: usize, new_size: usize) -> Option<*mut u8> {
+    fn resize_in_place(
+        &self,
+        p: *mut u8,
+        align: usize,
+        new_size: usize,
+        flags: AllocFlags,
+    ) -> Option<*mut u8> {
         let Some(idx) = self.arena.page_of(p) else {
-            return self.resize_huge(p, align, new_size);
+            return self.resize_huge(p, align, new_size, flags);
         };
         let d = self.arena.desc(idx);
         match d.kind() {
@@ -722,7 +777,13 @@ impl HeapInner {
         }
     }
 
-    fn resize_huge(&self, p: *mut u8, align: usize, new_size: usize) -> Option<*mut u8> {
+    fn resize_huge(
+        &self,
+        p: *mut u8,
+        align: usize,
+        new_size: usize,
+        flags: AllocFlags,
+    ) -> Option<*mut u8> {
         if new_size <= MAX_BLOCK || align > PAGE_SIZE {
             return None;
         }
@@ -732,11 +793,13 @@ impl HeapInner {
         if new_len == old_len {
             return Some(p);
         }
-        let mark = self.arena.marks.mark(resolve(AllocFlags::NORMAL).tier);
+        // Growth in place never draws on the reserve; a memalloc caller that
+        // needs it falls back to allocate-and-copy, which goes through the gate.
+        let tier = resolve(flags).tier;
         if new_len > old_len {
             // SAFETY: under the heap lock.
             self.with_lock(|| unsafe {
-                self.arena.charge((new_len - old_len) >> PAGE_SHIFT, mark)
+                self.arena.charge((new_len - old_len) >> PAGE_SHIFT, tier, false)
             })
             .ok()?;
         }
@@ -819,7 +882,12 @@ impl HeapInner {
         st.mapped_bytes = (frontier << PAGE_SHIFT) + st.huge_bytes;
         st.resident_bytes = (os::resident_pages(self.arena.base, frontier) << PAGE_SHIFT)
             + st.huge_bytes.min(st.mapped_bytes);
+        st.reserve_pages = self.arena.reserve_pages.load(Ordering::Relaxed);
         st.reserve_allocs = self.counters.reserve_allocs.load(Ordering::Relaxed);
+        st.reserve_users = self.gate.users() as usize;
+        st.reserve_waits = self.counters.reserve_waits.load(Ordering::Relaxed);
+        st.reserve_timeouts = self.counters.reserve_timeouts.load(Ordering::Relaxed);
+        st.grants = self.counters.grants();
         st.refusals = self.counters.refusals();
         st
     }

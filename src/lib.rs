@@ -42,13 +42,17 @@ mod flags;
 #[cfg(not(loom))]
 mod global;
 mod heap;
+mod mempool;
 mod memalloc;
 #[doc(hidden)]
 pub mod model;
 mod os;
+mod reserve;
 mod slab;
 mod stats;
 mod sync;
+mod target;
+mod throttle;
 mod tcache;
 
 pub use arena::buddy::MAX_ORDER;
@@ -57,8 +61,10 @@ pub use config::Config;
 pub use error::{AllocError, Error};
 pub use flags::AllocFlags;
 #[cfg(not(loom))]
-pub use global::{owns, stats, usable_size, Lifeboat};
+pub use global::{is_reserve_backed, owns, stats, usable_size, Lifeboat};
 pub use heap::Heap;
+pub use mempool::{Mempool, MempoolStats, MEMPOOL_DEFAULT_WAIT};
+pub use reserve::Reserve;
 pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};
 pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{ClassStats, Stats, TierCounts};

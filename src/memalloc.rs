@@ -29,6 +29,11 @@ pub(crate) fn thread_bits() -> u32 {
     RIGHTS.with(|r| r.get())
 }
 
+/// Whether a memalloc scope (not only an explicit flag) is active.
+pub(crate) fn in_memalloc_scope() -> bool {
+    thread_bits() & AllocFlags::MEMALLOC.0 != 0
+}
+
 /// What one allocation may do, from its flags and the thread's rights.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rights {
@@ -97,6 +102,10 @@ impl Drop for ScopeGuard {
             crate::diag::write_stderr(b"lifeboat: warning: allocation-rights guard dropped out of order; restoring only its own bits\n");
         }
         RIGHTS.with(|r| r.set(r.get() & !self.set));
+        if self.set & AllocFlags::MEMALLOC.0 != 0 {
+            // The outermost memalloc scope ended: give up the reserve place.
+            crate::throttle::release_held();
+        }
     }
 }
 

@@ -28,7 +28,10 @@ impl<'h> Cache<'h> {
     /// An empty cache of `heap`.
     pub fn new(heap: &'h Heap) -> Self {
         let empty: *const _ = &heap.inner().empty;
-        Self { heap, tc: Box::new(ThreadCache::new(empty)) }
+        Self {
+            heap,
+            tc: Box::new(ThreadCache::new(empty)),
+        }
     }
 
     /// Allocates through this cache.
@@ -66,3 +69,100 @@ impl Drop for Cache<'_> {
 pub fn free_pages(heap: &Heap) -> usize {
     heap.inner().arena.free_pages()
 }
+
+/// Address of the first page of a heap's arena (its pages are contiguous:
+/// `free_pages` counts them, [`crate::PAGE_SIZE`] each).
+pub fn arena_base(heap: &Heap) -> usize {
+    heap.inner().arena.base as usize
+}
+
+/// Pages in a heap's budget.
+pub fn budget_pages(heap: &Heap) -> usize {
+    heap.inner().budget_pages
+}
+
+/// The `min` watermark of a heap, in pages.
+pub fn min_pages(heap: &Heap) -> usize {
+    heap.inner().arena.marks.min
+}
+
+/// Faults a loom model can inject into the shipped protocol code, to show
+/// that the model catches them (loom builds only). Each is read at exactly
+/// one protocol step through [`fault`]; with no fault injected every hook is
+/// inert.
+#[cfg(loom)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `slab::remote::push` publishes its CAS with `Relaxed` instead of
+    /// `AcqRel`: the freer's last writes to the object are not ordered
+    /// before the owner's reuse of it.
+    WeakRemotePush,
+    /// `slab::settle` skips its re-check of `DETACHED` under the heap lock,
+    /// trusting the event (a push that saw `DETACHED`) instead of the state:
+    /// a slab claimed meanwhile is settled while owned.
+    SettleSkipsRecheck,
+    /// `RawLock` acquires with `Relaxed` instead of `Acquire`: the heap lock
+    /// no longer orders the arena's lock-protected state.
+    WeakLockAcquire,
+    /// `slab::link` files a reserve-backed slab on the ordinary partial
+    /// list, where unprivileged callers claim from.
+    ReserveListedAsOrdinary,
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    // Loom runs all threads of a model on the thread that called
+    // `loom::model`, so a thread-local scopes the fault to one test.
+    static FAULT: core::cell::Cell<Option<Fault>> = const { core::cell::Cell::new(None) };
+}
+
+/// Injects `f` (or nothing) into the protocol code run by this OS thread,
+/// which is every thread of a loom model started from it. Returns the
+/// previous setting.
+#[cfg(loom)]
+pub fn inject(f: Option<Fault>) -> Option<Fault> {
+    FAULT.with(|c| c.replace(f))
+}
+
+/// Whether fault `f` is injected (the hook read at a protocol step).
+#[cfg(loom)]
+#[inline]
+pub(crate) fn fault(f: Fault) -> bool {
+    FAULT.with(|c| c.get()) == Some(f)
+}
+
+/// `$weak` if fault `$f` is injected, else `$strong`; outside loom builds
+/// it expands to `$strong` alone, so shipped code is unchanged.
+#[cfg(loom)]
+macro_rules! fault_ordering {
+    ($f:ident, $strong:expr, $weak:expr) => {
+        if $crate::model::fault($crate::model::Fault::$f) {
+            $weak
+        } else {
+            $strong
+        }
+    };
+}
+#[cfg(not(loom))]
+macro_rules! fault_ordering {
+    ($f:ident, $strong:expr, $weak:expr) => {
+        $strong
+    };
+}
+pub(crate) use fault_ordering;
+
+/// Whether fault `$f` is injected; outside loom builds it expands to
+/// `false`, so shipped code is unchanged.
+#[cfg(loom)]
+macro_rules! fault_injected {
+    ($f:ident) => {
+        $crate::model::fault($crate::model::Fault::$f)
+    };
+}
+#[cfg(not(loom))]
+macro_rules! fault_injected {
+    ($f:ident) => {
+        false
+    };
+}
+pub(crate) use fault_injected;

@@ -11,7 +11,11 @@ use core::fmt;
 /// Event counters of a heap (relaxed atomics, off the fast path).
 pub(crate) struct Counters {
     pub(crate) huge_bytes: AtomicUsize,
+    /// Objects and blocks served from reserve memory.
     pub(crate) reserve_allocs: AtomicUsize,
+    pub(crate) reserve_waits: AtomicUsize,
+    pub(crate) reserve_timeouts: AtomicUsize,
+    grants: [AtomicUsize; 5],
     refusals: [AtomicUsize; 5],
 }
 
@@ -20,6 +24,9 @@ impl Counters {
         Self {
             huge_bytes: AtomicUsize::new(0),
             reserve_allocs: AtomicUsize::new(0),
+            reserve_waits: AtomicUsize::new(0),
+            reserve_timeouts: AtomicUsize::new(0),
+            grants: core::array::from_fn(|_| AtomicUsize::new(0)),
             refusals: core::array::from_fn(|_| AtomicUsize::new(0)),
         }
     }
@@ -28,8 +35,21 @@ impl Counters {
         self.refusals[tier_index(tier)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a page-level grant (a slab carved, a block or mapping made).
+    pub(crate) fn grant(&self, tier: Tier) {
+        self.grants[tier_index(tier)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn grants(&self) -> TierCounts {
+        Self::per_tier(&self.grants)
+    }
+
     pub(crate) fn refusals(&self) -> TierCounts {
-        let r = |t| self.refusals[tier_index(t)].load(Ordering::Relaxed);
+        Self::per_tier(&self.refusals)
+    }
+
+    fn per_tier(a: &[AtomicUsize; 5]) -> TierCounts {
+        let r = |t| a[tier_index(t)].load(Ordering::Relaxed);
         TierCounts {
             normal: r(Tier::Normal),
             high: r(Tier::High),
@@ -101,9 +121,21 @@ pub struct Stats {
     pub large_pages: usize,
     /// Reserve-backed slabs alive.
     pub reserve_slabs: usize,
-    /// Allocations served from the reserve.
+    /// Pages in use that were handed out from the reserve (below the
+    /// caller's tier mark, by the memalloc right).
+    pub reserve_pages: usize,
+    /// Allocations served from reserve memory (slab refills and blocks).
     pub reserve_allocs: usize,
-    /// Refused allocations per tier.
+    /// Threads inside the reserve now (when `max_reserve_users` is set).
+    pub reserve_users: usize,
+    /// Times a thread had to wait for a place in the reserve.
+    pub reserve_waits: usize,
+    /// Waits for a place in the reserve that timed out.
+    pub reserve_timeouts: usize,
+    /// Page-level grants (slabs carved, blocks taken, mappings made) per
+    /// tier; reserve grants count under `memalloc`.
+    pub grants: TierCounts,
+    /// Refused allocations per tier (memalloc callers count under `memalloc`).
     pub refusals: TierCounts,
     /// Arena bytes ever touched plus direct mappings.
     pub mapped_bytes: usize,
@@ -126,7 +158,12 @@ impl Stats {
             slab_pages: 0,
             large_pages: 0,
             reserve_slabs: 0,
+            reserve_pages: 0,
             reserve_allocs: 0,
+            reserve_users: 0,
+            reserve_waits: 0,
+            reserve_timeouts: 0,
+            grants: TierCounts::default(),
             refusals: TierCounts::default(),
             mapped_bytes: 0,
             resident_bytes: 0,
@@ -205,15 +242,22 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "reserve  {} slabs, {} allocations; refused: normal {} high {} oom-victim {} atomic {} memalloc {}",
+            "reserve  {} pages in use, {} slabs, {} allocations; {} users, {} waits, {} timeouts",
+            self.reserve_pages,
             self.reserve_slabs,
             self.reserve_allocs,
-            self.refusals.normal,
-            self.refusals.high,
-            self.refusals.oom_victim,
-            self.refusals.atomic,
-            self.refusals.memalloc
+            self.reserve_users,
+            self.reserve_waits,
+            self.reserve_timeouts
         )?;
+        writeln!(f, "tier        normal     high oom-victim   atomic memalloc")?;
+        for (name, t) in [("granted", &self.grants), ("refused", &self.refusals)] {
+            writeln!(
+                f,
+                "{name:<8} {:>9} {:>8} {:>10} {:>8} {:>8}",
+                t.normal, t.high, t.oom_victim, t.atomic, t.memalloc
+            )?;
+        }
         writeln!(f, "free blocks per order (buddyinfo):")?;
         for (o, n) in self.free_blocks.iter().enumerate() {
             writeln!(

@@ -126,7 +126,16 @@ impl RawLock {
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
         self.state
-            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                UNLOCKED,
+                LOCKED,
+                crate::model::fault_ordering!(
+                    WeakLockAcquire,
+                    Ordering::Acquire,
+                    Ordering::Relaxed
+                ),
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 
@@ -145,7 +154,9 @@ impl RawLock {
                 return;
             }
         }
-        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+        let acquire =
+            crate::model::fault_ordering!(WeakLockAcquire, Ordering::Acquire, Ordering::Relaxed);
+        while self.state.swap(CONTENDED, acquire) != UNLOCKED {
             futex_wait(&self.state, CONTENDED);
         }
     }
@@ -218,3 +229,46 @@ fn futex_wait(_state: &AtomicU32, _expected: u32) {
 
 #[cfg(loom)]
 fn futex_wake(_state: &AtomicU32) {}
+
+/// Sleeps while `*word == expected`, at most `ms` milliseconds (the futex
+/// wait of [`RawLock`], with a timeout). Spurious returns are allowed.
+#[cfg(not(loom))]
+pub(crate) fn wait_on(word: &AtomicU32, expected: u32, ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT reads the aligned u32; the timeout is relative and
+    // valid for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes every thread sleeping in [`wait_on`] on `word`.
+#[cfg(not(loom))]
+pub(crate) fn wake_all(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn wait_on(_word: &AtomicU32, _expected: u32, _ms: u64) {
+    loom::thread::yield_now();
+}
+
+#[cfg(loom)]
+pub(crate) fn wake_all(_word: &AtomicU32) {}

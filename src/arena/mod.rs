@@ -27,7 +27,18 @@ use crate::os::PAGE_SHIFT;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};
 use buddy::{buddy_of, largest_fitting_order, MAX_ORDER, ORDERS};
 use desc::{PageDesc, FLAG_ZEROED, KIND_FREE, KIND_TAIL, NIL};
-use watermark::Watermarks;
+use watermark::{Admit, Tier, Watermarks};
+
+/// A block taken from the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// Index of its first page.
+    pub(crate) idx: usize,
+    /// Its pages are known to read as zero.
+    pub(crate) zeroed: bool,
+    /// How it was admitted (`Reserve`: only the memalloc right allowed it).
+    pub(crate) admit: Admit,
+}
 
 pub(crate) struct Arena {
     /// First page; aligned to the largest block (4 MiB).
@@ -39,6 +50,9 @@ pub(crate) struct Arena {
     /// Free pages of the budget (exact; see the module docs).
     pub(crate) free: AtomicUsize,
     pub(crate) marks: Watermarks,
+    /// Pages in blocks flagged reserve (handed out only by the memalloc
+    /// right and not yet released or unflagged).
+    pub(crate) reserve_pages: AtomicUsize,
     frontier: RacyCell<usize>,
     lists: [RacyCell<u32>; ORDERS],
     counts: [RacyCell<usize>; ORDERS],
@@ -68,6 +82,7 @@ impl Arena {
             npages,
             free: AtomicUsize::new(npages),
             marks,
+            reserve_pages: AtomicUsize::new(0),
             frontier: RacyCell::new(0),
             lists: core::array::from_fn(|_| RacyCell::new(NIL)),
             counts: core::array::from_fn(|_| RacyCell::new(0)),
@@ -116,24 +131,18 @@ impl Arena {
         core::array::from_fn(|o| unsafe { self.counts[o].get() })
     }
 
-    /// Takes a block of `2^order` pages; returns its first page index and
-    /// whether its pages are known to be zero.
+    /// Takes a block of `2^order` pages for a request of `tier` (with the
+    /// memalloc right or not).
     ///
     /// # Safety
     /// The caller holds the heap lock.
-    pub(crate) unsafe fn alloc(
-        &self,
-        order: usize,
-        mark: usize,
-    ) -> Result<(usize, bool), AllocError> {
+    pub(crate) unsafe fn alloc(&self, order: usize, tier: Tier, memalloc: bool) -> Result<Block, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError::Layout);
         }
         let n = 1usize << order;
         let free = self.free_pages();
-        if free < mark.saturating_add(n) {
-            return Err(AllocError::Watermark);
-        }
+        let admit = self.marks.admit(free, n, tier, memalloc).ok_or(AllocError::Watermark)?;
         // SAFETY: under the heap lock (caller).
         let (idx, mut cur) = unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?;
         let d = self.desc(idx);
@@ -148,7 +157,7 @@ impl Arena {
         d.kind.store(KIND_TAIL, Ordering::Relaxed);
         d.set_flag(FLAG_ZEROED, false);
         self.free.store(free - n, Ordering::Relaxed);
-        Ok((idx, zeroed))
+        Ok(Block { idx, zeroed, admit })
     }
 
     /// Returns a block of `2^order` pages at `idx`, merging with free buddies.
@@ -192,13 +201,11 @@ impl Arena {
     ///
     /// # Safety
     /// The caller holds the heap lock.
-    pub(crate) unsafe fn charge(&self, pages: usize, mark: usize) -> Result<(), AllocError> {
+    pub(crate) unsafe fn charge(&self, pages: usize, tier: Tier, memalloc: bool) -> Result<Admit, AllocError> {
         let free = self.free_pages();
-        if free < mark.saturating_add(pages) {
-            return Err(AllocError::Watermark);
-        }
+        let admit = self.marks.admit(free, pages, tier, memalloc).ok_or(AllocError::Watermark)?;
         self.free.store(free - pages, Ordering::Relaxed);
-        Ok(())
+        Ok(admit)
     }
 
     /// Returns `pages` charged by [`Arena::charge`].
@@ -324,10 +331,11 @@ mod tests {
         let a = &t.arena;
         // SAFETY: single-threaded test: the "lock" is trivially held.
         unsafe {
-            let (x, z) = a.alloc(0, 0).unwrap();
-            assert!(z, "fresh pages are zero");
+            let b = a.alloc(0, Tier::Normal, true).unwrap();
+            let x = b.idx;
+            assert!(b.zeroed, "fresh pages are zero");
             assert_eq!(a.free_pages(), 1023);
-            let (y, _) = a.alloc(3, 0).unwrap();
+            let y = a.alloc(3, Tier::Normal, true).unwrap().idx;
             assert_eq!(y % 8, 0);
             assert_eq!(a.free_pages(), 1015);
             a.free(x, 0);
@@ -346,12 +354,12 @@ mod tests {
         let mut got = std::vec::Vec::new();
         // SAFETY: single-threaded test.
         unsafe {
-            while let Ok((i, _)) = a.alloc(0, 0) {
-                got.push(i);
+            while let Ok(b) = a.alloc(0, Tier::Normal, true) {
+                got.push(b.idx);
             }
             assert_eq!(got.len(), 1031);
             assert_eq!(a.free_pages(), 0);
-            assert_eq!(a.alloc(0, 0), Err(AllocError::Watermark));
+            assert_eq!(a.alloc(0, Tier::Normal, true), Err(AllocError::Watermark));
             for &i in &got {
                 a.free(i, 0);
             }
@@ -367,12 +375,15 @@ mod tests {
         let a = &t.arena;
         // SAFETY: single-threaded test.
         unsafe {
-            for _ in 0..54 {
-                a.alloc(0, 10).unwrap();
+            let min = a.marks.min;
+            assert_eq!(min, 16); // a quarter of 64 pages
+            for _ in 0..64 - min {
+                a.alloc(0, Tier::Normal, false).unwrap();
             }
-            assert_eq!(a.free_pages(), 10);
-            assert_eq!(a.alloc(0, 10), Err(AllocError::Watermark));
-            assert!(a.alloc(0, 9).is_ok());
+            assert_eq!(a.free_pages(), min);
+            assert_eq!(a.alloc(0, Tier::Normal, false), Err(AllocError::Watermark));
+            assert_eq!(a.alloc(0, Tier::High, false).unwrap().admit, Admit::Slow);
+            assert_eq!(a.alloc(0, Tier::Normal, true).unwrap().admit, Admit::Reserve);
         }
     }
 
@@ -382,12 +393,12 @@ mod tests {
         let a = &t.arena;
         // SAFETY: single-threaded test.
         unsafe {
-            let pages: std::vec::Vec<usize> = (0..8).map(|_| a.alloc(0, 0).unwrap().0).collect();
+            let pages: std::vec::Vec<usize> = (0..8).map(|_| a.alloc(0, Tier::Normal, true).unwrap().idx).collect();
             for &p in pages.iter().step_by(2) {
                 a.free(p, 0);
             }
             assert_eq!(a.free_pages(), 4);
-            assert_eq!(a.alloc(1, 0), Err(AllocError::Fragmented));
+            assert_eq!(a.alloc(1, Tier::Normal, true), Err(AllocError::Fragmented));
         }
     }
 }

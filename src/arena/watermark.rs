@@ -10,6 +10,12 @@
 //! A request of `n` pages under tier `t` is granted only if
 //! `free - n >= mark(t)`. The share of `min` a tier may dip into:
 //! normal 0, `HIGH` 50 %, `ATOMIC` 62.5 %, OOM victim 50 %, memalloc 100 %.
+//!
+//! With an atomic reserve of `a` pages (Piggin's separation), memalloc may
+//! go down to `a` only, and `ATOMIC` requests may use those last `a` pages
+//! as well as their own share: reclaimers cannot starve atomic users.
+//!
+//! [`Watermarks::admit`] is the one place that decides.
 
 /// The three watermarks of a heap, in pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +26,19 @@ pub struct Watermarks {
     pub low: usize,
     /// Background reclaim stops here; reserve-backed slabs lose their flag.
     pub high: usize,
+    /// Pages at the bottom that memalloc may not take (the atomic reserve).
+    pub atomic_reserve: usize,
+}
+
+/// How a request was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Free pages stay at or above `low`.
+    Fast,
+    /// Below `low`, within the tier's own share.
+    Slow,
+    /// Only the memalloc right let it through: the pages are reserve.
+    Reserve,
 }
 
 /// Integer square root (floor), for the kernel formula.
@@ -42,6 +61,12 @@ impl Watermarks {
     /// Watermarks for a budget of `budget_pages` 4 KiB pages; `min_free` (bytes)
     /// overrides `min` when non-zero.
     pub const fn for_budget(budget_pages: usize, min_free: usize) -> Self {
+        Self::with_atomic_reserve(budget_pages, min_free, 0)
+    }
+
+    /// As [`Watermarks::for_budget`], keeping `atomic_reserve` pages (at
+    /// most `min`) away from memalloc.
+    pub const fn with_atomic_reserve(budget_pages: usize, min_free: usize, atomic_reserve: usize) -> Self {
         let min_kb = if min_free != 0 {
             min_free / 1024
         } else {
@@ -67,6 +92,7 @@ impl Watermarks {
             min,
             low: min + gap,
             high: min + 2 * gap,
+            atomic_reserve: if atomic_reserve > min { min } else { atomic_reserve },
         }
     }
 
@@ -75,9 +101,27 @@ impl Watermarks {
         match tier {
             Tier::Normal => self.min,
             Tier::High => self.min - self.min / 2,
+            Tier::Atomic if self.atomic_reserve > 0 => 0,
             Tier::Atomic => self.min - self.min / 2 - self.min / 8,
             Tier::OomVictim => self.min - self.min / 2,
-            Tier::Memalloc => 0,
+            Tier::Memalloc => self.atomic_reserve,
+        }
+    }
+
+    /// May `pages` be taken from `free` by a request of `tier`, with the
+    /// memalloc right or not? The single admission rule of the heap.
+    pub(crate) const fn admit(&self, free: usize, pages: usize, tier: Tier, memalloc: bool) -> Option<Admit> {
+        let Some(left) = free.checked_sub(pages) else {
+            return None;
+        };
+        if left >= self.low {
+            Some(Admit::Fast)
+        } else if left >= self.mark(tier) {
+            Some(Admit::Slow)
+        } else if memalloc && left >= self.mark(Tier::Memalloc) {
+            Some(Admit::Reserve)
+        } else {
+            None
         }
     }
 }
@@ -140,6 +184,35 @@ mod tests {
         assert_eq!(w.min, 100);
         assert_eq!(w.low, 125);
         assert_eq!(w.high, 150);
+    }
+
+    #[test]
+    fn admission_to_the_page() {
+        let w = Watermarks::for_budget(4096, 64 * 4096); // min 64, low 80
+        assert_eq!(w.low, 80);
+        assert_eq!(w.admit(81, 1, Tier::Normal, false), Some(Admit::Fast));
+        assert_eq!(w.admit(80, 1, Tier::Normal, false), Some(Admit::Slow));
+        assert_eq!(w.admit(65, 1, Tier::Normal, false), Some(Admit::Slow));
+        assert_eq!(w.admit(64, 1, Tier::Normal, false), None);
+        assert_eq!(w.admit(64, 1, Tier::Normal, true), Some(Admit::Reserve));
+        assert_eq!(w.admit(33, 1, Tier::High, false), Some(Admit::Slow));
+        assert_eq!(w.admit(32, 1, Tier::High, false), None);
+        assert_eq!(w.admit(25, 1, Tier::Atomic, false), Some(Admit::Slow));
+        assert_eq!(w.admit(24, 1, Tier::Atomic, false), None);
+        assert_eq!(w.admit(1, 1, Tier::Normal, true), Some(Admit::Reserve));
+        assert_eq!(w.admit(0, 1, Tier::Normal, true), None);
+        assert_eq!(w.admit(8, 16, Tier::Normal, true), None);
+    }
+
+    #[test]
+    fn atomic_reserve_is_kept_from_memalloc() {
+        let w = Watermarks::with_atomic_reserve(4096, 64 * 4096, 16);
+        assert_eq!(w.admit(17, 1, Tier::Normal, true), Some(Admit::Reserve));
+        assert_eq!(w.admit(16, 1, Tier::Normal, true), None);
+        assert_eq!(w.admit(16, 1, Tier::Atomic, false), Some(Admit::Slow));
+        assert_eq!(w.admit(1, 1, Tier::Atomic, true), Some(Admit::Slow));
+        // The share is capped at min.
+        assert_eq!(Watermarks::with_atomic_reserve(4096, 64 * 4096, 1000).atomic_reserve, 64);
     }
 
     #[test]

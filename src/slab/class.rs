@@ -6,7 +6,10 @@
 //! the waste is at most 7 bytes (8-byte granularity keeps objects aligned).
 //!
 //! Each class has a slab order: the smallest order >= 2 (16 KiB) whose slab
-//! holds at least 8 objects and wastes at most 1/8 of its bytes at its end.
+//! holds at least 8 objects (or, for classes above 8 KiB, is at least
+//! 64 KiB and holds 2) and wastes at most 1/8 of its bytes at its end. The
+//! cap keeps slabs of the big classes small, which matters when they are
+//! carved from a reserve of a few hundred KiB.
 
 use crate::arena::buddy::MAX_ORDER;
 
@@ -48,7 +51,8 @@ const fn compute_order(size: usize) -> usize {
         let bytes = 4096usize << o;
         let cap = bytes / size;
         let waste = bytes - cap * size;
-        if cap >= 8 && waste * 8 <= bytes {
+        let enough = cap >= 8 || (bytes >= 64 * 1024 && cap >= 2);
+        if enough && waste * 8 <= bytes {
             return o;
         }
         o += 1;
@@ -206,12 +210,13 @@ mod tests {
     }
 
     #[test]
-    fn slabs_hold_eight_objects_and_waste_little() {
+    fn slabs_hold_enough_objects_and_waste_little() {
         for c in 0..NUM_CLASSES {
             let bytes = 4096usize << SLAB_ORDER[c];
             let size = CLASS_SIZE[c] as usize;
             let cap = bytes / size;
-            assert!(cap >= 8, "class {c}");
+            assert!(cap >= 8 || (bytes >= 64 * 1024 && cap >= 2), "class {c}");
+            assert!(bytes <= 256 * 1024, "class {c}: slab of {bytes} bytes");
             assert!(cap < 1 << 15, "remote count must fit 15 bits");
             assert!((bytes - cap * size) * 8 <= bytes, "class {c}");
         }

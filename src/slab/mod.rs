@@ -261,7 +261,7 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
         return;
     }
     let w = s.remote.load(Ordering::Acquire);
-    if w & DETACHED == 0 {
+    if w & DETACHED == 0 && !crate::model::fault_injected!(SettleSkipsRecheck) {
         return;
     }
     let used = s.used.load(Ordering::Relaxed);
@@ -291,9 +291,8 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
 /// The caller holds the heap lock; the slab has no live objects, is not on
 /// a list and has no owner.
 pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
-    if s.has_flag(FLAG_RESERVE) {
-        lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
-    }
+    // SAFETY: under the heap lock (caller).
+    unsafe { unreserve(arena, lists, s) };
     s.flags.store(0, Ordering::Relaxed);
     s.owner.store(0, Ordering::Relaxed);
     s.remote.store(0, Ordering::Relaxed);
@@ -309,7 +308,9 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
 
 unsafe fn link(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let class = s.class.load(Ordering::Relaxed) as usize;
-    let head = &lists.heads[s.has_flag(FLAG_RESERVE) as usize][class];
+    let reserve =
+        s.has_flag(FLAG_RESERVE) && !crate::model::fault_injected!(ReserveListedAsOrdinary);
+    let head = &lists.heads[reserve as usize][class];
     let idx = slab_index(arena, s) as u32;
     // SAFETY: under the heap lock (caller).
     unsafe {
@@ -358,9 +359,21 @@ pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: u
         // SAFETY: under the heap lock; `s` heads the reserve list.
         unsafe {
             unlink(arena, lists, s);
-            s.set_flag(FLAG_RESERVE, false);
-            lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
+            unreserve(arena, lists, s);
             link(arena, lists, s);
         }
+    }
+}
+
+/// Clears a slab's reserve flag and its share of the reserve accounting.
+///
+/// # Safety
+/// The caller holds the heap lock; `s` is not on a list (the flag selects
+/// the list) and not owned under a reserve id by another cache.
+pub(crate) unsafe fn unreserve(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
+    if s.has_flag(FLAG_RESERVE) {
+        s.set_flag(FLAG_RESERVE, false);
+        lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
+        arena.reserve_pages.fetch_sub(1 << s.order(), Ordering::Relaxed);
     }
 }

@@ -53,10 +53,12 @@ pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8) -> u64 {
         // SAFETY: the object is ours until the CAS publishes it.
         unsafe { *(p as *mut *mut u8) = rptr(w) };
         let new = (p as u64 & PTR_MASK) | ((n as u64) << CNT_SHIFT) | (w & DETACHED);
-        match s
-            .remote
-            .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match s.remote.compare_exchange_weak(
+            w,
+            new,
+            crate::model::fault_ordering!(WeakRemotePush, Ordering::AcqRel, Ordering::Relaxed),
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return w,
             Err(cur) => w = cur,
         }

@@ -1,0 +1,474 @@
+//! Memory reserves on private heaps with small budgets: tiers refused
+//! exactly at their marks, memalloc down to the last page, nomemalloc wins,
+//! reserve-backed objects never reach threads without the right, the
+//! atomic share, the reserve-user bound, Mempool and the Reserve allocator.
+
+use lifeboat::{AllocError, AllocFlags, Config, Heap, Mempool};
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
+
+const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+/// Two pages, served by the buddy arena directly (alignment above a page).
+fn two_pages() -> Layout {
+    Layout::from_size_align(2 * PAGE, 2 * PAGE).unwrap()
+}
+
+fn small() -> Layout {
+    Layout::from_size_align(64, 8).unwrap()
+}
+
+/// Allocates `layout` under `flags` until refused; returns the blocks and
+/// the error that stopped it.
+fn exhaust(heap: &Heap, layout: Layout, flags: AllocFlags) -> (Vec<NonNull<u8>>, AllocError) {
+    let mut v = Vec::new();
+    loop {
+        match heap.alloc(layout, flags) {
+            Ok(p) => v.push(p),
+            Err(e) => return (v, e),
+        }
+    }
+}
+
+fn free_all(heap: &Heap, v: Vec<NonNull<u8>>, layout: Layout) {
+    for p in v {
+        // SAFETY: every pointer came from `heap.alloc(layout, ..)`.
+        unsafe { heap.dealloc(p, layout) };
+    }
+}
+
+/// A heap with `min` = exactly `min_pages`.
+fn heap_with_min(budget: usize, min_pages: usize) -> Heap {
+    let h = Heap::new(Config::new().budget(budget).min_free(min_pages * PAGE)).unwrap();
+    assert_eq!(h.stats().min_pages, min_pages);
+    h
+}
+
+#[test]
+fn normal_is_refused_at_min_and_memalloc_reaches_zero() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let budget = heap.stats().budget_pages;
+    assert_eq!(budget, 2048);
+    let (normal, err) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    assert_eq!(err, AllocError::Watermark);
+    let free = heap.stats().free_pages;
+    assert!((96..98).contains(&free), "normal stopped at {free}, min 96");
+    assert_eq!(heap.stats().refusals.normal, 1);
+
+    // The memalloc right (thread scope) opens the reserve, to the last page.
+    let (reserve, err) = lifeboat::memalloc(|| exhaust(&heap, two_pages(), AllocFlags::NORMAL));
+    assert_eq!(err, AllocError::Watermark);
+    assert_eq!(reserve.len(), 48);
+    assert_eq!(heap.stats().free_pages, 0);
+    let st = heap.stats();
+    assert_eq!(st.reserve_pages, 96);
+    assert_eq!(st.grants.memalloc, 48);
+
+    free_all(&heap, reserve, two_pages());
+    free_all(&heap, normal, two_pages());
+    let st = heap.stats();
+    assert_eq!(st.free_pages, budget);
+    assert_eq!(st.reserve_pages, 0);
+}
+
+#[test]
+fn tier_boundaries_to_the_page() {
+    // min 96: HIGH and the OOM victim may use half (stop at 48), ATOMIC
+    // 62.5 % (stop at 36).
+    for (flags, stop) in [
+        (AllocFlags::HIGH, 48),
+        (AllocFlags::ATOMIC, 36),
+        (AllocFlags::ATOMIC | AllocFlags::HIGH, 36),
+    ] {
+        let heap = heap_with_min(8 * MIB, 96);
+        let (v, _) = exhaust(&heap, two_pages(), flags);
+        let free = heap.stats().free_pages;
+        assert!(
+            (stop..stop + 2).contains(&free),
+            "{flags:?}: stopped at {free}, want {stop}"
+        );
+        free_all(&heap, v, two_pages());
+    }
+    let heap = heap_with_min(8 * MIB, 96);
+    let free = std::thread::scope(|s| {
+        s.spawn(|| {
+            lifeboat::mark_oom_victim();
+            let (v, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+            let free = heap.stats().free_pages;
+            free_all(&heap, v, two_pages());
+            free
+        })
+        .join()
+        .unwrap()
+    });
+    assert!((48..50).contains(&free), "OOM victim stopped at {free}");
+    // The mark does not leak to other threads.
+    let (v, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    assert!(heap.stats().free_pages >= 96);
+    free_all(&heap, v, two_pages());
+}
+
+#[test]
+fn nomemalloc_wins_inside_memalloc() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let (normal, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    {
+        let _m = lifeboat::memalloc_scope();
+        {
+            let _n = lifeboat::nomemalloc_scope();
+            assert_eq!(
+                heap.alloc(two_pages(), AllocFlags::NORMAL),
+                Err(AllocError::Watermark)
+            );
+            assert_eq!(
+                heap.alloc(two_pages(), AllocFlags::MEMALLOC),
+                Err(AllocError::Watermark)
+            );
+            if let Ok(p) = heap.alloc(small(), AllocFlags::NORMAL) {
+                assert!(!heap.is_reserve_backed(p.as_ptr()));
+                // SAFETY: allocated just above.
+                unsafe { heap.dealloc(p, small()) };
+            }
+        }
+        // The inner guard restored only its own bit: memalloc works again.
+        let p = heap
+            .alloc(two_pages(), AllocFlags::NORMAL)
+            .expect("memalloc restored");
+        // An explicit NOMEMALLOC flag wins over the scope too.
+        assert_eq!(
+            heap.alloc(two_pages(), AllocFlags::NOMEMALLOC),
+            Err(AllocError::Watermark)
+        );
+        // SAFETY: allocated just above.
+        unsafe { heap.dealloc(p, two_pages()) };
+    }
+    // Out of the scope: refused again.
+    assert_eq!(
+        heap.alloc(two_pages(), AllocFlags::NORMAL),
+        Err(AllocError::Watermark)
+    );
+    // Out-of-order guards restore exactly their own bits.
+    let m = lifeboat::memalloc_scope();
+    let n = lifeboat::nomemalloc_scope();
+    drop(m);
+    assert_eq!(
+        heap.alloc(two_pages(), AllocFlags::MEMALLOC),
+        Err(AllocError::Watermark)
+    );
+    drop(n);
+    let p = heap
+        .alloc(two_pages(), AllocFlags::MEMALLOC)
+        .expect("explicit flag after guards");
+    // SAFETY: allocated just above.
+    unsafe { heap.dealloc(p, two_pages()) };
+    assert_eq!(
+        heap.alloc(two_pages(), AllocFlags::NORMAL),
+        Err(AllocError::Watermark)
+    );
+    free_all(&heap, normal, two_pages());
+}
+
+#[test]
+fn reserve_objects_never_reach_unprivileged_threads() {
+    let heap = heap_with_min(8 * MIB, 96);
+    // Push the heap below min with blocks, leaving room only in the reserve.
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    let rounds = if cfg!(debug_assertions) {
+        3_000
+    } else {
+        30_000
+    };
+    let stop = AtomicBool::new(false);
+    let reserve_seen = AtomicUsize::new(0);
+    let unpriv_ok = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<usize>();
+    let rx = std::sync::Mutex::new(rx);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let tx = tx.clone();
+            let (heap, reserve_seen) = (&heap, &reserve_seen);
+            s.spawn(move || {
+                let _g = lifeboat::memalloc_scope();
+                let mut mine = Vec::new();
+                for i in 0..rounds {
+                    if let Ok(p) = heap.alloc(small(), AllocFlags::NORMAL) {
+                        if heap.is_reserve_backed(p.as_ptr()) {
+                            reserve_seen.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if i % 3 == 0 {
+                            // Freed by an unprivileged thread: a remote free.
+                            tx.send(p.as_ptr() as usize).unwrap();
+                        } else {
+                            mine.push(p);
+                        }
+                    }
+                    if mine.len() > 40 {
+                        free_all(heap, mine.drain(..20).collect(), small());
+                    }
+                }
+                free_all(heap, mine, small());
+            });
+        }
+        drop(tx);
+        for _ in 0..2 {
+            let (heap, stop, unpriv_ok, rx) = (&heap, &stop, &unpriv_ok, &rx);
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..8 {
+                        if let Ok(p) = heap.alloc(small(), AllocFlags::NORMAL) {
+                            assert!(
+                                !heap.is_reserve_backed(p.as_ptr()),
+                                "an unprivileged thread received a reserve-backed object"
+                            );
+                            unpriv_ok.fetch_add(1, Ordering::Relaxed);
+                            mine.push(p);
+                        }
+                    }
+                    free_all(heap, std::mem::take(&mut mine), small());
+                    let msg = rx.lock().unwrap().recv_timeout(Duration::from_millis(1));
+                    match msg {
+                        // SAFETY: a live object of `heap`, handed over for freeing.
+                        Ok(p) => unsafe {
+                            heap.dealloc(NonNull::new(p as *mut u8).unwrap(), small())
+                        },
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            });
+        }
+        // The unprivileged threads stop when the channel closes.
+        let _ = &stop;
+    });
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        reserve_seen.load(Ordering::Relaxed) > 0,
+        "the race never exercised reserve slabs"
+    );
+    free_all(&heap, blocks, two_pages());
+    heap.flush_caches();
+    let st = heap.stats();
+    assert_eq!(st.free_pages, st.budget_pages, "pages lost:\n{st}");
+    assert_eq!(st.reserve_slabs, 0);
+}
+
+#[test]
+fn emptied_reserve_slab_returns_its_pages_at_once() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    // Small allocations are refused too (no slab has room and none may be carved).
+    heap.flush_caches();
+    let before = heap.stats().free_pages;
+    let p = heap.alloc(small(), AllocFlags::MEMALLOC).unwrap();
+    assert!(heap.is_reserve_backed(p.as_ptr()));
+    let st = heap.stats();
+    assert_eq!(st.reserve_slabs, 1);
+    assert!(st.free_pages < before);
+    // SAFETY: allocated just above.
+    unsafe { heap.dealloc(p, small()) };
+    let st = heap.stats();
+    assert_eq!(
+        st.reserve_slabs, 0,
+        "the empty reserve slab must be released"
+    );
+    assert_eq!(st.free_pages, before);
+    assert_eq!(st.reserve_pages, 0);
+    free_all(&heap, blocks, two_pages());
+}
+
+#[test]
+fn reserve_flags_clear_when_pressure_lifts() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    heap.flush_caches();
+    let a = heap.alloc(small(), AllocFlags::MEMALLOC).unwrap();
+    let b = heap.alloc(small(), AllocFlags::MEMALLOC).unwrap();
+    assert!(heap.is_reserve_backed(a.as_ptr()));
+    free_all(&heap, blocks, two_pages());
+    // Above `high` now; the next slow-path allocation lifts the flags.
+    let big = heap.alloc(two_pages(), AllocFlags::NORMAL).unwrap();
+    heap.flush_caches();
+    let c = heap
+        .alloc(
+            Layout::from_size_align(24_000, 8).unwrap(),
+            AllocFlags::NORMAL,
+        )
+        .unwrap();
+    assert!(
+        !heap.is_reserve_backed(a.as_ptr()),
+        "flag must clear above high"
+    );
+    assert_eq!(heap.stats().reserve_slabs, 0);
+    // SAFETY: all allocated above from this heap.
+    unsafe {
+        heap.dealloc(a, small());
+        heap.dealloc(b, small());
+        heap.dealloc(big, two_pages());
+        heap.dealloc(c, Layout::from_size_align(24_000, 8).unwrap());
+    }
+}
+
+#[test]
+fn atomic_share_survives_a_memalloc_thread() {
+    let heap = Heap::new(
+        Config::new()
+            .budget(8 * MIB)
+            .min_free(96 * PAGE)
+            .atomic_reserve(32 * PAGE),
+    )
+    .unwrap();
+    let (normal, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    let (reserve, err) = exhaust(&heap, two_pages(), AllocFlags::MEMALLOC);
+    assert_eq!(err, AllocError::Watermark);
+    let free = heap.stats().free_pages;
+    assert!(
+        (32..34).contains(&free),
+        "memalloc stopped at {free}, atomic share 32"
+    );
+    let (atomic, _) = exhaust(&heap, two_pages(), AllocFlags::ATOMIC);
+    assert!(
+        atomic.len() >= 16,
+        "ATOMIC got {} blocks of the share",
+        atomic.len()
+    );
+    assert!(heap.stats().free_pages < 2);
+    free_all(&heap, atomic, two_pages());
+    free_all(&heap, reserve, two_pages());
+    free_all(&heap, normal, two_pages());
+}
+
+#[test]
+fn reserve_user_bound_makes_others_wait_then_fail() {
+    let heap = Heap::new(
+        Config::new()
+            .budget(8 * MIB)
+            .min_free(96 * PAGE)
+            .max_reserve_users(1)
+            .reserve_wait_ms(50),
+    )
+    .unwrap();
+    let (normal, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    let inside = Barrier::new(2);
+    let done = Barrier::new(2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let g = lifeboat::memalloc_scope();
+            let p = heap.alloc(two_pages(), AllocFlags::NORMAL).unwrap();
+            assert_eq!(heap.stats().reserve_users, 1);
+            inside.wait();
+            done.wait();
+            // SAFETY: allocated above.
+            unsafe { heap.dealloc(p, two_pages()) };
+            drop(g);
+            assert_eq!(
+                heap.stats().reserve_users,
+                0,
+                "the place is released with the scope"
+            );
+        });
+        s.spawn(|| {
+            inside.wait();
+            let _g = lifeboat::memalloc_scope();
+            assert_eq!(
+                heap.alloc(two_pages(), AllocFlags::NORMAL),
+                Err(AllocError::ReserveBusy)
+            );
+            let st = heap.stats();
+            assert_eq!((st.reserve_waits, st.reserve_timeouts), (1, 1));
+            done.wait();
+        });
+    });
+    // With the first user gone, a new one gets in.
+    let p = lifeboat::memalloc(|| heap.alloc(two_pages(), AllocFlags::NORMAL)).unwrap();
+    // SAFETY: allocated above.
+    unsafe { heap.dealloc(p, two_pages()) };
+    assert_eq!(heap.stats().reserve_users, 0);
+    free_all(&heap, normal, two_pages());
+}
+
+#[test]
+fn mempool_makes_progress_on_an_exhausted_heap() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let layout = Layout::from_size_align(1024, 8).unwrap();
+    let pool = Mempool::in_heap(&heap, 4, layout).unwrap();
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    // Drain what the slabs still hold so the heap itself refuses.
+    let (smalls, _) = exhaust(&heap, layout, AllocFlags::NORMAL);
+    let per_thread = if cfg!(debug_assertions) { 200 } else { 2000 };
+    let pool = Arc::new(pool);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let p = pool
+                        .alloc_timeout(Duration::from_secs(10))
+                        .expect("forward progress");
+                    // SAFETY: the element is 1 KiB.
+                    unsafe { p.as_ptr().write_bytes(i as u8, 1024) };
+                    // SAFETY: from this pool.
+                    unsafe { pool.free(p) };
+                }
+            });
+        }
+    });
+    let st = pool.stats();
+    assert_eq!(st.timeouts, 0);
+    assert!(st.hits >= 3 * per_thread, "{st:?}");
+    assert_eq!(st.pooled, 4);
+
+    // All elements out: a waiter times out, or is woken by a free.
+    let taken: Vec<_> = (0..4).map(|_| pool.alloc().unwrap()).collect();
+    assert_eq!(
+        pool.alloc_timeout(Duration::from_millis(20)),
+        Err(AllocError::Timeout)
+    );
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            pool.alloc_timeout(Duration::from_secs(10))
+                .map(|p| p.as_ptr() as usize)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: from this pool.
+        unsafe { pool.free(taken[0]) };
+        let p = waiter.join().unwrap().expect("woken by the free");
+        let p = NonNull::new(p as *mut u8).unwrap();
+        // SAFETY: from this pool.
+        unsafe { pool.free(p) };
+    });
+    for &p in &taken[1..] {
+        // SAFETY: from this pool.
+        unsafe { pool.free(p) };
+    }
+    drop(pool);
+    free_all(&heap, smalls, layout);
+    free_all(&heap, blocks, two_pages());
+}
+
+#[test]
+fn reserve_allocator_serves_collections_below_min() {
+    use allocator_api2::vec::Vec as RVec;
+    let heap = heap_with_min(8 * MIB, 96);
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    assert!(heap.alloc(two_pages(), AllocFlags::NORMAL).is_err());
+    let mut v: RVec<u64, _> = RVec::new_in(heap.reserve());
+    for i in 0..10_000u64 {
+        v.push(i);
+    }
+    assert_eq!(v.iter().sum::<u64>(), 10_000 * 9_999 / 2);
+    assert!(heap.stats().reserve_pages > 0);
+    // When the reserve is gone too, the collection reports an error.
+    let mut huge: RVec<u8, _> = RVec::new_in(heap.reserve());
+    assert!(huge.try_reserve(64 * MIB).is_err());
+    drop(v);
+    free_all(&heap, blocks, two_pages());
+    assert_eq!(heap.stats().reserve_pages, 0);
+}
