@@ -14,6 +14,9 @@ pub struct Config {
     pub(crate) atomic_reserve: usize,
     pub(crate) max_reserve_users: u32,
     pub(crate) reserve_wait_ms: u32,
+    pub(crate) capture: bool,
+    pub(crate) background_reclaim: bool,
+    pub(crate) purge_interval_ms: u32,
 }
 
 impl Config {
@@ -28,6 +31,9 @@ impl Config {
             atomic_reserve: 0,
             max_reserve_users: 0,
             reserve_wait_ms: 100,
+            capture: true,
+            background_reclaim: false,
+            purge_interval_ms: 1000,
         }
     }
 
@@ -58,6 +64,28 @@ impl Config {
     /// ends; others wait up to [`Config::reserve_wait_ms`] and then fail.
     pub const fn max_reserve_users(mut self, n: u32) -> Self {
         self.max_reserve_users = n;
+        self
+    }
+
+    /// Capture of freed blocks for large requests in direct reclaim
+    /// (default on); off lets its effect be measured.
+    pub const fn capture(mut self, on: bool) -> Self {
+        self.capture = on;
+        self
+    }
+
+    /// Starts a background reclaimer thread with the heap (private heaps;
+    /// for the process heap call [`start_reclaimer`](crate::start_reclaimer),
+    /// since no thread may be spawned from inside `malloc`). Default off.
+    pub const fn background_reclaim(mut self, on: bool) -> Self {
+        self.background_reclaim = on;
+        self
+    }
+
+    /// How often the background reclaimer returns free blocks to the OS
+    /// (default 1000 ms).
+    pub const fn purge_interval_ms(mut self, ms: u32) -> Self {
+        self.purge_interval_ms = ms;
         self
     }
 

@@ -125,9 +125,16 @@ pub(crate) fn abort() -> ! {
 pub(crate) enum Warn {
     AllocFailure = 0,
     GuardOrder = 1,
+    ReserveDepleted = 2,
+    OomReport = 3,
 }
 
-static LAST_WARN: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static LAST_WARN: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
 
 /// Seconds between two warnings of one kind.
 pub(crate) const WARN_INTERVAL_SECS: u64 = 10;

@@ -27,6 +27,8 @@ use crate::flags::AllocFlags;
 use crate::heap::HeapInner;
 use crate::os::PAGE_SHIFT;
 use crate::slab::class::{class_of_small, LOOKUP_MAX};
+use crate::reclaim::shrinker::{RegisterError, Shrinker};
+use crate::reclaim::OomHandler;
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -244,11 +246,7 @@ fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
     let Some(h) = heap_or_init(config) else {
         return ptr::null_mut();
     };
-    // SAFETY: the cache belongs to the process heap.
-    let res = with_cache(h, |tc| unsafe {
-        h.alloc_with(tc, layout, AllocFlags::NORMAL)
-    });
-    match res {
+    match alloc_process(h, layout, AllocFlags::NORMAL) {
         Ok((p, zeroed)) => {
             if zero && !zeroed {
                 // SAFETY: the block holds at least layout.size() bytes.
@@ -258,6 +256,18 @@ fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
         }
         Err(_) => ptr::null_mut(),
     }
+}
+
+/// An allocation from the process heap with reclaim behind it.
+fn alloc_process(h: &HeapInner, layout: Layout, flags: AllocFlags) -> Result<(*mut u8, bool), crate::AllocError> {
+    h.alloc_reclaiming(
+        layout,
+        flags,
+        // SAFETY: the cache belongs to the process heap.
+        &mut || with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, flags) }),
+        // SAFETY: as above.
+        &mut || with_cache(h, |tc| unsafe { tc.flush(h) }),
+    )
 }
 
 #[cold]
@@ -343,11 +353,21 @@ unsafe impl GlobalAlloc for Lifeboat {
         let Some(h) = process_heap() else {
             return ptr::null_mut();
         };
-        // SAFETY: the caller passes a live block of this allocator and its layout.
-        let res = with_cache(h, |tc| unsafe {
-            h.realloc_with(tc, p, layout, new_size, AllocFlags::NORMAL)
-        });
-        res.unwrap_or(ptr::null_mut())
+        if let Some(q) = h.resize_in_place(p, layout.align(), new_size, AllocFlags::NORMAL) {
+            return q;
+        }
+        // SAFETY: GlobalAlloc::realloc's contract makes this layout valid.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: forwarded; the new block is distinct from the old one and
+        // the copy is bounded by both sizes; no lock is held across it.
+        unsafe {
+            let q = self.alloc(new_layout);
+            if !q.is_null() {
+                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                self.dealloc(p, layout);
+            }
+            q
+        }
     }
 }
 
@@ -355,9 +375,64 @@ unsafe impl GlobalAlloc for Lifeboat {
 /// scopes); errors instead of null.
 pub(crate) fn alloc_flags(layout: Layout, flags: AllocFlags) -> Result<ptr::NonNull<u8>, crate::AllocError> {
     let h = heap_or_init(&Config::new()).ok_or(crate::AllocError::MapFailed)?;
-    // SAFETY: the cache belongs to the process heap.
-    let (p, _) = with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, flags) })?;
+    let (p, _) = alloc_process(h, layout, flags)?;
     ptr::NonNull::new(p).ok_or(crate::AllocError::Layout)
+}
+
+fn heap_for_api() -> Option<&'static HeapInner> {
+    heap_or_init(&Config::new())
+}
+
+/// Registers a shrinker with the process heap's reclaim. Call it outside
+/// allocation paths (at start-up, say).
+pub fn register_shrinker(s: &'static dyn Shrinker) -> Result<(), RegisterError> {
+    match heap_for_api() {
+        Some(h) => h.reclaim.shrinkers.register(s),
+        None => Err(RegisterError::Full),
+    }
+}
+
+/// Removes a shrinker from the process heap; when this returns, no reclaim
+/// calls it any more. Returns false if it was not registered.
+pub fn unregister_shrinker(s: &'static dyn Shrinker) -> bool {
+    heap_for_api().is_some_and(|h| h.reclaim.shrinkers.unregister(s))
+}
+
+/// Sets (or clears) the function the process heap calls when reclaim has
+/// failed, before it refuses an allocation.
+pub fn set_oom_handler(handler: Option<OomHandler>) {
+    if let Some(h) = heap_for_api() {
+        h.reclaim.set_oom_handler(handler);
+    }
+}
+
+/// Returns every free block of the process heap to the OS now; returns the
+/// bytes purged.
+pub fn purge() -> usize {
+    heap_for_api().map_or(0, |h| h.purge(0))
+}
+
+/// Starts the process heap's background reclaimer thread (once; later calls
+/// do nothing). It wakes when free pages fall below `low`, reclaims until
+/// `high`, and returns free memory to the OS every
+/// [`Config::purge_interval_ms`].
+pub fn start_reclaimer() -> std::io::Result<()> {
+    static STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    let h = heap_for_api().ok_or_else(|| std::io::Error::other("lifeboat: no process heap"))?;
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    h.reclaim.kswapd.running.store(true, Ordering::Release);
+    let ms = h.config.purge_interval_ms;
+    let spawned = std::thread::Builder::new()
+        .name("lifeboat-reclaim".into())
+        .spawn(move || h.kswapd_loop(ms));
+    if let Err(e) = spawned {
+        h.reclaim.kswapd.running.store(false, Ordering::Release);
+        STARTED.store(false, Ordering::Release);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Frees a pointer of the process heap.

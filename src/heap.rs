@@ -26,9 +26,12 @@ use crate::slab::remote::{self, rcnt, DETACHED};
 use crate::slab::{self, SlabLists};
 use crate::stats::{Counters, Stats};
 use crate::sync::{Ordering, RawLock};
+use crate::reclaim::shrinker::{RegisterError, Shrinker};
+use crate::reclaim::{Got, OomHandler, Reclaim};
 use crate::tcache::ThreadCache;
 use crate::throttle::{Pass, ReserveGate};
 use core::alloc::Layout;
+use crossbeam_utils::CachePadded;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
@@ -54,7 +57,8 @@ pub(crate) struct HeapInner {
     pub(crate) arena: Arena,
     pub(crate) slabs: SlabLists,
     lock: RawLock,
-    pub(crate) shards: [Shard; SHARDS],
+    /// Padded so threads on different shards do not share cache lines.
+    pub(crate) shards: [CachePadded<Shard>; SHARDS],
     /// The sentinel slab of the shard caches (kind `UNUSED`, empty list).
     pub(crate) empty: PageDesc,
     huge: *mut HugeEntry,
@@ -62,6 +66,8 @@ pub(crate) struct HeapInner {
     meta: *mut u8,
     meta_len: usize,
     pub(crate) budget_pages: usize,
+    pub(crate) config: Config,
+    pub(crate) reclaim: Reclaim,
     pub(crate) counters: Counters,
     gate: ReserveGate,
 }
@@ -118,12 +124,14 @@ impl HeapInner {
                 config.atomic_reserve >> PAGE_SHIFT,
             );
             inner.write(HeapInner {
-                arena: Arena::new(base, descs, npages, marks),
+                arena: Arena::new(base, descs, npages, marks, config.capture),
                 slabs: SlabLists::new(),
                 lock: RawLock::new(),
-                shards: core::array::from_fn(|_| Shard {
-                    lock: RawLock::new(),
-                    cache: UnsafeCell::new(ThreadCache::new(ptr::null())),
+                shards: core::array::from_fn(|_| {
+                    CachePadded::new(Shard {
+                        lock: RawLock::new(),
+                        cache: UnsafeCell::new(ThreadCache::new(ptr::null())),
+                    })
                 }),
                 empty: PageDesc::new(),
                 huge,
@@ -133,6 +141,8 @@ impl HeapInner {
                 budget_pages: npages,
                 counters: Counters::new(),
                 gate: ReserveGate::new(config.max_reserve_users, config.reserve_wait_ms),
+                config: *config,
+                reclaim: Reclaim::new(),
             });
             let empty: *const PageDesc = ptr::addr_of!((*inner).empty);
             for shard in &(*inner).shards {
@@ -232,6 +242,10 @@ impl HeapInner {
 
     /// Records how a page-level request of `r` was admitted.
     fn granted(&self, r: Rights, admit: Admit, pages: usize) {
+        if admit != Admit::Fast {
+            // Below `low`: the background reclaimer should start.
+            self.reclaim.kswapd.wake();
+        }
         if admit == Admit::Reserve {
             self.counters.grant(Tier::Memalloc);
             self.arena.reserve_pages.fetch_add(pages, Ordering::Relaxed);
@@ -275,6 +289,13 @@ impl HeapInner {
         class: usize,
         r: Rights,
     ) -> Result<*mut u8, AllocError> {
+        let gen = self.reclaim.drain_gen.load(Ordering::Acquire);
+        if tc.drain_seen != gen {
+            // Reclaim asked every cache to give its slabs back.
+            tc.drain_seen = gen;
+            // SAFETY: `tc` is the caller's cache of this heap.
+            unsafe { tc.flush(self) };
+        }
         self.maybe_lift_reserve(tc);
         // SAFETY: `tc` is the caller's cache of this heap.
         unsafe {
@@ -296,14 +317,8 @@ impl HeapInner {
                     let s = self.new_slab(tc, class, r, true)?;
                     Ok(tc.install(self, class, s))
                 });
-                if res.is_ok() {
-                    return res;
-                }
-                let err = res.unwrap_err();
-                self.refused(r, SLAB_ORDER[class] as usize, err);
-                return Err(err);
+                return res;
             }
-            self.refused(r, SLAB_ORDER[class] as usize, err);
             Err(err)
         }
     }
@@ -340,7 +355,7 @@ impl HeapInner {
 
     /// Counts a refusal and warns (rate-limited, unless `NOWARN`).
     #[cold]
-    fn refused(&self, r: Rights, order: usize, err: AllocError) {
+    pub(crate) fn refused(&self, r: Rights, order: usize, err: AllocError) {
         self.counters
             .refuse(if r.memalloc { Tier::Memalloc } else { r.tier });
         if r.flags.contains(AllocFlags::NOWARN)
@@ -450,10 +465,7 @@ impl HeapInner {
         };
         match got {
             Ok(b) => Ok((self.arena.page_addr(b.idx), b.zeroed)),
-            Err(e) => {
-                self.refused(r, order, e);
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -468,10 +480,7 @@ impl HeapInner {
         };
         let admit = match charged {
             Ok(a) => a,
-            Err(e) => {
-                self.refused(r, MAX_ORDER + 1, e);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         let Some(p) = os::reserve(len, align.max(PAGE_SIZE)) else {
             // SAFETY: charged just above.
@@ -695,38 +704,24 @@ impl HeapInner {
         }
     }
 
-    /// Resizes in place when the class or block allows; else moves, copying
-    /// with no lock held.
-    ///
-    /// # Safety
-    /// `p` is a live allocation of this heap made with `layout`; `tc` is the
-    /// caller's cache of this heap.
-    pub(crate) unsafe fn realloc_with(
+    /// `attempt` with reclaim behind it (see `reclaim`): the allocation, or
+    /// a block captured for it during direct reclaim. Returns the pointer
+    /// and whether it is known to be zero.
+    pub(crate) fn alloc_reclaiming(
         &self,
-        tc: &mut ThreadCache,
-        p: *mut u8,
         layout: Layout,
-        new_size: usize,
         flags: AllocFlags,
-    ) -> Result<*mut u8, AllocError> {
-        let align = layout.align();
-        if let Some(new) = self.resize_in_place(p, align, new_size, flags) {
-            return Ok(new);
+        attempt: &mut dyn FnMut() -> Result<(*mut u8, bool), AllocError>,
+        flush_own: &mut dyn FnMut(),
+    ) -> Result<(*mut u8, bool), AllocError> {
+        match self.alloc_slowpath(flags, request_order(layout), attempt, flush_own)? {
+            Got::Alloc(v) => Ok(v),
+            Got::Captured(idx) => Ok((self.adopt_captured(idx), false)),
         }
-        let new_layout =
-            Layout::from_size_align(new_size, align).map_err(|_| AllocError::Layout)?;
-        // SAFETY: forwarded.
-        let (q, _) = unsafe { self.alloc_with(tc, new_layout, flags)? };
-        // SAFETY: both blocks are live and distinct; the copy is bounded by
-        // both sizes.
-        unsafe {
-            ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-            self.free(tc, p);
-        }
-        Ok(q)
     }
 
-    fn resize_in_place(
+    /// Resizes in place when the class or block allows.
+    pub(crate) fn resize_in_place(
         &self,
         p: *mut u8,
         align: usize,
@@ -889,7 +884,19 @@ impl HeapInner {
         st.reserve_timeouts = self.counters.reserve_timeouts.load(Ordering::Relaxed);
         st.grants = self.counters.grants();
         st.refusals = self.counters.refusals();
+        st.reclaim = self.reclaim.snapshot();
         st
+    }
+}
+
+/// The buddy order a request needs: its slab's order for small sizes, its
+/// block's order for large ones, beyond `MAX_ORDER` for direct mappings.
+fn request_order(layout: Layout) -> usize {
+    match class_for(layout.size(), layout.align()) {
+        Some(c) => SLAB_ORDER[c] as usize,
+        None if layout.size() > MAX_BLOCK || layout.align() > MAX_BLOCK => MAX_ORDER + 1,
+        None => order_for_pages(layout.size().div_ceil(PAGE_SIZE).max(1))
+            .max(order_for_pages(layout.align() >> PAGE_SHIFT)),
     }
 }
 
@@ -941,6 +948,7 @@ const _: () = assert!(SHARDS == 4, "shard_index takes the top 2 bits");
 /// ```
 pub struct Heap {
     inner: NonNull<HeapInner>,
+    reclaimer: Option<std::thread::JoinHandle<()>>,
 }
 
 // SAFETY: HeapInner is Send + Sync; the handle only points at it.
@@ -948,11 +956,32 @@ unsafe impl Send for Heap {}
 // SAFETY: as above.
 unsafe impl Sync for Heap {}
 
+/// Lets the background reclaimer thread hold the heap.
+struct HeapPtr(NonNull<HeapInner>);
+// SAFETY: HeapInner is Sync; `Heap::drop` joins the thread before unmapping.
+unsafe impl Send for HeapPtr {}
+
 impl Heap {
     /// Maps a heap of `config`'s budget (which must be at least 1 MiB).
+    /// With [`Config::background_reclaim`], starts its reclaimer thread.
     pub fn new(config: Config) -> Result<Heap, Error> {
-        Ok(Heap {
-            inner: HeapInner::create(&config, false)?,
+        let inner = HeapInner::create(&config, false)?;
+        let mut heap = Heap { inner, reclaimer: None };
+        if config.background_reclaim {
+            heap.reclaimer = Some(heap.spawn_reclaimer().map_err(|_| Error::MapFailed)?);
+        }
+        Ok(heap)
+    }
+
+    fn spawn_reclaimer(&self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let h = self.inner();
+        h.reclaim.kswapd.running.store(true, Ordering::Release);
+        let ptr = HeapPtr(self.inner);
+        let ms = h.config.purge_interval_ms;
+        std::thread::Builder::new().name("lifeboat-reclaim".into()).spawn(move || {
+            let ptr = ptr;
+            // SAFETY: the heap outlives the thread (joined in Drop).
+            unsafe { ptr.0.as_ref() }.kswapd_loop(ms)
         })
     }
 
@@ -961,23 +990,28 @@ impl Heap {
         unsafe { self.inner.as_ref() }
     }
 
-    /// Allocates `layout` under `flags` (plus this thread's scopes).
+    /// Allocates `layout` under `flags` (plus this thread's scopes). Under
+    /// pressure this reclaims (shrinkers, caches) before it fails.
     pub fn alloc(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
-        let h = self.inner();
-        // SAFETY: the shard cache belongs to this heap.
-        let (p, _) = h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })?;
+        let (p, _) = self.alloc_inner(layout, flags)?;
         NonNull::new(p).ok_or(AllocError::Layout)
     }
 
-    /// Allocates zeroed memory.
-    pub fn alloc_zeroed(
-        &self,
-        layout: Layout,
-        flags: AllocFlags,
-    ) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_inner(&self, layout: Layout, flags: AllocFlags) -> Result<(*mut u8, bool), AllocError> {
         let h = self.inner();
-        // SAFETY: the shard cache belongs to this heap.
-        let (p, zeroed) = h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })?;
+        h.alloc_reclaiming(
+            layout,
+            flags,
+            // SAFETY: the shard cache belongs to this heap.
+            &mut || h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) }),
+            // SAFETY: as above.
+            &mut || h.with_shard(|tc| unsafe { tc.flush(h) }),
+        )
+    }
+
+    /// Allocates zeroed memory.
+    pub fn alloc_zeroed(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+        let (p, zeroed) = self.alloc_inner(layout, flags)?;
         if !zeroed {
             // SAFETY: the block is at least `layout.size()` bytes.
             unsafe { ptr::write_bytes(p, 0, layout.size()) };
@@ -1009,12 +1043,18 @@ impl Heap {
         new_size: usize,
         flags: AllocFlags,
     ) -> Result<NonNull<u8>, AllocError> {
-        let h = self.inner();
-        // SAFETY: forwarded from the caller.
-        let p = h.with_shard(|tc| unsafe {
-            h.realloc_with(tc, ptr.as_ptr(), layout, new_size, flags)
-        })?;
-        NonNull::new(p).ok_or(AllocError::Layout)
+        if let Some(p) = self.inner().resize_in_place(ptr.as_ptr(), layout.align(), new_size, flags) {
+            return NonNull::new(p).ok_or(AllocError::Layout);
+        }
+        let new_layout = Layout::from_size_align(new_size, layout.align()).map_err(|_| AllocError::Layout)?;
+        let q = self.alloc(new_layout, flags)?;
+        // SAFETY: both blocks are live and distinct; the copy is bounded by
+        // both sizes; no lock is held.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), q.as_ptr(), layout.size().min(new_size));
+            self.dealloc(ptr, layout);
+        }
+        Ok(q)
     }
 
     /// Bytes usable at `ptr`, or `None` if the heap did not hand it out.
@@ -1030,6 +1070,28 @@ impl Heap {
     /// A non-allocating snapshot.
     pub fn stats(&self) -> Stats {
         self.inner().stats()
+    }
+
+    /// Registers a shrinker that reclaim of this heap will call.
+    pub fn register_shrinker(&self, s: &'static dyn Shrinker) -> Result<(), RegisterError> {
+        self.inner().reclaim.shrinkers.register(s)
+    }
+
+    /// Removes a shrinker; when this returns, no reclaim calls it any more.
+    /// Returns false if it was not registered.
+    pub fn unregister_shrinker(&self, s: &'static dyn Shrinker) -> bool {
+        self.inner().reclaim.shrinkers.unregister(s)
+    }
+
+    /// Sets (or clears) the function called when reclaim has failed.
+    pub fn set_oom_handler(&self, h: Option<OomHandler>) {
+        self.inner().reclaim.set_oom_handler(h);
+    }
+
+    /// Returns every free block of the heap to the OS now; returns the
+    /// bytes purged. (The background reclaimer does this on a timer.)
+    pub fn purge(&self) -> usize {
+        self.inner().purge(0)
     }
 
     /// Detaches the slabs cached by this heap's shared caches, so that empty
@@ -1049,6 +1111,10 @@ impl Heap {
 
 impl Drop for Heap {
     fn drop(&mut self) {
+        if let Some(t) = self.reclaimer.take() {
+            self.inner().reclaim.kswapd.request_stop();
+            let _ = t.join();
+        }
         // SAFETY: the handle is the heap's only owner; `&mut self` proves no
         // borrow of it (and so no allocation of it in use through it) lives.
         unsafe { HeapInner::destroy(self.inner) };

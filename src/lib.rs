@@ -47,6 +47,7 @@ mod memalloc;
 #[doc(hidden)]
 pub mod model;
 mod os;
+mod reclaim;
 mod reserve;
 mod slab;
 mod stats;
@@ -61,13 +62,18 @@ pub use config::Config;
 pub use error::{AllocError, Error};
 pub use flags::AllocFlags;
 #[cfg(not(loom))]
-pub use global::{is_reserve_backed, owns, stats, usable_size, Lifeboat};
+pub use global::{
+    is_reserve_backed, owns, purge, register_shrinker, set_oom_handler, start_reclaimer, stats,
+    unregister_shrinker, usable_size, Lifeboat,
+};
 pub use heap::Heap;
 pub use mempool::{Mempool, MempoolStats, MEMPOOL_DEFAULT_WAIT};
 pub use reserve::Reserve;
+pub use reclaim::shrinker::{RegisterError, ShrinkControl, ShrinkResult, Shrinker, MAX_SHRINKERS};
+pub use reclaim::OomHandler;
 pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};
 pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};
-pub use stats::{ClassStats, Stats, TierCounts};
+pub use stats::{ClassStats, ReclaimStats, Stats, TierCounts};
 
 /// Size of a page, the unit of the budget.
 pub const PAGE_SIZE: usize = os::PAGE_SIZE;

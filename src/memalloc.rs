@@ -17,6 +17,10 @@ use crate::flags::AllocFlags;
 use core::cell::Cell;
 
 const OOM_VICTIM: u32 = 1 << 8;
+/// The thread is running reclaim: it never enters reclaim again.
+pub(crate) const IN_RECLAIM: u32 = 1 << 9;
+/// The thread is in a recursive (allocation-free) round: it never nests.
+pub(crate) const IN_RECURSIVE: u32 = 1 << 10;
 
 std::thread_local! {
     static RIGHTS: Cell<u32> = const { Cell::new(0) };
@@ -71,6 +75,12 @@ pub struct ScopeGuard {
     set: u32,
     depth: u32,
     _not_send: core::marker::PhantomData<*const ()>,
+}
+
+/// Sets `bits` on this thread until the guard drops (internal scopes of
+/// reclaim; they restore exactly what they set, like the public ones).
+pub(crate) fn enter_bits(bits: u32) -> ScopeGuard {
+    enter(bits)
 }
 
 fn enter(bits: u32) -> ScopeGuard {

@@ -59,6 +59,28 @@ impl<'h> Cache<'h> {
     }
 }
 
+impl Cache<'_> {
+    /// Thread exit: flushes the cache and returns its memory, which the
+    /// model keeps until its end. A dropped cache's memory could be reused
+    /// at once for the next cache (loom runs every model thread on one OS
+    /// thread), giving it the owner id of a cache that is gone, without the
+    /// synchronisation through which a real thread's memory is reused.
+    pub fn exit(mut self) -> Retired {
+        self.flush();
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped nor used again, so the box is
+        // moved out exactly once.
+        Retired(unsafe { core::ptr::read(&this.tc) })
+    }
+}
+
+/// The memory of a cache that has exited (see [`Cache::exit`]); owns no slab.
+pub struct Retired(#[allow(dead_code)] Box<ThreadCache>);
+
+// SAFETY: a retired cache owns nothing and is never used again; it is only
+// kept (and eventually freed) to keep its address unique.
+unsafe impl Send for Retired {}
+
 impl Drop for Cache<'_> {
     fn drop(&mut self) {
         self.flush();

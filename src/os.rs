@@ -3,6 +3,7 @@
 //!
 //! * [`reserve`] maps a range with `MAP_NORESERVE`: nothing is committed, pages
 //!   fault in on first touch, so RSS follows use and not the budget.
+//! * [`purge`] gives pages back with `MADV_DONTNEED`; they read as zero after.
 //! * Alignment above the page size is made by over-mapping and trimming the
 //!   excess with `munmap`, so no mapping keeps unused address space.
 //! * [`default_budget`] reads `LIFEBOAT_BUDGET`, the cgroup v2 `memory.max`,
@@ -58,6 +59,16 @@ pub(crate) fn reserve(bytes: usize, align: usize) -> Option<*mut u8> {
 pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
     // SAFETY: guaranteed by the caller.
     unsafe { libc::munmap(p.cast(), bytes) };
+}
+
+/// Returns the physical pages of a range to the OS; it reads as zero after.
+///
+/// # Safety
+/// `[p, p + bytes)` is page-aligned, inside a live mapping, and holds no live
+/// data.
+pub(crate) unsafe fn purge(p: *mut u8, bytes: usize) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED) };
 }
 
 /// Grows or shrinks a direct mapping, moving it if needed.
@@ -250,6 +261,9 @@ mod tests {
         unsafe {
             p.write(7);
             assert_eq!(resident_pages(p, 8), 1);
+            purge(p, PAGE_SIZE);
+            assert_eq!(resident_pages(p, 8), 0);
+            assert_eq!(p.read(), 0);
             release(p, 8 * PAGE_SIZE);
         }
     }

@@ -143,6 +143,35 @@ pub struct Stats {
     pub resident_bytes: usize,
     /// Bytes in direct mappings (requests above 4 MiB).
     pub huge_bytes: usize,
+    /// Reclaim, capture and OOM events.
+    pub reclaim: ReclaimStats,
+}
+
+/// Reclaim, capture and OOM events of a heap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimStats {
+    /// Direct reclaim rounds run by allocating threads.
+    pub direct_runs: usize,
+    /// Rounds run by the background reclaimer.
+    pub background_runs: usize,
+    /// Free pages gained across reclaim rounds.
+    pub reclaimed_pages: usize,
+    /// Calls to shrinkers' `scan`.
+    pub shrinker_calls: usize,
+    /// Objects the shrinkers reported freed.
+    pub shrinker_freed: usize,
+    /// Allocation-free rounds run because even the reserve was empty.
+    pub recursive_rounds: usize,
+    /// Large requests served by a captured block.
+    pub capture_hits: usize,
+    /// Large requests that registered for capture and got nothing.
+    pub capture_misses: usize,
+    /// Pages handed over by capture.
+    pub captured_pages: usize,
+    /// Times the OOM path ran.
+    pub oom_events: usize,
+    /// Bytes returned to the OS with `MADV_DONTNEED`.
+    pub purged_bytes: usize,
 }
 
 impl Stats {
@@ -168,6 +197,7 @@ impl Stats {
             mapped_bytes: 0,
             resident_bytes: 0,
             huge_bytes: 0,
+            reclaim: ReclaimStats::default(),
         }
     }
 
@@ -258,6 +288,21 @@ impl fmt::Display for Stats {
                 t.normal, t.high, t.oom_victim, t.atomic, t.memalloc
             )?;
         }
+        let r = &self.reclaim;
+        writeln!(
+            f,
+            "reclaim  direct {} background {} reclaimed {} pages; shrinkers {} calls {} freed; recursive {}",
+            r.direct_runs, r.background_runs, r.reclaimed_pages, r.shrinker_calls, r.shrinker_freed, r.recursive_rounds
+        )?;
+        writeln!(
+            f,
+            "capture  {} hits {} misses {} pages; oom {}; purged {}",
+            r.capture_hits,
+            r.capture_misses,
+            r.captured_pages,
+            r.oom_events,
+            Bytes(r.purged_bytes)
+        )?;
         writeln!(f, "free blocks per order (buddyinfo):")?;
         for (o, n) in self.free_blocks.iter().enumerate() {
             writeln!(

@@ -30,6 +30,8 @@ pub(crate) struct ThreadCache {
     pub(crate) active: [*const PageDesc; NUM_CLASSES],
     pub(crate) reserve: [*const PageDesc; NUM_CLASSES],
     pub(crate) empty: *const PageDesc,
+    /// The heap's drain generation this cache last flushed for.
+    pub(crate) drain_seen: usize,
 }
 
 impl ThreadCache {
@@ -40,6 +42,7 @@ impl ThreadCache {
             active: [empty; NUM_CLASSES],
             reserve: [empty; NUM_CLASSES],
             empty,
+            drain_seen: 0,
         }
     }
 

@@ -37,6 +37,8 @@ pub(crate) const KIND_TAIL: u8 = 2;
 pub(crate) const KIND_SLAB: u8 = 3;
 /// First page of a large (page-granular) allocation.
 pub(crate) const KIND_LARGE: u8 = 4;
+/// First page of a free block taken off its list to be purged.
+pub(crate) const KIND_PURGING: u8 = 5;
 
 /// The slab was carved from the reserve (below the normal watermark, for a
 /// memalloc caller); its objects go only to privileged callers.

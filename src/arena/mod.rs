@@ -19,6 +19,7 @@
 //! caller holds the heap lock.
 
 pub(crate) mod buddy;
+pub(crate) mod capture;
 pub(crate) mod desc;
 pub(crate) mod watermark;
 
@@ -26,7 +27,8 @@ use crate::error::AllocError;
 use crate::os::PAGE_SHIFT;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};
 use buddy::{buddy_of, largest_fitting_order, MAX_ORDER, ORDERS};
-use desc::{PageDesc, FLAG_ZEROED, KIND_FREE, KIND_TAIL, NIL};
+use capture::Capture;
+use desc::{PageDesc, FLAG_ZEROED, KIND_FREE, KIND_PURGING, KIND_TAIL, NIL};
 use watermark::{Admit, Tier, Watermarks};
 
 /// A block taken from the arena.
@@ -53,6 +55,7 @@ pub(crate) struct Arena {
     /// Pages in blocks flagged reserve (handed out only by the memalloc
     /// right and not yet released or unflagged).
     pub(crate) reserve_pages: AtomicUsize,
+    pub(crate) capture: Capture,
     frontier: RacyCell<usize>,
     lists: [RacyCell<u32>; ORDERS],
     counts: [RacyCell<usize>; ORDERS],
@@ -75,6 +78,7 @@ impl Arena {
         descs: *const PageDesc,
         npages: usize,
         marks: Watermarks,
+        capture: bool,
     ) -> Self {
         Self {
             base,
@@ -83,6 +87,7 @@ impl Arena {
             free: AtomicUsize::new(npages),
             marks,
             reserve_pages: AtomicUsize::new(0),
+            capture: Capture::new(capture),
             frontier: RacyCell::new(0),
             lists: core::array::from_fn(|_| RacyCell::new(NIL)),
             counts: core::array::from_fn(|_| RacyCell::new(0)),
@@ -166,17 +171,35 @@ impl Arena {
     /// The caller holds the heap lock; the block was returned by `alloc` with
     /// this order and nothing uses it any more.
     pub(crate) unsafe fn free(&self, idx: usize, order: usize) {
+        let freed = 1usize << order;
         // SAFETY: under the heap lock.
-        unsafe { self.free_block(idx, order, false) };
-        self.free.fetch_add(1 << order, Ordering::Relaxed);
+        let captured = unsafe { self.free_block(idx, order, false, freed) };
+        // A captured block counts as allocated (to its requester).
+        self.free.store(self.free_pages() + freed - captured, Ordering::Relaxed);
     }
 
-    /// Puts a block back on the lists, merging, without touching `free`.
+    /// Puts a block back on the lists, merging, without touching `free`;
+    /// `freed` pages are being returned to the free count by the caller. If
+    /// a capture requester takes the merged block, returns its size in
+    /// pages (which the caller must not count as free), else 0.
     ///
     /// # Safety
     /// As for [`Arena::free`].
-    unsafe fn free_block(&self, mut idx: usize, mut order: usize, mut zeroed: bool) {
-        while order < MAX_ORDER {
+    unsafe fn free_block(&self, mut idx: usize, mut order: usize, mut zeroed: bool, freed: usize) -> usize {
+        loop {
+            let size = 1usize << order;
+            let free_after = (self.free_pages() + freed).saturating_sub(size);
+            // SAFETY: under the heap lock.
+            if unsafe { self.capture.offer(idx, order, free_after) } {
+                let d = self.desc(idx);
+                d.kind.store(KIND_TAIL, Ordering::Relaxed);
+                d.order.store(order as u8, Ordering::Relaxed);
+                d.set_flag(FLAG_ZEROED, false);
+                return size;
+            }
+            if order >= MAX_ORDER {
+                break;
+            }
             let b = buddy_of(idx, order);
             // SAFETY: under the heap lock.
             if b + (1 << order) > unsafe { self.frontier.get() } {
@@ -195,6 +218,49 @@ impl Arena {
         }
         // SAFETY: under the heap lock.
         unsafe { self.push(idx, order, zeroed) };
+        0
+    }
+
+    /// Takes up to `max` free blocks of at least `min_order` whose pages are
+    /// not known to be zero off the lists, marking them `PURGING` (merges
+    /// skip them; they stay counted as free). Returns how many were taken.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock; it must hand every block back with
+    /// [`Arena::purged`].
+    pub(crate) unsafe fn take_for_purge(&self, min_order: usize, out: &mut [(u32, u8)]) -> usize {
+        let mut n = 0;
+        for o in (min_order..ORDERS).rev() {
+            // SAFETY: under the heap lock.
+            let mut cur = unsafe { self.lists[o].get() };
+            while cur != NIL && n < out.len() {
+                let d = self.desc(cur as usize);
+                // SAFETY: under the heap lock.
+                let next = unsafe { d.next.get() };
+                if !d.has_flag(FLAG_ZEROED) {
+                    // SAFETY: under the heap lock; `cur` is on list `o`.
+                    unsafe { self.unlink(cur as usize, o) };
+                    d.kind.store(KIND_PURGING, Ordering::Relaxed);
+                    out[n] = (cur, o as u8);
+                    n += 1;
+                }
+                cur = next;
+            }
+        }
+        n
+    }
+
+    /// Returns a block taken by [`Arena::take_for_purge`], now zero.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    pub(crate) unsafe fn purged(&self, idx: usize, order: usize) {
+        // SAFETY: under the heap lock. Purged blocks are already counted as
+        // free, so a capture of them passes `0` freed pages.
+        let captured = unsafe { self.free_block(idx, order, true, 0) };
+        if captured != 0 {
+            self.free.fetch_sub(captured, Ordering::Relaxed);
+        }
     }
 
     /// Charges `pages` of the budget for a direct mapping.
@@ -299,12 +365,7 @@ mod tests {
             let descs = os::reserve(dbytes, 4096).unwrap();
             // SAFETY: both ranges were just mapped with the sizes given.
             let arena = unsafe {
-                Arena::new(
-                    base,
-                    descs.cast(),
-                    npages,
-                    Watermarks::for_budget(npages, 0),
-                )
+                Arena::new(base, descs.cast(), npages, Watermarks::for_budget(npages, 0), true)
             };
             Self {
                 arena,

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test job, and the README's test command: format, lints, the whole
+# test suite (unit, integration, doc tests), the loom models, and the
+# LD_PRELOAD run of real programs. Needs only the Rust toolchain with
+# cargo-nextest (falls back to `cargo test` without it), gcc, python3, git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (default members, all targets, -D warnings)"
+cargo clippy --all-targets -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast
+else
+  cargo test --no-fail-fast
+fi
+
+step "doc tests"
+cargo test --doc -p lifeboat
+
+if [ -x ci/loom.sh ] || [ -f ci/loom.sh ]; then
+  step "loom models"
+  bash ci/loom.sh
+fi
+
+if [ -f ci/preload.sh ]; then
+  step "LD_PRELOAD: real programs on lifeboat"
+  bash ci/preload.sh
+fi
+
+step "done"
