@@ -26,9 +26,9 @@ use crate::diag;
 use crate::flags::AllocFlags;
 use crate::heap::HeapInner;
 use crate::os::PAGE_SHIFT;
-use crate::slab::class::{class_of_small, LOOKUP_MAX};
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
+use crate::slab::class::{class_of_small, LOOKUP_MAX};
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -213,7 +213,10 @@ fn enter() -> CacheRef {
             // SAFETY: the key was created by pthread_key_create; the value is
             // only a non-null marker so the destructor runs.
             unsafe {
-                libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const libc::c_void)
+                libc::pthread_setspecific(
+                    key as libc::pthread_key_t,
+                    ptr::dangling::<libc::c_void>(),
+                )
             };
         }
     }
@@ -259,7 +262,11 @@ fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
 }
 
 /// An allocation from the process heap with reclaim behind it.
-fn alloc_process(h: &HeapInner, layout: Layout, flags: AllocFlags) -> Result<(*mut u8, bool), crate::AllocError> {
+fn alloc_process(
+    h: &HeapInner,
+    layout: Layout,
+    flags: AllocFlags,
+) -> Result<(*mut u8, bool), crate::AllocError> {
     h.alloc_reclaiming(
         layout,
         flags,
@@ -373,7 +380,10 @@ unsafe impl GlobalAlloc for Lifeboat {
 
 /// Allocates from the process heap with explicit flags (plus the thread's
 /// scopes); errors instead of null.
-pub(crate) fn alloc_flags(layout: Layout, flags: AllocFlags) -> Result<ptr::NonNull<u8>, crate::AllocError> {
+pub(crate) fn alloc_flags(
+    layout: Layout,
+    flags: AllocFlags,
+) -> Result<ptr::NonNull<u8>, crate::AllocError> {
     let h = heap_or_init(&Config::new()).ok_or(crate::AllocError::MapFailed)?;
     let (p, _) = alloc_process(h, layout, flags)?;
     ptr::NonNull::new(p).ok_or(crate::AllocError::Layout)

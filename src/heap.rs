@@ -21,19 +21,19 @@ use crate::error::{AllocError, Error};
 use crate::flags::AllocFlags;
 use crate::memalloc::{resolve, Rights};
 use crate::os::{self, PAGE_SHIFT, PAGE_SIZE};
+use crate::reclaim::shrinker::{RegisterError, Shrinker};
+use crate::reclaim::{Got, OomHandler, Reclaim};
 use crate::slab::class::{class_for, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
 use crate::slab::remote::{self, rcnt, DETACHED};
 use crate::slab::{self, SlabLists};
 use crate::stats::{Counters, Stats};
 use crate::sync::{Ordering, RawLock};
-use crate::reclaim::shrinker::{RegisterError, Shrinker};
-use crate::reclaim::{Got, OomHandler, Reclaim};
 use crate::tcache::ThreadCache;
 use crate::throttle::{Pass, ReserveGate};
 use core::alloc::Layout;
-use crossbeam_utils::CachePadded;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
+use crossbeam_utils::CachePadded;
 
 /// Largest buddy block, in bytes; larger requests are mapped directly.
 pub(crate) const MAX_BLOCK: usize = PAGE_SIZE << MAX_ORDER;
@@ -232,7 +232,9 @@ impl HeapInner {
     /// Runs a reserve attempt with the caller admitted by the reserve-user
     /// bound; counts reserve grants.
     fn through_gate<T>(&self, f: impl FnOnce() -> Result<T, AllocError>) -> Result<T, AllocError> {
-        let pass = self.gate.enter(crate::memalloc::in_memalloc_scope(), &self.counters)?;
+        let pass = self
+            .gate
+            .enter(crate::memalloc::in_memalloc_scope(), &self.counters)?;
         let res = f();
         if pass == Pass::Once {
             self.gate.leave();
@@ -348,7 +350,14 @@ impl HeapInner {
                 self.granted(r, b.admit, 1 << order);
                 let flagged = b.admit == Admit::Reserve;
                 let owner = if flagged { tc.reserve_id() } else { tc.id() };
-                Ok(slab::carve(&self.arena, &self.slabs, b.idx, class, owner, flagged))
+                Ok(slab::carve(
+                    &self.arena,
+                    &self.slabs,
+                    b.idx,
+                    class,
+                    owner,
+                    flagged,
+                ))
             }
         })
     }
@@ -454,7 +463,14 @@ impl HeapInner {
                 d.back.store(0, Ordering::Relaxed);
                 d.order.store(order as u8, Ordering::Relaxed);
                 d.owner.store(0, Ordering::Relaxed);
-                d.flags.store(if b.admit == Admit::Reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
+                d.flags.store(
+                    if b.admit == Admit::Reserve {
+                        FLAG_RESERVE
+                    } else {
+                        0
+                    },
+                    Ordering::Relaxed,
+                );
                 d.kind.store(KIND_LARGE, Ordering::Release);
                 Ok(b)
             })
@@ -473,15 +489,14 @@ impl HeapInner {
         let len = size.checked_add(PAGE_SIZE - 1).ok_or(AllocError::Layout)? & !(PAGE_SIZE - 1);
         let pages = len >> PAGE_SHIFT;
         // SAFETY: under the heap lock.
-        let charge = |memalloc: bool| self.with_lock(|| unsafe { self.arena.charge(pages, r.tier, memalloc) });
+        let charge = |memalloc: bool| {
+            self.with_lock(|| unsafe { self.arena.charge(pages, r.tier, memalloc) })
+        };
         let charged = match charge(false) {
             Err(AllocError::Watermark) if r.memalloc => self.through_gate(|| charge(true)),
             res => res,
         };
-        let admit = match charged {
-            Ok(a) => a,
-            Err(e) => return Err(e),
-        };
+        let admit = charged?;
         let Some(p) = os::reserve(len, align.max(PAGE_SIZE)) else {
             // SAFETY: charged just above.
             self.with_lock(|| unsafe { self.arena.uncharge(pages) });
@@ -489,7 +504,11 @@ impl HeapInner {
         };
         // Direct mappings are counted as granted but never as reserve pages:
         // they go back to the budget the moment they are freed.
-        self.counters.grant(if admit == Admit::Reserve { Tier::Memalloc } else { r.tier });
+        self.counters.grant(if admit == Admit::Reserve {
+            Tier::Memalloc
+        } else {
+            r.tier
+        });
         // SAFETY: under the heap lock.
         self.with_lock(|| unsafe { self.huge_insert(p as usize, len) });
         self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
@@ -584,7 +603,9 @@ impl HeapInner {
                     }
                     if d.has_flag(FLAG_RESERVE) {
                         d.set_flag(FLAG_RESERVE, false);
-                        self.arena.reserve_pages.fetch_sub(1 << d.order(), Ordering::Relaxed);
+                        self.arena
+                            .reserve_pages
+                            .fetch_sub(1 << d.order(), Ordering::Relaxed);
                     }
                     // SAFETY: under the heap lock; the block is the caller's.
                     unsafe { self.arena.free(idx, d.order()) };
@@ -794,7 +815,8 @@ impl HeapInner {
         if new_len > old_len {
             // SAFETY: under the heap lock.
             self.with_lock(|| unsafe {
-                self.arena.charge((new_len - old_len) >> PAGE_SHIFT, tier, false)
+                self.arena
+                    .charge((new_len - old_len) >> PAGE_SHIFT, tier, false)
             })
             .ok()?;
         }
@@ -906,7 +928,7 @@ fn check_object_start(arena: &Arena, s: &PageDesc, p: *mut u8) {
     let off = (p as usize).wrapping_sub(slab::slab_start(arena, s) as usize);
     // SAFETY: size and capacity are fixed while the slab is live.
     let (size, cap) = unsafe { (s.size.get() as usize, s.capacity.get() as usize) };
-    if size == 0 || off % size != 0 || off / size >= cap {
+    if size == 0 || !off.is_multiple_of(size) || off / size >= cap {
         fatal("invalid free (not the start of an object)", p as usize);
     }
 }
@@ -966,7 +988,10 @@ impl Heap {
     /// With [`Config::background_reclaim`], starts its reclaimer thread.
     pub fn new(config: Config) -> Result<Heap, Error> {
         let inner = HeapInner::create(&config, false)?;
-        let mut heap = Heap { inner, reclaimer: None };
+        let mut heap = Heap {
+            inner,
+            reclaimer: None,
+        };
         if config.background_reclaim {
             heap.reclaimer = Some(heap.spawn_reclaimer().map_err(|_| Error::MapFailed)?);
         }
@@ -978,11 +1003,13 @@ impl Heap {
         h.reclaim.kswapd.running.store(true, Ordering::Release);
         let ptr = HeapPtr(self.inner);
         let ms = h.config.purge_interval_ms;
-        std::thread::Builder::new().name("lifeboat-reclaim".into()).spawn(move || {
-            let ptr = ptr;
-            // SAFETY: the heap outlives the thread (joined in Drop).
-            unsafe { ptr.0.as_ref() }.kswapd_loop(ms)
-        })
+        std::thread::Builder::new()
+            .name("lifeboat-reclaim".into())
+            .spawn(move || {
+                let ptr = ptr;
+                // SAFETY: the heap outlives the thread (joined in Drop).
+                unsafe { ptr.0.as_ref() }.kswapd_loop(ms)
+            })
     }
 
     pub(crate) fn inner(&self) -> &HeapInner {
@@ -997,7 +1024,11 @@ impl Heap {
         NonNull::new(p).ok_or(AllocError::Layout)
     }
 
-    fn alloc_inner(&self, layout: Layout, flags: AllocFlags) -> Result<(*mut u8, bool), AllocError> {
+    fn alloc_inner(
+        &self,
+        layout: Layout,
+        flags: AllocFlags,
+    ) -> Result<(*mut u8, bool), AllocError> {
         let h = self.inner();
         h.alloc_reclaiming(
             layout,
@@ -1010,7 +1041,11 @@ impl Heap {
     }
 
     /// Allocates zeroed memory.
-    pub fn alloc_zeroed(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+    pub fn alloc_zeroed(
+        &self,
+        layout: Layout,
+        flags: AllocFlags,
+    ) -> Result<NonNull<u8>, AllocError> {
         let (p, zeroed) = self.alloc_inner(layout, flags)?;
         if !zeroed {
             // SAFETY: the block is at least `layout.size()` bytes.
@@ -1043,10 +1078,14 @@ impl Heap {
         new_size: usize,
         flags: AllocFlags,
     ) -> Result<NonNull<u8>, AllocError> {
-        if let Some(p) = self.inner().resize_in_place(ptr.as_ptr(), layout.align(), new_size, flags) {
+        if let Some(p) = self
+            .inner()
+            .resize_in_place(ptr.as_ptr(), layout.align(), new_size, flags)
+        {
             return NonNull::new(p).ok_or(AllocError::Layout);
         }
-        let new_layout = Layout::from_size_align(new_size, layout.align()).map_err(|_| AllocError::Layout)?;
+        let new_layout =
+            Layout::from_size_align(new_size, layout.align()).map_err(|_| AllocError::Layout)?;
         let q = self.alloc(new_layout, flags)?;
         // SAFETY: both blocks are live and distinct; the copy is bounded by
         // both sizes; no lock is held.

@@ -42,8 +42,8 @@ mod flags;
 #[cfg(not(loom))]
 mod global;
 mod heap;
-mod mempool;
 mod memalloc;
+mod mempool;
 #[doc(hidden)]
 pub mod model;
 mod os;
@@ -53,8 +53,8 @@ mod slab;
 mod stats;
 mod sync;
 mod target;
-mod throttle;
 mod tcache;
+mod throttle;
 
 pub use arena::buddy::MAX_ORDER;
 pub use arena::watermark::{Tier, Watermarks};
@@ -67,11 +67,11 @@ pub use global::{
     unregister_shrinker, usable_size, Lifeboat,
 };
 pub use heap::Heap;
+pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};
 pub use mempool::{Mempool, MempoolStats, MEMPOOL_DEFAULT_WAIT};
-pub use reserve::Reserve;
 pub use reclaim::shrinker::{RegisterError, ShrinkControl, ShrinkResult, Shrinker, MAX_SHRINKERS};
 pub use reclaim::OomHandler;
-pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};
+pub use reserve::Reserve;
 pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{ClassStats, ReclaimStats, Stats, TierCounts};
 

@@ -30,14 +30,18 @@ pub struct Reserve<'h> {
 impl Reserve<'static> {
     /// A handle on the process heap (the one behind [`crate::Lifeboat`]).
     pub fn process() -> Self {
-        Self { target: Target::Process }
+        Self {
+            target: Target::Process,
+        }
     }
 }
 
 impl Heap {
     /// A handle that allocates from this heap with the memalloc right.
     pub fn reserve(&self) -> Reserve<'_> {
-        Reserve { target: Target::Heap(self) }
+        Reserve {
+            target: Target::Heap(self),
+        }
     }
 }
 
@@ -46,7 +50,10 @@ impl Heap {
 // any copy may free a block another allocated.
 unsafe impl Allocator for Reserve<'_> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let p = self.target.alloc(layout, AllocFlags::MEMALLOC).map_err(|_| AllocError)?;
+        let p = self
+            .target
+            .alloc(layout, AllocFlags::MEMALLOC)
+            .map_err(|_| AllocError)?;
         Ok(NonNull::slice_from_raw_parts(p, layout.size()))
     }
 

@@ -267,7 +267,7 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "mapped   {:>10}   resident {}",
-            Bytes(self.mapped_bytes).to_padded(),
+            Bytes(self.mapped_bytes).padded(),
             Bytes(self.resident_bytes)
         )?;
         writeln!(
@@ -280,7 +280,10 @@ impl fmt::Display for Stats {
             self.reserve_waits,
             self.reserve_timeouts
         )?;
-        writeln!(f, "tier        normal     high oom-victim   atomic memalloc")?;
+        writeln!(
+            f,
+            "tier        normal     high oom-victim   atomic memalloc"
+        )?;
         for (name, t) in [("granted", &self.grants), ("refused", &self.refusals)] {
             writeln!(
                 f,
@@ -305,11 +308,7 @@ impl fmt::Display for Stats {
         )?;
         writeln!(f, "free blocks per order (buddyinfo):")?;
         for (o, n) in self.free_blocks.iter().enumerate() {
-            writeln!(
-                f,
-                "  order {o:>2} ({:>8}): {n}",
-                Bytes(4096 << o).to_padded()
-            )?;
+            writeln!(f, "  order {o:>2} ({:>8}): {n}", Bytes(4096 << o).padded())?;
         }
         writeln!(f, "size classes in use (slabinfo):")?;
         writeln!(f, "  {:>8} {:>8} {:>12}", "size", "slabs", "live objs")?;
@@ -322,7 +321,7 @@ impl fmt::Display for Stats {
 
 impl Bytes {
     /// Right-aligned in 8 columns without allocating a String.
-    fn to_padded(self) -> Padded {
+    fn padded(self) -> Padded {
         Padded(self)
     }
 }

@@ -17,7 +17,11 @@ pub(crate) enum Target<'h> {
 }
 
 impl Target<'_> {
-    pub(crate) fn alloc(&self, layout: Layout, flags: AllocFlags) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc(
+        &self,
+        layout: Layout,
+        flags: AllocFlags,
+    ) -> Result<NonNull<u8>, AllocError> {
         match self {
             #[cfg(not(loom))]
             Target::Process => crate::global::alloc_flags(layout, flags),

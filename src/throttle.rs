@@ -38,7 +38,11 @@ std::thread_local! {
 
 impl ReserveGate {
     pub(crate) fn new(max: u32, wait_ms: u32) -> Self {
-        Self { users: AtomicU32::new(0), max, wait_ms }
+        Self {
+            users: AtomicU32::new(0),
+            max,
+            wait_ms,
+        }
     }
 
     /// Threads holding a place now.
@@ -61,7 +65,11 @@ impl ReserveGate {
         loop {
             let n = self.users.load(Ordering::Relaxed);
             if n < self.max {
-                if self.users.compare_exchange(n, n + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if self
+                    .users
+                    .compare_exchange(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
                     if in_scope && held == 0 {
                         HELD.with(|h| h.set(me));
                         return Ok(Pass::Scoped);

@@ -31,7 +31,7 @@ pub(crate) const fn order_for_pages(pages: usize) -> usize {
 pub(crate) const fn largest_fitting_order(idx: usize, limit: usize) -> usize {
     let mut o = MAX_ORDER;
     loop {
-        if idx % (1 << o) == 0 && (1 << o) <= limit {
+        if idx.is_multiple_of(1 << o) && (1 << o) <= limit {
             return o;
         }
         if o == 0 {

@@ -141,13 +141,21 @@ impl Arena {
     ///
     /// # Safety
     /// The caller holds the heap lock.
-    pub(crate) unsafe fn alloc(&self, order: usize, tier: Tier, memalloc: bool) -> Result<Block, AllocError> {
+    pub(crate) unsafe fn alloc(
+        &self,
+        order: usize,
+        tier: Tier,
+        memalloc: bool,
+    ) -> Result<Block, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError::Layout);
         }
         let n = 1usize << order;
         let free = self.free_pages();
-        let admit = self.marks.admit(free, n, tier, memalloc).ok_or(AllocError::Watermark)?;
+        let admit = self
+            .marks
+            .admit(free, n, tier, memalloc)
+            .ok_or(AllocError::Watermark)?;
         // SAFETY: under the heap lock (caller).
         let (idx, mut cur) = unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?;
         let d = self.desc(idx);
@@ -175,7 +183,8 @@ impl Arena {
         // SAFETY: under the heap lock.
         let captured = unsafe { self.free_block(idx, order, false, freed) };
         // A captured block counts as allocated (to its requester).
-        self.free.store(self.free_pages() + freed - captured, Ordering::Relaxed);
+        self.free
+            .store(self.free_pages() + freed - captured, Ordering::Relaxed);
     }
 
     /// Puts a block back on the lists, merging, without touching `free`;
@@ -185,7 +194,13 @@ impl Arena {
     ///
     /// # Safety
     /// As for [`Arena::free`].
-    unsafe fn free_block(&self, mut idx: usize, mut order: usize, mut zeroed: bool, freed: usize) -> usize {
+    unsafe fn free_block(
+        &self,
+        mut idx: usize,
+        mut order: usize,
+        mut zeroed: bool,
+        freed: usize,
+    ) -> usize {
         loop {
             let size = 1usize << order;
             let free_after = (self.free_pages() + freed).saturating_sub(size);
@@ -267,9 +282,17 @@ impl Arena {
     ///
     /// # Safety
     /// The caller holds the heap lock.
-    pub(crate) unsafe fn charge(&self, pages: usize, tier: Tier, memalloc: bool) -> Result<Admit, AllocError> {
+    pub(crate) unsafe fn charge(
+        &self,
+        pages: usize,
+        tier: Tier,
+        memalloc: bool,
+    ) -> Result<Admit, AllocError> {
         let free = self.free_pages();
-        let admit = self.marks.admit(free, pages, tier, memalloc).ok_or(AllocError::Watermark)?;
+        let admit = self
+            .marks
+            .admit(free, pages, tier, memalloc)
+            .ok_or(AllocError::Watermark)?;
         self.free.store(free - pages, Ordering::Relaxed);
         Ok(admit)
     }
@@ -365,7 +388,13 @@ mod tests {
             let descs = os::reserve(dbytes, 4096).unwrap();
             // SAFETY: both ranges were just mapped with the sizes given.
             let arena = unsafe {
-                Arena::new(base, descs.cast(), npages, Watermarks::for_budget(npages, 0), true)
+                Arena::new(
+                    base,
+                    descs.cast(),
+                    npages,
+                    Watermarks::for_budget(npages, 0),
+                    true,
+                )
             };
             Self {
                 arena,
@@ -444,7 +473,10 @@ mod tests {
             assert_eq!(a.free_pages(), min);
             assert_eq!(a.alloc(0, Tier::Normal, false), Err(AllocError::Watermark));
             assert_eq!(a.alloc(0, Tier::High, false).unwrap().admit, Admit::Slow);
-            assert_eq!(a.alloc(0, Tier::Normal, true).unwrap().admit, Admit::Reserve);
+            assert_eq!(
+                a.alloc(0, Tier::Normal, true).unwrap().admit,
+                Admit::Reserve
+            );
         }
     }
 
@@ -454,7 +486,9 @@ mod tests {
         let a = &t.arena;
         // SAFETY: single-threaded test.
         unsafe {
-            let pages: std::vec::Vec<usize> = (0..8).map(|_| a.alloc(0, Tier::Normal, true).unwrap().idx).collect();
+            let pages: std::vec::Vec<usize> = (0..8)
+                .map(|_| a.alloc(0, Tier::Normal, true).unwrap().idx)
+                .collect();
             for &p in pages.iter().step_by(2) {
                 a.free(p, 0);
             }

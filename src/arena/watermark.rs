@@ -66,7 +66,11 @@ impl Watermarks {
 
     /// As [`Watermarks::for_budget`], keeping `atomic_reserve` pages (at
     /// most `min`) away from memalloc.
-    pub const fn with_atomic_reserve(budget_pages: usize, min_free: usize, atomic_reserve: usize) -> Self {
+    pub const fn with_atomic_reserve(
+        budget_pages: usize,
+        min_free: usize,
+        atomic_reserve: usize,
+    ) -> Self {
         let min_kb = if min_free != 0 {
             min_free / 1024
         } else {
@@ -92,7 +96,11 @@ impl Watermarks {
             min,
             low: min + gap,
             high: min + 2 * gap,
-            atomic_reserve: if atomic_reserve > min { min } else { atomic_reserve },
+            atomic_reserve: if atomic_reserve > min {
+                min
+            } else {
+                atomic_reserve
+            },
         }
     }
 
@@ -110,7 +118,13 @@ impl Watermarks {
 
     /// May `pages` be taken from `free` by a request of `tier`, with the
     /// memalloc right or not? The single admission rule of the heap.
-    pub(crate) const fn admit(&self, free: usize, pages: usize, tier: Tier, memalloc: bool) -> Option<Admit> {
+    pub(crate) const fn admit(
+        &self,
+        free: usize,
+        pages: usize,
+        tier: Tier,
+        memalloc: bool,
+    ) -> Option<Admit> {
         let Some(left) = free.checked_sub(pages) else {
             return None;
         };
@@ -212,7 +226,10 @@ mod tests {
         assert_eq!(w.admit(16, 1, Tier::Atomic, false), Some(Admit::Slow));
         assert_eq!(w.admit(1, 1, Tier::Atomic, true), Some(Admit::Slow));
         // The share is capped at min.
-        assert_eq!(Watermarks::with_atomic_reserve(4096, 64 * 4096, 1000).atomic_reserve, 64);
+        assert_eq!(
+            Watermarks::with_atomic_reserve(4096, 64 * 4096, 1000).atomic_reserve,
+            64
+        );
     }
 
     #[test]

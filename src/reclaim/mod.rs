@@ -103,7 +103,8 @@ impl Reclaim {
     }
 
     pub(crate) fn set_oom_handler(&self, h: Option<OomHandler>) {
-        self.oom_handler.store(h.map_or(0, |f| f as usize), Ordering::Release);
+        self.oom_handler
+            .store(h.map_or(0, |f| f as usize), Ordering::Release);
     }
 
     pub(crate) fn snapshot(&self) -> crate::stats::ReclaimStats {
@@ -186,7 +187,9 @@ impl HeapInner {
         }
         match self.direct_reclaim(order, r.tier, attempt, flush_own) {
             Ok(got) => return Ok(got),
-            Err(e) if !matches!(e, AllocError::Watermark | AllocError::Fragmented) => return Err(e),
+            Err(e) if !matches!(e, AllocError::Watermark | AllocError::Fragmented) => {
+                return Err(e)
+            }
             Err(_) => {}
         }
         self.out_of_memory(attempt).map(Got::Alloc)
@@ -233,7 +236,10 @@ impl HeapInner {
             }
             let after = self.arena.free_pages();
             if after > before {
-                self.reclaim.c.reclaimed_pages.fetch_add(after - before, Ordering::Relaxed);
+                self.reclaim
+                    .c
+                    .reclaimed_pages
+                    .fetch_add(after - before, Ordering::Relaxed);
                 no_progress = 0;
             } else if reclaimable == 0 && after == before {
                 // Nothing left that reclaim could free (the kernel's
@@ -251,18 +257,26 @@ impl HeapInner {
                 Some(idx) => {
                     let pages = 1usize << self.arena.desc(idx).order();
                     self.reclaim.c.capture_hits.fetch_add(1, Ordering::Relaxed);
-                    self.reclaim.c.captured_pages.fetch_add(pages, Ordering::Relaxed);
+                    self.reclaim
+                        .c
+                        .captured_pages
+                        .fetch_add(pages, Ordering::Relaxed);
                     if let Ok(Got::Alloc(v)) = result {
                         // Raced: the retry succeeded too. Give the block back.
                         // SAFETY: under the heap lock; the captured block is ours.
-                        self.with_lock(|| unsafe { self.arena.free(idx, self.arena.desc(idx).order()) });
+                        self.with_lock(|| unsafe {
+                            self.arena.free(idx, self.arena.desc(idx).order())
+                        });
                         result = Ok(Got::Alloc(v));
                     } else {
                         result = Ok(Got::Captured(idx));
                     }
                 }
                 None => {
-                    self.reclaim.c.capture_misses.fetch_add(1, Ordering::Relaxed);
+                    self.reclaim
+                        .c
+                        .capture_misses
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -275,7 +289,9 @@ impl HeapInner {
     fn throttle(&self) {
         let k = &self.reclaim.kswapd;
         for _ in 0..10 {
-            if !k.running.load(Ordering::Relaxed) || self.arena.free_pages() >= self.arena.marks.min / 2 {
+            if !k.running.load(Ordering::Relaxed)
+                || self.arena.free_pages() >= self.arena.marks.min / 2
+            {
                 return;
             }
             let seen = k.progress.load(Ordering::Acquire);
@@ -288,7 +304,12 @@ impl HeapInner {
         for _ in 0..10 {
             let n = self.reclaim.direct.load(Ordering::Relaxed);
             if n < MAX_DIRECT_RECLAIMERS {
-                if self.reclaim.direct.compare_exchange(n, n + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if self
+                    .reclaim
+                    .direct
+                    .compare_exchange(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return true;
                 }
                 continue;
@@ -306,7 +327,12 @@ impl HeapInner {
     /// One reclaim round: ask every cache to drain, call the shrinkers.
     /// Returns the objects the shrinkers reported freed, and how many they
     /// counted as freeable before.
-    pub(crate) fn reclaim_round(&self, order: usize, may_allocate: bool, priority: u32) -> (usize, usize) {
+    pub(crate) fn reclaim_round(
+        &self,
+        order: usize,
+        may_allocate: bool,
+        priority: u32,
+    ) -> (usize, usize) {
         self.reclaim.drain_gen.fetch_add(1, Ordering::Release);
         let mut list: [Option<ShrinkerRef>; MAX_SHRINKERS] = [None; MAX_SHRINKERS];
         let Some(n) = self.reclaim.shrinkers.snapshot(&mut list) else {
@@ -322,20 +348,33 @@ impl HeapInner {
                 continue;
             }
             let nr = (count >> priority).max(count.min(SCAN_BATCH));
-            self.reclaim.c.shrinker_calls.fetch_add(1, Ordering::Relaxed);
-            if let ShrinkResult::Freed(k) = s.scan(&ShrinkControl { nr_to_scan: nr, order, may_allocate }) {
+            self.reclaim
+                .c
+                .shrinker_calls
+                .fetch_add(1, Ordering::Relaxed);
+            if let ShrinkResult::Freed(k) = s.scan(&ShrinkControl {
+                nr_to_scan: nr,
+                order,
+                may_allocate,
+            }) {
                 freed += k;
             }
         }
         self.reclaim.shrinkers.done();
-        self.reclaim.c.shrinker_freed.fetch_add(freed, Ordering::Relaxed);
+        self.reclaim
+            .c
+            .shrinker_freed
+            .fetch_add(freed, Ordering::Relaxed);
         (freed, reclaimable)
     }
 
     /// Lameter's recursive reclaim: one round that may not allocate, run
     /// with nomemalloc so nothing inside can nest again.
     fn recursive_round(&self, order: usize) {
-        self.reclaim.c.recursive_rounds.fetch_add(1, Ordering::Relaxed);
+        self.reclaim
+            .c
+            .recursive_rounds
+            .fetch_add(1, Ordering::Relaxed);
         if diag::warn_allowed(Warn::ReserveDepleted) {
             let mut m = MsgBuf::new();
             m.str("lifeboat: warning: memory reserves depleted (free ")
@@ -343,12 +382,17 @@ impl HeapInner {
                 .str(" pages); running allocation-free reclaim\n");
             m.emit();
         }
-        let _g = memalloc::enter_bits(AllocFlags::NOMEMALLOC.0 | memalloc::IN_RECLAIM | memalloc::IN_RECURSIVE);
+        let _g = memalloc::enter_bits(
+            AllocFlags::NOMEMALLOC.0 | memalloc::IN_RECLAIM | memalloc::IN_RECURSIVE,
+        );
         self.reclaim_round(order, false, 0);
     }
 
     /// The OOM path: the handler (one caller at a time), one retry, a report.
-    fn out_of_memory<T>(&self, attempt: &mut dyn FnMut() -> Result<T, AllocError>) -> Result<T, AllocError> {
+    fn out_of_memory<T>(
+        &self,
+        attempt: &mut dyn FnMut() -> Result<T, AllocError>,
+    ) -> Result<T, AllocError> {
         if let Some(h) = self.reclaim.oom_handler() {
             if self.reclaim.oom_lock.try_lock() {
                 self.reclaim.c.oom_events.fetch_add(1, Ordering::Relaxed);
@@ -421,7 +465,10 @@ impl HeapInner {
                     break;
                 }
                 shown[slot] = c;
-                m.str(" ").dec(st.classes[c].size).str("x").dec(st.classes[c].live_objects);
+                m.str(" ")
+                    .dec(st.classes[c].size)
+                    .str("x")
+                    .dec(st.classes[c].live_objects);
             }
         }
         m.str("\n");
@@ -455,7 +502,10 @@ impl HeapInner {
                 }
             });
         }
-        self.reclaim.c.purged_bytes.fetch_add(total, Ordering::Relaxed);
+        self.reclaim
+            .c
+            .purged_bytes
+            .fetch_add(total, Ordering::Relaxed);
         total
     }
 
@@ -474,7 +524,9 @@ impl HeapInner {
                 self.purge(4);
                 last_purge = now;
             }
-            let wait = (purge_ms as u64).saturating_sub(now.saturating_sub(last_purge)).max(1);
+            let wait = (purge_ms as u64)
+                .saturating_sub(now.saturating_sub(last_purge))
+                .max(1);
             k.sleep(seen, wait);
         }
     }
@@ -485,12 +537,18 @@ impl HeapInner {
         let mut idle = 0;
         let mut priority = DEF_PRIORITY;
         while self.arena.free_pages() < self.arena.marks.high && idle < 3 {
-            self.reclaim.c.background_runs.fetch_add(1, Ordering::Relaxed);
+            self.reclaim
+                .c
+                .background_runs
+                .fetch_add(1, Ordering::Relaxed);
             let before = self.arena.free_pages();
             self.reclaim_round(0, true, priority);
             let after = self.arena.free_pages();
             if after > before {
-                self.reclaim.c.reclaimed_pages.fetch_add(after - before, Ordering::Relaxed);
+                self.reclaim
+                    .c
+                    .reclaimed_pages
+                    .fetch_add(after - before, Ordering::Relaxed);
                 self.reclaim.kswapd.note_progress();
                 idle = 0;
             } else {

@@ -130,7 +130,7 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
     }
     let mut c = compute_class(need);
     while c < NUM_CLASSES {
-        if CLASS_SIZE[c] as usize % align == 0 {
+        if (CLASS_SIZE[c] as usize).is_multiple_of(align) {
             return Some(c);
         }
         c += 1;

@@ -374,6 +374,8 @@ pub(crate) unsafe fn unreserve(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     if s.has_flag(FLAG_RESERVE) {
         s.set_flag(FLAG_RESERVE, false);
         lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
-        arena.reserve_pages.fetch_sub(1 << s.order(), Ordering::Relaxed);
+        arena
+            .reserve_pages
+            .fetch_sub(1 << s.order(), Ordering::Relaxed);
     }
 }

@@ -1,0 +1,252 @@
+//! `realloc` growing and shrinking across small classes, the small/large
+//! boundary (32 KiB), buddy orders and huge (> 4 MiB) mappings, with the
+//! contents checked at every step; also over-aligned blocks.
+
+use std::alloc::{alloc, dealloc, realloc, Layout};
+
+#[global_allocator]
+static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// Sizes walked up and then down again.
+const LADDER: [usize; 34] = [
+    1,
+    7,
+    8,
+    9,
+    16,
+    24,
+    63,
+    64,
+    65,
+    100,
+    128,
+    500,
+    1024,
+    2000,
+    4095,
+    4096,
+    4097,
+    10_000,
+    16 * KIB,
+    32 * KIB - 1,
+    32 * KIB,
+    32 * KIB + 1,
+    40 * KIB,
+    64 * KIB,
+    100_000,
+    256 * KIB,
+    MIB,
+    2 * MIB + 3,
+    4 * MIB - 1,
+    4 * MIB,
+    4 * MIB + 1,
+    6 * MIB,
+    9 * MIB + 5,
+    16 * MIB,
+];
+
+/// The byte at offset `i` of a block tagged `seed`; position dependent, so
+/// a block copied to the wrong offset does not match.
+fn pat(seed: usize, i: usize) -> u8 {
+    let x = (i as u32).wrapping_mul(2_654_435_761) ^ (seed as u32).wrapping_mul(0x85eb_ca6b);
+    (x >> 24) as u8 ^ (i as u8)
+}
+
+fn fill(p: *mut u8, size: usize, seed: usize) {
+    // SAFETY: `p` points to a live allocation of at least `size` bytes.
+    let s = unsafe { std::slice::from_raw_parts_mut(p, size) };
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = pat(seed, i);
+    }
+}
+
+/// The first offset below `size` whose byte does not match, if any.
+fn first_mismatch(p: *const u8, size: usize, seed: usize) -> Option<usize> {
+    // SAFETY: `p` points to a live allocation of at least `size` bytes, all
+    // initialised by `fill`.
+    let s = unsafe { std::slice::from_raw_parts(p, size) };
+    s.iter().enumerate().position(|(i, b)| *b != pat(seed, i))
+}
+
+/// Walks `sizes` with one block of alignment `align`, checking the kept
+/// prefix after every realloc and refilling the whole block.
+fn walk(sizes: &[usize], align: usize, seed: usize) {
+    let first = Layout::from_size_align(sizes[0], align).expect("valid layout");
+    // SAFETY: non-zero size.
+    let mut p = unsafe { alloc(first) };
+    assert!(!p.is_null());
+    let mut layout = first;
+    fill(p, layout.size(), seed);
+    for (step, &new_size) in sizes.iter().enumerate().skip(1) {
+        let old = layout.size();
+        // SAFETY: `p` was allocated with `layout`; `new_size` is non-zero and
+        // does not overflow isize when rounded to `align`.
+        let q = unsafe { realloc(p, layout, new_size) };
+        assert!(
+            !q.is_null(),
+            "realloc {old} -> {new_size} (align {align}) returned null"
+        );
+        assert_eq!(
+            q as usize % align,
+            0,
+            "realloc {old} -> {new_size} lost alignment {align}: {q:p}"
+        );
+        let kept = old.min(new_size);
+        if let Some(at) = first_mismatch(q, kept, seed + step - 1) {
+            panic!(
+                "realloc {old} -> {new_size} (align {align}, step {step}, {p:p} -> {q:p}) \
+                 lost contents at offset {at} of {kept}"
+            );
+        }
+        p = q;
+        layout = Layout::from_size_align(new_size, align).expect("valid layout");
+        fill(p, new_size, seed + step);
+    }
+    assert_eq!(
+        first_mismatch(p, layout.size(), seed + sizes.len() - 1),
+        None
+    );
+    // SAFETY: `p` is live with `layout`.
+    unsafe { dealloc(p, layout) };
+}
+
+#[test]
+fn grow_then_shrink_ladder() {
+    let mut sizes: Vec<usize> = LADDER.to_vec();
+    sizes.extend(LADDER.iter().rev().skip(1));
+    walk(&sizes, 1, 1);
+    walk(&sizes, 8, 2);
+}
+
+#[test]
+fn jumps_between_far_sizes() {
+    // Straight from tiny to huge and back, and between the tiers.
+    let sizes = [
+        3,
+        9 * MIB,
+        5,
+        64 * KIB,
+        24,
+        5 * MIB,
+        32 * KIB + 1,
+        32 * KIB,
+        4 * MIB + 1,
+        4 * MIB,
+        7 * MIB,
+        12 * MIB,
+        100,
+    ];
+    walk(&sizes, 8, 100);
+}
+
+#[test]
+fn aligned_realloc() {
+    let sizes = [
+        8,
+        100,
+        4096,
+        5000,
+        32 * KIB + 1,
+        200 * KIB,
+        5 * MIB,
+        3000,
+        64,
+    ];
+    for (k, align) in [16, 64, 256, 4096, 8192, 64 * KIB, 2 * MIB, 4 * MIB]
+        .into_iter()
+        .enumerate()
+    {
+        walk(&sizes, align, 1000 * k);
+    }
+}
+
+#[test]
+fn same_size_realloc_keeps_contents() {
+    for (k, &size) in LADDER.iter().enumerate() {
+        walk(&[size, size, size], 8, 50 * k);
+    }
+}
+
+/// Growing one byte at a time (as `Vec::push` without amortisation would),
+/// with other blocks allocated in between so growth cannot always happen
+/// in place.
+#[test]
+fn byte_by_byte_growth_interleaved() {
+    let limit = if cfg!(debug_assertions) {
+        40_000
+    } else {
+        150_000
+    };
+    let mut blocks: Vec<(*mut u8, usize)> = Vec::new();
+    for b in 0..3 {
+        let layout = Layout::from_size_align(1, 1).expect("valid layout");
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout) };
+        assert!(!p.is_null());
+        // SAFETY: `p` has one byte.
+        unsafe { *p = b as u8 };
+        blocks.push((p, 1));
+    }
+    let mut fillers = Vec::new();
+    for n in 1..limit {
+        for (b, (p, size)) in blocks.iter_mut().enumerate() {
+            let layout = Layout::from_size_align(*size, 1).expect("valid layout");
+            // SAFETY: `*p` was allocated with `layout`; n + 1 is non-zero.
+            let q = unsafe { realloc(*p, layout, n + 1) };
+            assert!(!q.is_null());
+            // Check the last byte written before and a sample of older ones.
+            // SAFETY: `q` has n + 1 bytes, the first n initialised.
+            unsafe {
+                assert_eq!(
+                    *q.add(n - 1),
+                    ((n - 1) ^ b) as u8,
+                    "byte {} of block {b}",
+                    n - 1
+                );
+                assert_eq!(*q.add((n - 1) / 2), (((n - 1) / 2) ^ b) as u8);
+                *q.add(n) = (n ^ b) as u8;
+            }
+            *p = q;
+            *size = n + 1;
+        }
+        if n % 97 == 0 {
+            fillers.push(vec![n as u8; n % 5000]);
+        }
+    }
+    for (b, (p, size)) in blocks.into_iter().enumerate() {
+        // SAFETY: `p` has `size` initialised bytes.
+        let s = unsafe { std::slice::from_raw_parts(p, size) };
+        for (i, x) in s.iter().enumerate() {
+            assert_eq!(*x, (i ^ b) as u8, "block {b} byte {i}");
+        }
+        let layout = Layout::from_size_align(size, 1).expect("valid layout");
+        // SAFETY: allocated with this layout.
+        unsafe { dealloc(p, layout) };
+    }
+    for (k, f) in fillers.iter().enumerate() {
+        let n = (k + 1) * 97;
+        assert!(f.iter().all(|x| *x == n as u8));
+    }
+}
+
+/// Vec growth and shrink through the global allocator across every tier.
+#[test]
+fn vec_reserve_and_shrink() {
+    let mut v: Vec<u32> = Vec::new();
+    for round in 0..3u32 {
+        for i in 0..(3 * MIB as u32) {
+            v.push(i ^ round);
+        }
+        v.truncate(10_000);
+        v.shrink_to_fit();
+        for (i, x) in v.iter().enumerate() {
+            assert_eq!(*x, i as u32 ^ round);
+        }
+        v.truncate(3);
+        v.shrink_to_fit();
+        v.clear();
+    }
+}
