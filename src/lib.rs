@@ -75,5 +75,10 @@ pub use reserve::Reserve;
 pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{ClassStats, ReclaimStats, Stats, TierCounts};
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Size of a page, the unit of the budget.
 pub const PAGE_SIZE: usize = os::PAGE_SIZE;
