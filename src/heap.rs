@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::diag::fatal;
 use crate::error::{AllocError, Error};
 use crate::flags::AllocFlags;
+use crate::huge_cache::{self, HugeCache};
 use crate::memalloc::{resolve, Rights};
 use crate::os::{self, PAGE_SHIFT, PAGE_SIZE};
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
@@ -66,6 +67,7 @@ pub(crate) struct HeapInner {
     meta: *mut u8,
     meta_len: usize,
     pub(crate) budget_pages: usize,
+    huge_cache: HugeCache,
     pub(crate) config: Config,
     pub(crate) reclaim: Reclaim,
     pub(crate) counters: Counters,
@@ -139,6 +141,7 @@ impl HeapInner {
                 meta,
                 meta_len,
                 budget_pages: npages,
+                huge_cache: HugeCache::new(npages << PAGE_SHIFT),
                 counters: Counters::new(),
                 gate: ReserveGate::new(config.max_reserve_users, config.reserve_wait_ms),
                 config: *config,
@@ -150,6 +153,20 @@ impl HeapInner {
             }
             Ok(NonNull::new_unchecked(inner))
         }
+    }
+
+    /// Unmaps the cached free direct mappings; returns their bytes.
+    pub(crate) fn drop_huge_cache(&self) -> usize {
+        let mut cached = [(0, 0); huge_cache::SLOTS];
+        // SAFETY: under the heap lock.
+        let n = self.with_lock(|| unsafe { self.huge_cache.drain(&mut cached) });
+        let mut bytes = 0;
+        for &(addr, len) in &cached[..n] {
+            // SAFETY: cached mappings hold no live data and are ours.
+            unsafe { os::release(addr as *mut u8, len) };
+            bytes += len;
+        }
+        bytes
     }
 
     /// Unmaps a heap made by [`HeapInner::create`], with its direct mappings.
@@ -165,6 +182,11 @@ impl HeapInner {
                 if e.addr != 0 {
                     os::release(e.addr as *mut u8, e.len);
                 }
+            }
+            let mut cached = [(0, 0); huge_cache::SLOTS];
+            let n = (*h).huge_cache.drain(&mut cached);
+            for &(addr, len) in &cached[..n] {
+                os::release(addr as *mut u8, len);
             }
             let (base, npages) = ((*h).arena.base, (*h).arena.npages);
             let (meta, meta_len) = ((*h).meta, (*h).meta_len);
@@ -450,7 +472,7 @@ impl HeapInner {
     ) -> Result<(*mut u8, bool), AllocError> {
         let r = resolve(flags);
         if size > MAX_BLOCK || align > MAX_BLOCK {
-            return self.alloc_huge(size, align, r).map(|p| (p, true));
+            return self.alloc_huge(size, align, r);
         }
         let pages = size.div_ceil(PAGE_SIZE).max(1);
         let order = order_for_pages(pages).max(order_for_pages(align >> PAGE_SHIFT));
@@ -485,7 +507,12 @@ impl HeapInner {
         }
     }
 
-    fn alloc_huge(&self, size: usize, align: usize, r: Rights) -> Result<*mut u8, AllocError> {
+    fn alloc_huge(
+        &self,
+        size: usize,
+        align: usize,
+        r: Rights,
+    ) -> Result<(*mut u8, bool), AllocError> {
         let len = size.checked_add(PAGE_SIZE - 1).ok_or(AllocError::Layout)? & !(PAGE_SIZE - 1);
         let pages = len >> PAGE_SHIFT;
         // SAFETY: under the heap lock.
@@ -497,10 +524,34 @@ impl HeapInner {
             res => res,
         };
         let admit = charged?;
-        let Some(p) = os::reserve(len, align.max(PAGE_SIZE)) else {
-            // SAFETY: charged just above.
-            self.with_lock(|| unsafe { self.arena.uncharge(pages) });
-            return Err(AllocError::MapFailed);
+        let align = align.max(PAGE_SIZE);
+        // A cached mapping saves the mmap and the page faults; its extra
+        // length (at most a quarter) is charged too.
+        // SAFETY: under the heap lock.
+        let cached = self.with_lock(|| unsafe {
+            let (addr, real) = self.huge_cache.take(len, align)?;
+            if self
+                .arena
+                .charge((real - len) >> PAGE_SHIFT, Tier::Memalloc, true)
+                .is_err()
+            {
+                let mut out = [(0, 0); huge_cache::SLOTS + 1];
+                let n = self.huge_cache.keep(addr, real, &mut out);
+                debug_assert_eq!(n, 0);
+                return None;
+            }
+            Some((addr, real))
+        });
+        let (p, len, zeroed) = match cached {
+            Some((addr, real)) => (addr as *mut u8, real, false),
+            None => match os::reserve(len, align) {
+                Some(p) => (p, len, true),
+                None => {
+                    // SAFETY: charged just above.
+                    self.with_lock(|| unsafe { self.arena.uncharge(pages) });
+                    return Err(AllocError::MapFailed);
+                }
+            },
         };
         // Direct mappings are counted as granted but never as reserve pages:
         // they go back to the budget the moment they are freed.
@@ -512,7 +563,7 @@ impl HeapInner {
         // SAFETY: under the heap lock.
         self.with_lock(|| unsafe { self.huge_insert(p as usize, len) });
         self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
-        Ok(p)
+        Ok((p, zeroed))
     }
 
     unsafe fn huge_insert(&self, addr: usize, len: usize) {
@@ -648,21 +699,20 @@ impl HeapInner {
     }
 
     unsafe fn free_huge(&self, p: *mut u8) {
+        let mut unmap = [(0, 0); huge_cache::SLOTS + 1];
         // SAFETY: under the heap lock.
-        let len = self.with_lock(|| unsafe {
-            let len = self.huge_find(p as usize, true);
-            if let Some(len) = len {
-                self.arena.uncharge(len >> PAGE_SHIFT);
-            }
-            len
+        let found = self.with_lock(|| unsafe {
+            let len = self.huge_find(p as usize, true)?;
+            self.arena.uncharge(len >> PAGE_SHIFT);
+            self.counters.huge_bytes.fetch_sub(len, Ordering::Relaxed);
+            Some(self.huge_cache.keep(p as usize, len, &mut unmap))
         });
-        match len {
-            Some(len) => {
-                self.counters.huge_bytes.fetch_sub(len, Ordering::Relaxed);
-                // SAFETY: the mapping was ours and the caller gave it up.
-                unsafe { os::release(p, len) };
-            }
-            None => fatal("invalid free (pointer not from this heap)", p as usize),
+        let Some(n) = found else {
+            fatal("invalid free (pointer not from this heap)", p as usize)
+        };
+        for &(addr, len) in &unmap[..n] {
+            // SAFETY: mappings of ours that nothing uses any more.
+            unsafe { os::release(addr as *mut u8, len) };
         }
     }
 
@@ -896,6 +946,7 @@ impl HeapInner {
             frontier
         });
         st.huge_bytes = self.counters.huge_bytes.load(Ordering::Relaxed);
+        st.huge_cached_bytes = self.huge_cache.bytes();
         st.mapped_bytes = (frontier << PAGE_SHIFT) + st.huge_bytes;
         st.resident_bytes = (os::resident_pages(self.arena.base, frontier) << PAGE_SHIFT)
             + st.huge_bytes.min(st.mapped_bytes);

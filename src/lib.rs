@@ -42,6 +42,7 @@ mod flags;
 #[cfg(not(loom))]
 mod global;
 mod heap;
+mod huge_cache;
 mod memalloc;
 mod mempool;
 #[doc(hidden)]

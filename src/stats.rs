@@ -143,6 +143,9 @@ pub struct Stats {
     pub resident_bytes: usize,
     /// Bytes in direct mappings (requests above 4 MiB).
     pub huge_bytes: usize,
+    /// Bytes of freed direct mappings kept mapped for reuse (not charged
+    /// to the budget; dropped by reclaim and purge).
+    pub huge_cached_bytes: usize,
     /// Reclaim, capture and OOM events.
     pub reclaim: ReclaimStats,
 }
@@ -197,6 +200,7 @@ impl Stats {
             mapped_bytes: 0,
             resident_bytes: 0,
             huge_bytes: 0,
+            huge_cached_bytes: 0,
             reclaim: ReclaimStats::default(),
         }
     }

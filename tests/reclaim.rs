@@ -413,3 +413,24 @@ fn shrinker_registry_rejects_duplicates() {
     assert!(heap.unregister_shrinker(&CACHE));
     assert!(heap.register_shrinker(&CACHE).is_ok());
 }
+
+#[test]
+fn freed_direct_mappings_are_reused_uncharged_and_purged() {
+    let heap = Heap::new(Config::new().budget(256 * MIB)).unwrap();
+    let layout = Layout::from_size_align(16 * MIB, 8).unwrap();
+    let budget = heap.stats().budget_pages;
+    let p = heap.alloc(layout, AllocFlags::NORMAL).unwrap();
+    assert_eq!(heap.stats().free_pages, budget - 4096);
+    // SAFETY: allocated above.
+    unsafe { heap.dealloc(p, layout) };
+    let st = heap.stats();
+    assert_eq!(st.free_pages, budget, "a cached mapping is not charged");
+    assert_eq!(st.huge_cached_bytes, 16 * MIB);
+    let q = heap.alloc(layout, AllocFlags::NORMAL).unwrap();
+    assert_eq!(q, p, "the cached mapping is reused");
+    assert_eq!(heap.stats().huge_cached_bytes, 0);
+    // SAFETY: allocated above.
+    unsafe { heap.dealloc(q, layout) };
+    assert!(heap.purge() >= 16 * MIB);
+    assert_eq!(heap.stats().huge_cached_bytes, 0);
+}

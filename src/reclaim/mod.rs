@@ -334,6 +334,11 @@ impl HeapInner {
         priority: u32,
     ) -> (usize, usize) {
         self.reclaim.drain_gen.fetch_add(1, Ordering::Release);
+        let unmapped = self.drop_huge_cache();
+        self.reclaim
+            .c
+            .purged_bytes
+            .fetch_add(unmapped, Ordering::Relaxed);
         let mut list: [Option<ShrinkerRef>; MAX_SHRINKERS] = [None; MAX_SHRINKERS];
         let Some(n) = self.reclaim.shrinkers.snapshot(&mut list) else {
             // Registration holds the lock: say there may be more to find.
@@ -480,7 +485,7 @@ impl HeapInner {
     /// the system calls. Blocks below `min_order` are left alone. Returns
     /// the bytes purged.
     pub(crate) fn purge(&self, min_order: usize) -> usize {
-        let mut total = 0;
+        let mut total = self.drop_huge_cache();
         let mut batch = [(0u32, 0u8); 32];
         loop {
             // SAFETY: under the heap lock.
