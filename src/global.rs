@@ -106,7 +106,8 @@ const T_DEAD: u8 = 2;
 const T_BUSY: u8 = 4;
 
 std::thread_local! {
-    static TC: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::new(ptr::addr_of!(EMPTY))) };
+    static TC: UnsafeCell<ThreadCache> =
+        const { UnsafeCell::new(ThreadCache::with_large_cache(ptr::addr_of!(EMPTY), true)) };
     static TSTATE: Cell<u8> = const { Cell::new(T_FRESH) };
 }
 

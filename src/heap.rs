@@ -12,7 +12,7 @@
 //! held across a system call that maps or unmaps memory, nor across a copy.
 
 use crate::arena::buddy::{order_for_pages, MAX_ORDER};
-use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_LARGE, KIND_SLAB, KIND_TAIL};
+use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_CACHED, KIND_LARGE, KIND_SLAB, KIND_TAIL};
 use crate::arena::watermark::{Admit, Tier, Watermarks};
 use crate::arena::Arena;
 use crate::config::Config;
@@ -648,6 +648,10 @@ impl HeapInner {
                         p as usize,
                     );
                 }
+                if !d.has_flag(FLAG_RESERVE) && tc.park_large(idx, d.order()) {
+                    d.kind.store(KIND_CACHED, Ordering::Relaxed);
+                    return;
+                }
                 self.with_lock(|| {
                     if d.kind() != KIND_LARGE {
                         fatal("double free (large allocation)", p as usize);
@@ -662,6 +666,7 @@ impl HeapInner {
                     unsafe { self.arena.free(idx, d.order()) };
                 });
             }
+            KIND_CACHED => fatal("double free (large allocation)", p as usize),
             KIND_SLAB | KIND_TAIL => {
                 let s = self
                     .arena
@@ -771,8 +776,27 @@ impl HeapInner {
         match class_for(layout.size(), layout.align()) {
             // SAFETY: class_for returns classes in range; `tc` per caller.
             Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
-            None => self.alloc_pages(layout.size(), layout.align(), flags),
+            None => {
+                if let Some(idx) = tc.take_large(request_order(layout)) {
+                    self.arena
+                        .desc(idx)
+                        .kind
+                        .store(KIND_LARGE, Ordering::Relaxed);
+                    return Ok((self.arena.page_addr(idx), false));
+                }
+                self.alloc_pages(layout.size(), layout.align(), flags)
+            }
         }
+    }
+
+    /// Frees a large block parked in a thread cache.
+    pub(crate) fn free_parked(&self, idx: usize) {
+        let d = self.arena.desc(idx);
+        self.with_lock(|| {
+            d.kind.store(KIND_LARGE, Ordering::Relaxed);
+            // SAFETY: under the heap lock; the parked block is the cache's.
+            unsafe { self.arena.free(idx, d.order()) };
+        });
     }
 
     /// `attempt` with reclaim behind it (see `reclaim`): the allocation, or
@@ -813,6 +837,19 @@ impl HeapInner {
                     .max(order_for_pages(align >> PAGE_SHIFT));
                 if want == order {
                     return Some(p);
+                }
+                if want > order {
+                    let tier = resolve(flags).tier;
+                    // SAFETY: under the heap lock; the block is the caller's.
+                    let grown = self.with_lock(|| unsafe {
+                        let ok = !d.has_flag(FLAG_RESERVE)
+                            && self.arena.grow_in_place(idx, order, want, tier);
+                        if ok {
+                            d.order.store(want as u8, Ordering::Relaxed);
+                        }
+                        ok
+                    });
+                    return grown.then_some(p);
                 }
                 if want < order {
                     // Shrink: free the upper halves.
@@ -938,7 +975,7 @@ impl HeapInner {
                             st.reserve_slabs += 1;
                         }
                     }
-                    KIND_LARGE => st.large_pages += 1 << order,
+                    KIND_LARGE | KIND_CACHED => st.large_pages += 1 << order,
                     _ => {}
                 }
                 i += 1 << order;

@@ -10,8 +10,21 @@
 //! * `reserve[c]` is a reserve-backed slab owned by this cache, or the
 //!   sentinel. It is used only by the slow path and only for callers with
 //!   memalloc rights, so the unprivileged fast path never sees it.
+//! * `kept[c]` holds up to `KEEP` ordinary slabs that were full when the
+//!   cache moved on from them. They stay owned, so this thread's frees into
+//!   them stay local (no atomics); the slow path switches back to one as
+//!   soon as it has free objects. The oldest is detached when a new one
+//!   comes in, so remote frees into long-full slabs still find their way
+//!   back through the partial lists.
 //! * Every slab this cache owns is in one of these slots; `flush` detaches
 //!   them all, so nothing stays owned by a thread that is gone.
+//! * `large[o]` parks one freed block of order 4..=6 (64–256 KiB), the
+//!   kernel's per-CPU page lists: a program that allocates and frees such
+//!   buffers in a loop skips the heap lock and the buddy split and merge.
+//!   Only the process heap's thread-local caches do this (`caches_large`);
+//!   parked blocks count as allocated and go back on `flush` (thread exit,
+//!   reclaim's drain). A parked block's kind is `CACHED`, so a second free
+//!   of it is caught.
 //! * Reserve slabs are owned under a second id, `id() | 1`: the free fast
 //!   path compares the owner with `id()` only, so frees into reserve slabs
 //!   always take the slow path, which releases an emptied reserve slab at
@@ -25,10 +38,19 @@ use crate::slab::{self, pop_local};
 /// Objects linked from the bump region per refill (bounded so a refill
 /// touches about a page, not the whole slab).
 const BUMP_BATCH: u32 = 64;
+/// Full slabs per class kept owned (see the module docs).
+const KEEP: usize = 4;
+/// Smallest and largest order of the per-thread large-block cache.
+pub(crate) const LARGE_MIN_ORDER: usize = 4;
+pub(crate) const LARGE_MAX_ORDER: usize = 6;
 
 pub(crate) struct ThreadCache {
     pub(crate) active: [*const PageDesc; NUM_CLASSES],
     pub(crate) reserve: [*const PageDesc; NUM_CLASSES],
+    kept: [[*const PageDesc; KEEP]; NUM_CLASSES],
+    /// Parked large blocks, by order - LARGE_MIN_ORDER: page index + 1.
+    large: [usize; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
+    caches_large: bool,
     pub(crate) empty: *const PageDesc,
     /// The heap's drain generation this cache last flushed for.
     pub(crate) drain_seen: usize,
@@ -38,9 +60,18 @@ impl ThreadCache {
     /// A cache whose slots all point at `empty`, a descriptor in the
     /// `UNUSED` state with an empty local list.
     pub(crate) const fn new(empty: *const PageDesc) -> Self {
+        Self::with_large_cache(empty, false)
+    }
+
+    /// As [`ThreadCache::new`]; `caches_large` enables the large-block
+    /// cache (for a cache used by one thread only).
+    pub(crate) const fn with_large_cache(empty: *const PageDesc, caches_large: bool) -> Self {
         Self {
             active: [empty; NUM_CLASSES],
             reserve: [empty; NUM_CLASSES],
+            kept: [[empty; KEEP]; NUM_CLASSES],
+            large: [0; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
+            caches_large,
             empty,
             drain_seen: 0,
         }
@@ -108,10 +139,56 @@ impl ThreadCache {
             {
                 return pop_local(s);
             }
-            // Full: give it up; remote frees will list it again.
             *slot = self.empty;
-            slab::detach(s);
-            heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
+            if reserve {
+                // Full reserve slab: give it up; remote frees list it again.
+                slab::detach(s);
+                heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
+                return core::ptr::null_mut();
+            }
+            self.switch_to_kept(heap, class, s)
+        }
+    }
+
+    /// The active slab `full` of `class` is exhausted: switch to a kept
+    /// slab that has free objects (keeping `full` in its place), or keep
+    /// `full` (detaching the oldest kept slab) and return null.
+    ///
+    /// # Safety
+    /// This cache owns `full` and every kept slab.
+    unsafe fn switch_to_kept(
+        &mut self,
+        heap: &HeapInner,
+        class: usize,
+        full: &PageDesc,
+    ) -> *mut u8 {
+        let kept = &mut self.kept[class];
+        for i in 0..KEEP {
+            // SAFETY: kept slots hold live descriptors.
+            let k = unsafe { &*kept[i] };
+            if k.kind() != KIND_SLAB {
+                continue;
+            }
+            // SAFETY: we own `k`.
+            let has_free = unsafe { !k.free.get().is_null() }
+                || slab::remote::rcnt(k.remote.load(crate::sync::Ordering::Relaxed)) != 0;
+            if has_free {
+                kept[i] = full;
+                self.active[class] = k;
+                // SAFETY: we own `k`, now active.
+                return unsafe { self.refill_slot(heap, class, false) };
+            }
+        }
+        let oldest = kept[KEEP - 1];
+        kept.copy_within(0..KEEP - 1, 1);
+        kept[0] = full;
+        // SAFETY: kept slots hold live descriptors.
+        let old = unsafe { &*oldest };
+        if old.kind() == KIND_SLAB {
+            // SAFETY: we own `old`; after detaching it is settled.
+            unsafe { slab::detach(old) };
+            // SAFETY: `old` is a descriptor of this heap.
+            heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, old) });
         }
         core::ptr::null_mut()
     }
@@ -173,7 +250,25 @@ impl ThreadCache {
     /// # Safety
     /// The caller is the cache's thread (or holds its shard lock).
     pub(crate) unsafe fn flush(&mut self, heap: &HeapInner) {
+        for slot in &mut self.large {
+            if *slot != 0 {
+                let idx = *slot - 1;
+                *slot = 0;
+                heap.free_parked(idx);
+            }
+        }
         for class in 0..NUM_CLASSES {
+            for i in 0..KEEP {
+                // SAFETY: kept slots hold live descriptors.
+                let s = unsafe { &*self.kept[class][i] };
+                if s.kind() == KIND_SLAB {
+                    self.kept[class][i] = self.empty;
+                    // SAFETY: we own `s`.
+                    unsafe { slab::detach(s) };
+                    // SAFETY: `s` is a descriptor of this heap.
+                    heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, s) });
+                }
+            }
             for reserve in [false, true] {
                 let slot = if reserve {
                     &mut self.reserve[class]
@@ -191,5 +286,31 @@ impl ThreadCache {
                 }
             }
         }
+    }
+
+    /// Takes a parked large block of `order`; returns its page index.
+    #[inline]
+    pub(crate) fn take_large(&mut self, order: usize) -> Option<usize> {
+        if !(LARGE_MIN_ORDER..=LARGE_MAX_ORDER).contains(&order) {
+            return None;
+        }
+        let slot = &mut self.large[order - LARGE_MIN_ORDER];
+        let v = core::mem::take(slot);
+        (v != 0).then(|| v - 1)
+    }
+
+    /// Parks a freed large block; false if this cache does not cache large
+    /// blocks, the order is out of range, or its slot is taken.
+    #[inline]
+    pub(crate) fn park_large(&mut self, idx: usize, order: usize) -> bool {
+        if !self.caches_large || !(LARGE_MIN_ORDER..=LARGE_MAX_ORDER).contains(&order) {
+            return false;
+        }
+        let slot = &mut self.large[order - LARGE_MIN_ORDER];
+        if *slot != 0 {
+            return false;
+        }
+        *slot = idx + 1;
+        true
     }
 }

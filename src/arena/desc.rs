@@ -39,6 +39,9 @@ pub(crate) const KIND_SLAB: u8 = 3;
 pub(crate) const KIND_LARGE: u8 = 4;
 /// First page of a free block taken off its list to be purged.
 pub(crate) const KIND_PURGING: u8 = 5;
+/// First page of a freed large block parked in a thread cache (counted as
+/// allocated; a second free of it is a double free).
+pub(crate) const KIND_CACHED: u8 = 6;
 
 /// The slab was carved from the reserve (below the normal watermark, for a
 /// memalloc caller); its objects go only to privileged callers.

@@ -278,6 +278,51 @@ impl Arena {
         }
     }
 
+    /// Grows the allocated block at `idx` from `from` to order `to` in
+    /// place, if each upper buddy on the way is a whole free block and the
+    /// extra pages pass the watermark for `tier` (never from the reserve).
+    ///
+    /// # Safety
+    /// The caller holds the heap lock and owns the block.
+    pub(crate) unsafe fn grow_in_place(
+        &self,
+        idx: usize,
+        from: usize,
+        to: usize,
+        tier: Tier,
+    ) -> bool {
+        if to > MAX_ORDER || !idx.is_multiple_of(1 << to) {
+            return false; // the block is an upper half somewhere on the way
+        }
+        let extra = (1usize << to) - (1usize << from);
+        let free = self.free_pages();
+        match self.marks.admit(free, extra, tier, false) {
+            Some(Admit::Fast) | Some(Admit::Slow) => {}
+            _ => return false,
+        }
+        // SAFETY: under the heap lock.
+        let frontier = unsafe { self.frontier.get() };
+        for o in from..to {
+            let b = idx + (1 << o);
+            let bd = if b + (1 << o) <= frontier {
+                Some(self.desc(b))
+            } else {
+                None
+            };
+            if !bd.is_some_and(|d| d.kind() == KIND_FREE && d.order() == o) {
+                return false;
+            }
+        }
+        for o in from..to {
+            let b = idx + (1 << o);
+            // SAFETY: under the heap lock; `b` heads a free block of order `o`.
+            unsafe { self.unlink(b, o) };
+            self.desc(b).kind.store(KIND_TAIL, Ordering::Relaxed);
+        }
+        self.free.store(free - extra, Ordering::Relaxed);
+        true
+    }
+
     /// Charges `pages` of the budget for a direct mapping.
     ///
     /// # Safety
@@ -494,6 +539,29 @@ mod tests {
             }
             assert_eq!(a.free_pages(), 4);
             assert_eq!(a.alloc(1, Tier::Normal, true), Err(AllocError::Fragmented));
+        }
+    }
+
+    #[test]
+    fn grows_in_place_over_free_buddies() {
+        let t = TestArena::new(1024);
+        let a = &t.arena;
+        // SAFETY: single-threaded test.
+        unsafe {
+            let b = a.alloc(2, Tier::Normal, true).unwrap();
+            assert_eq!(b.idx, 0);
+            assert!(a.grow_in_place(0, 2, 5, Tier::Normal));
+            assert_eq!(a.free_pages(), 1024 - 32);
+            // A block whose upper buddy is taken cannot grow.
+            let c = a.alloc(5, Tier::Normal, true).unwrap();
+            assert_eq!(c.idx, 32);
+            assert!(!a.grow_in_place(0, 5, 6, Tier::Normal));
+            // An upper half cannot grow in place.
+            assert!(!a.grow_in_place(32, 5, 6, Tier::Normal));
+            a.free(0, 5);
+            a.free(32, 5);
+            assert_eq!(a.free_pages(), 1024);
+            assert_eq!(a.free_blocks()[10], 1);
         }
     }
 }
