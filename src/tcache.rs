@@ -163,9 +163,9 @@ impl ThreadCache {
         full: &PageDesc,
     ) -> *mut u8 {
         let kept = &mut self.kept[class];
-        for i in 0..KEEP {
+        for slot in kept.iter_mut() {
             // SAFETY: kept slots hold live descriptors.
-            let k = unsafe { &*kept[i] };
+            let k = unsafe { &**slot };
             if k.kind() != KIND_SLAB {
                 continue;
             }
@@ -173,7 +173,7 @@ impl ThreadCache {
             let has_free = unsafe { !k.free.get().is_null() }
                 || slab::remote::rcnt(k.remote.load(crate::sync::Ordering::Relaxed)) != 0;
             if has_free {
-                kept[i] = full;
+                *slot = full;
                 self.active[class] = k;
                 // SAFETY: we own `k`, now active.
                 return unsafe { self.refill_slot(heap, class, false) };
