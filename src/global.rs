@@ -28,7 +28,7 @@ use crate::heap::HeapInner;
 use crate::os::PAGE_SHIFT;
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
-use crate::slab::class::{class_of_small, LOOKUP_MAX};
+use crate::slab::class::{class_of_small, compute_class, LOOKUP_MAX, MAX_SMALL_SIZE};
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -250,6 +250,19 @@ fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
     let Some(h) = heap_or_init(config) else {
         return ptr::null_mut();
     };
+    // A block of 64-256 KiB parked in this thread's cache: no lock, no
+    // reclaim machinery.
+    if TSTATE.with(|s| s.get()) == T_LIVE {
+        // SAFETY: the thread's own cache; no other borrow of it is live
+        // (the state is LIVE, not BUSY).
+        if let Some(p) = TC.with(|tc| unsafe { h.take_parked(&mut *tc.get(), layout) }) {
+            if zero {
+                // SAFETY: the block holds at least layout.size() bytes.
+                unsafe { ptr::write_bytes(p, 0, layout.size()) };
+            }
+            return p;
+        }
+    }
     match alloc_process(h, layout, AllocFlags::NORMAL) {
         Ok((p, zeroed)) => {
             if zero && !zeroed {
@@ -294,10 +307,14 @@ unsafe impl GlobalAlloc for Lifeboat {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
-        if size <= LOOKUP_MAX && layout.align() <= 8 {
-            let class = class_of_small(size);
-            // SAFETY: class < NUM_CLASSES (the table is built from the class
-            // function); the thread's own cache.
+        if size <= MAX_SMALL_SIZE && layout.align() <= 8 {
+            let class = if size <= LOOKUP_MAX {
+                class_of_small(size)
+            } else {
+                compute_class(size)
+            };
+            // SAFETY: class < NUM_CLASSES (the table and the function give
+            // classes of sizes up to MAX_SMALL_SIZE); the thread's own cache.
             let p = TC.with(|tc| unsafe { (*tc.get()).alloc_fast(class) });
             if !p.is_null() {
                 return p;

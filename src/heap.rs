@@ -776,17 +776,25 @@ impl HeapInner {
         match class_for(layout.size(), layout.align()) {
             // SAFETY: class_for returns classes in range; `tc` per caller.
             Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
-            None => {
-                if let Some(idx) = tc.take_large(request_order(layout)) {
-                    self.arena
-                        .desc(idx)
-                        .kind
-                        .store(KIND_LARGE, Ordering::Relaxed);
-                    return Ok((self.arena.page_addr(idx), false));
-                }
-                self.alloc_pages(layout.size(), layout.align(), flags)
-            }
+            None => match self.take_parked(tc, layout) {
+                Some(p) => Ok((p, false)),
+                None => self.alloc_pages(layout.size(), layout.align(), flags),
+            },
         }
+    }
+
+    /// A large block of the right order parked in `tc`, if any.
+    #[inline]
+    pub(crate) fn take_parked(&self, tc: &mut ThreadCache, layout: Layout) -> Option<*mut u8> {
+        if layout.size() <= crate::slab::class::MAX_SMALL_SIZE && layout.align() <= PAGE_SIZE {
+            return None; // served by slabs
+        }
+        let idx = tc.take_large(request_order(layout))?;
+        self.arena
+            .desc(idx)
+            .kind
+            .store(KIND_LARGE, Ordering::Relaxed);
+        Some(self.arena.page_addr(idx))
     }
 
     /// Frees a large block parked in a thread cache.
