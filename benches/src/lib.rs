@@ -15,33 +15,7 @@ use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-#[cfg(not(feature = "stub-lifeboat"))]
 pub use lifeboat::Lifeboat;
-#[cfg(feature = "stub-lifeboat")]
-pub use stub::Lifeboat;
-#[cfg(feature = "stub-lifeboat")]
-mod stub {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    #[derive(Default)]
-    pub struct Lifeboat;
-    #[allow(clippy::new_without_default)]
-    impl Lifeboat {
-        pub const fn new() -> Self {
-            Lifeboat
-        }
-    }
-    // SAFETY: TEMPORARY development stub, delegates to System.
-    unsafe impl GlobalAlloc for Lifeboat {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            // SAFETY: forwarded.
-            unsafe { System.alloc(l) }
-        }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            // SAFETY: forwarded.
-            unsafe { System.dealloc(p, l) }
-        }
-    }
-}
 pub use mimalloc::MiMalloc;
 pub use tikv_jemallocator::Jemalloc;
 
@@ -292,7 +266,9 @@ const CROSS_IN_FLIGHT: usize = 4;
 /// freed the last batch, so divide by `iters` for the cost of one batch.
 ///
 /// Batch buffers are recycled, so after the first few batches the harness
-/// itself (System) does not allocate in the measured loop.
+/// itself (System) does not allocate in the measured loop. Both threads
+/// wait by spinning, then yielding, never by sleeping on a futex: with
+/// two cores, sleeping hand-offs made the figures mostly scheduler noise.
 pub fn producer_consumer<A: GlobalAlloc + Sync>(a: &A, batch: usize, iters: u64) -> Duration {
     use std::sync::mpsc::sync_channel;
 
@@ -312,7 +288,7 @@ pub fn producer_consumer<A: GlobalAlloc + Sync>(a: &A, batch: usize, iters: u64)
 
     std::thread::scope(|s| {
         let consumer = s.spawn(move || {
-            for mut buf in full_rx {
+            while let Some(mut buf) = spin_recv(&full_rx) {
                 for (&addr, &l) in buf.iter().zip(layouts) {
                     // SAFETY: the producer got `addr` from `a.alloc(l)` (same
                     // index, same layout) and handed it over; only we free it.
@@ -320,13 +296,13 @@ pub fn producer_consumer<A: GlobalAlloc + Sync>(a: &A, batch: usize, iters: u64)
                 }
                 buf.clear();
                 // The producer may be gone after its last batch.
-                let _ = empty_tx.send(buf);
+                let _ = empty_tx.try_send(buf);
             }
         });
 
         let start = Instant::now();
         for _ in 0..iters {
-            let mut buf = empty_rx.recv().expect("consumer alive");
+            let mut buf = spin_recv(&empty_rx).expect("consumer alive");
             for &l in layouts {
                 // SAFETY: every layout has a size >= 16.
                 let p = unsafe { alloc_or_abort(a, l) };
@@ -334,12 +310,37 @@ pub fn producer_consumer<A: GlobalAlloc + Sync>(a: &A, batch: usize, iters: u64)
                 unsafe { p.write(1) };
                 buf.push(p as usize);
             }
-            full_tx.send(buf).expect("consumer alive");
+            // There are never more than CROSS_IN_FLIGHT buffers, and the
+            // channel holds that many, so this cannot be full.
+            full_tx
+                .try_send(buf)
+                .expect("consumer alive, channel not full");
         }
         drop(full_tx);
         consumer.join().expect("consumer thread panicked");
         start.elapsed()
     })
+}
+
+/// Receives from `rx`, spinning a little and then yielding while it is
+/// empty; `None` once the sender is gone and the channel drained.
+fn spin_recv<T>(rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
+    use std::sync::mpsc::TryRecvError;
+    let mut spins = 0u32;
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Some(v),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {
+                if spins < 64 {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
 }
 
 /// Largest size the realloc workloads grow to.
