@@ -51,6 +51,10 @@ pub enum AllocError {
     ReserveBusy,
     /// A [`Mempool`](crate::Mempool) waited for an element and none came back.
     Timeout,
+    /// An allocation re-entered lifeboat (from a signal handler) while the
+    /// interrupted code held one of its locks; it fails instead of waiting
+    /// for a lock that would never be released.
+    Reentered,
 }
 
 impl fmt::Display for AllocError {
@@ -62,6 +66,9 @@ impl fmt::Display for AllocError {
             AllocError::MapFailed => "lifeboat: refused, the OS would not map memory",
             AllocError::ReserveBusy => "lifeboat: refused, too many threads inside the reserve",
             AllocError::Timeout => "lifeboat: refused, waited for a pool element and timed out",
+            AllocError::Reentered => {
+                "lifeboat: refused, re-entered from a signal handler while a lock was held"
+            }
         })
     }
 }

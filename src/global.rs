@@ -46,6 +46,10 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 ///
 /// Allocation failure returns null, which makes Rust abort through
 /// `handle_alloc_error`; use [`crate::Heap`] for fallible allocation.
+///
+/// Alignment promise beyond `Layout`: every block whose size is a multiple
+/// of 16 is 16-byte aligned (so a C front can serve `malloc`'s 16-byte
+/// alignment with an 8-aligned layout of the rounded size).
 #[derive(Clone, Copy, Debug)]
 pub struct Lifeboat {
     config: Config,
@@ -130,15 +134,22 @@ fn heap_or_init(config: &Config) -> Option<&'static HeapInner> {
 
 #[cold]
 fn init(config: &Config) -> Option<&'static HeapInner> {
+    std::thread_local! { static INIT_HERE: Cell<bool> = const { Cell::new(false) } }
     loop {
         match STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => break,
             Err(READY) => return process_heap(),
             Err(FAILED) => return None,
+            // A signal handler interrupting this very initialisation: waiting
+            // would never end.
+            Err(_) if INIT_HERE.with(|i| i.get()) => return None,
             Err(_) => std::thread::yield_now(),
         }
     }
-    let Ok(h) = HeapInner::create(config, true) else {
+    INIT_HERE.with(|i| i.set(true));
+    let created = HeapInner::create(config, true);
+    INIT_HERE.with(|i| i.set(false));
+    let Ok(h) = created else {
         STATE.store(FAILED, Ordering::Release);
         diag::write_stderr(b"lifeboat: cannot map the process heap\n");
         return None;
@@ -232,7 +243,13 @@ fn leave(c: &CacheRef) {
 }
 
 /// Runs `f` with the cache the calling thread may use.
-fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
+///
+/// A re-entrant call (a signal handler) on a thread that holds a lifeboat
+/// lock gets `None`: it must not wait for a lock the interrupted code holds.
+fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
+    if crate::sync::holds_lock() {
+        return None;
+    }
     let c = enter();
     let r = match c {
         // SAFETY: the thread-local cache of this thread; `T_BUSY` keeps any
@@ -241,7 +258,7 @@ fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
         CacheRef::Shard => h.with_shard(f),
     };
     leave(&c);
-    r
+    Some(r)
 }
 
 #[cold]
@@ -285,9 +302,14 @@ fn alloc_process(
         layout,
         flags,
         // SAFETY: the cache belongs to the process heap.
-        &mut || with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, flags) }),
+        &mut || {
+            with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, flags) })
+                .unwrap_or(Err(crate::AllocError::Reentered))
+        },
         // SAFETY: as above.
-        &mut || with_cache(h, |tc| unsafe { tc.flush(h) }),
+        &mut || {
+            with_cache(h, |tc| unsafe { tc.flush(h) });
+        },
     )
 }
 
@@ -298,6 +320,8 @@ unsafe fn dealloc_slow(p: *mut u8) {
         diag::fatal("invalid free (no lifeboat heap exists)", p as usize)
     };
     // SAFETY: the caller frees a pointer of the process heap.
+    // A free re-entering lifeboat while this thread holds one of its locks
+    // (from a signal handler) leaks the block rather than deadlock.
     with_cache(h, |tc| unsafe { h.free(tc, p) });
 }
 

@@ -403,6 +403,7 @@ impl HeapInner {
                 AllocError::MapFailed => "mmap failed",
                 AllocError::ReserveBusy => "reserve busy",
                 AllocError::Timeout => "timeout",
+                AllocError::Reentered => "re-entered",
             })
             .str("): order ")
             .dec(order)
@@ -751,13 +752,16 @@ impl HeapInner {
             return false;
         };
         let d = self.arena.desc(idx);
-        if d.kind() != KIND_SLAB && d.kind() != KIND_TAIL {
-            return false;
+        match d.kind() {
+            KIND_LARGE => d.has_flag(FLAG_RESERVE),
+            KIND_SLAB | KIND_TAIL => {
+                let s = self
+                    .arena
+                    .desc(idx - d.back.load(Ordering::Relaxed) as usize);
+                s.kind() == KIND_SLAB && s.has_flag(FLAG_RESERVE)
+            }
+            _ => false,
         }
-        let s = self
-            .arena
-            .desc(idx - d.back.load(Ordering::Relaxed) as usize);
-        s.kind() == KIND_SLAB && s.has_flag(FLAG_RESERVE)
     }
 
     // ---------------------------------------------------------------- front
@@ -1125,6 +1129,11 @@ impl Heap {
         layout: Layout,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
+        #[cfg(not(loom))]
+        if crate::sync::holds_lock() {
+            // Re-entered from a signal handler while a lock is held.
+            return Err(AllocError::Reentered);
+        }
         let h = self.inner();
         h.alloc_reclaiming(
             layout,
@@ -1157,6 +1166,12 @@ impl Heap {
     /// not needed to find the block; it is taken for symmetry.)
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
+        #[cfg(not(loom))]
+        if crate::sync::holds_lock() {
+            // Re-entered from a signal handler while a lock is held: leak
+            // the block rather than wait for that lock forever.
+            return;
+        }
         let h = self.inner();
         // SAFETY: forwarded from the caller.
         h.with_shard(|tc| unsafe { h.free(tc, ptr.as_ptr()) });

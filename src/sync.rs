@@ -125,7 +125,11 @@ impl RawLock {
 
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
-        self.state
+        // Counted before the attempt and uncounted after a release, so a
+        // signal handler never sees this thread holding a lock uncounted.
+        held_changed(1);
+        let ok = self
+            .state
             .compare_exchange(
                 UNLOCKED,
                 LOCKED,
@@ -136,7 +140,11 @@ impl RawLock {
                 ),
                 Ordering::Relaxed,
             )
-            .is_ok()
+            .is_ok();
+        if !ok {
+            held_changed(-1);
+        }
+        ok
     }
 
     #[inline]
@@ -148,7 +156,9 @@ impl RawLock {
 
     #[cold]
     fn lock_contended(&self) {
-        for _ in 0..64 {
+        // Under loom, spinning only multiplies the interleavings to explore.
+        const SPINS: usize = if cfg!(loom) { 0 } else { 64 };
+        for _ in 0..SPINS {
             spin_hint();
             if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
                 return;
@@ -156,6 +166,7 @@ impl RawLock {
         }
         let acquire =
             crate::model::fault_ordering!(WeakLockAcquire, Ordering::Acquire, Ordering::Relaxed);
+        held_changed(1);
         while self.state.swap(CONTENDED, acquire) != UNLOCKED {
             futex_wait(&self.state, CONTENDED);
         }
@@ -170,6 +181,7 @@ impl RawLock {
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
             futex_wake(&self.state);
         }
+        held_changed(-1);
     }
 
     /// Resets the lock in a `fork()` child.
@@ -180,6 +192,7 @@ impl RawLock {
     #[cfg(not(loom))]
     pub(crate) unsafe fn force_unlock(&self) {
         self.state.store(UNLOCKED, Ordering::Relaxed);
+        held_changed(-1);
     }
 
     /// Runs `f` under the lock.
@@ -192,6 +205,35 @@ impl RawLock {
         unsafe { self.unlock() };
         r
     }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// Lifeboat locks the calling thread holds. A re-entrant allocation (a
+    /// signal handler) on a thread that holds one must not wait for a lock:
+    /// it may be the very lock the interrupted code holds.
+    static HELD: core::cell::Cell<i32> = const { core::cell::Cell::new(0) };
+}
+
+#[cfg(not(loom))]
+#[inline]
+fn held_changed(d: i32) {
+    // The count must change on the right side of the lock operation even
+    // as seen by a signal handler on this thread: keep the compiler from
+    // moving it across.
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    HELD.with(|h| h.set(h.get() + d));
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+#[cfg(loom)]
+#[inline]
+fn held_changed(_d: i32) {}
+
+/// Whether the calling thread holds any lifeboat lock.
+#[cfg(not(loom))]
+pub(crate) fn holds_lock() -> bool {
+    HELD.with(|h| h.get() > 0)
 }
 
 #[cfg(not(loom))]
@@ -222,13 +264,29 @@ fn futex_wake(state: &AtomicU32) {
     }
 }
 
+// Under loom the futex is one loom mutex and condition variable for all
+// words (the kernel's futex hash table, with a single bucket): a waiter
+// blocks until woken instead of spinning, so loom explores no spin
+// iterations, and a lost wake-up would show as a deadlock.
 #[cfg(loom)]
-fn futex_wait(_state: &AtomicU32, _expected: u32) {
-    loom::thread::yield_now();
+loom::lazy_static! {
+    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
 }
 
 #[cfg(loom)]
-fn futex_wake(_state: &AtomicU32) {}
+fn futex_wait(state: &AtomicU32, expected: u32) {
+    let bucket = FUTEX.0.lock().unwrap();
+    if state.load(Ordering::Relaxed) == expected {
+        drop(FUTEX.1.wait(bucket).unwrap());
+    }
+}
+
+#[cfg(loom)]
+fn futex_wake(_state: &AtomicU32) {
+    let _bucket = FUTEX.0.lock().unwrap();
+    FUTEX.1.notify_all();
+}
 
 /// Sleeps while `*word == expected`, at most `ms` milliseconds (the futex
 /// wait of [`RawLock`], with a timeout). Spurious returns are allowed.

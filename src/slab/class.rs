@@ -221,4 +221,12 @@ mod tests {
             assert!((bytes - cap * size) * 8 <= bytes, "class {c}");
         }
     }
+
+    #[test]
+    fn sizes_that_are_multiples_of_16_get_16_aligned_classes() {
+        for size in (16..=MAX_SMALL_SIZE).step_by(16) {
+            let cs = CLASS_SIZE[class_for(size, 8).unwrap()] as usize;
+            assert_eq!(cs % 16, 0, "size {size} -> class {cs}");
+        }
+    }
 }
