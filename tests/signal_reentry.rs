@@ -42,7 +42,7 @@ fn child() -> ! {
     // touches atomics and the private heap.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_alarm as usize;
+        sa.sa_sigaction = on_alarm as *const () as usize;
         sa.sa_flags = libc::SA_RESTART;
         libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
         let it = libc::itimerval {
@@ -72,7 +72,7 @@ fn child() -> ! {
                 unsafe { heap.dealloc(p, l) };
             }
         }
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             if let Some((p, l)) = held.pop() {
                 // SAFETY: allocated by this loop.
                 unsafe { heap.dealloc(p, l) };
