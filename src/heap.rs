@@ -673,7 +673,10 @@ impl HeapInner {
                     .arena
                     .desc(idx - d.back.load(Ordering::Relaxed) as usize);
                 if s.kind() != KIND_SLAB {
-                    fatal("invalid free (pointer in no live allocation)", p as usize);
+                    fatal(
+                        "invalid or double free (pointer in no live allocation)",
+                        p as usize,
+                    );
                 }
                 check_object_start(&self.arena, s, p);
                 if tc.owns(s.owner.load(Ordering::Relaxed)) {
@@ -684,7 +687,10 @@ impl HeapInner {
                     unsafe { self.free_remote(s, p) };
                 }
             }
-            _ => fatal("invalid free (pointer in no live allocation)", p as usize),
+            _ => fatal(
+                "invalid or double free (pointer in no live allocation)",
+                p as usize,
+            ),
         }
     }
 
