@@ -201,6 +201,9 @@ extern "C" fn fork_child() {
     if let Some(h) = process_heap() {
         // SAFETY: the child has one thread, the one that took the locks.
         unsafe { h.unlock_all(true) };
+        // The background reclaimer thread did not survive the fork: nobody
+        // should wait for it. (`start_reclaimer` is not re-armed.)
+        h.reclaim.kswapd.running.store(false, Ordering::Release);
     }
 }
 
