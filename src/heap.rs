@@ -985,7 +985,7 @@ impl HeapInner {
                         let live = d
                             .used
                             .load(Ordering::Relaxed)
-                            .saturating_sub(rcnt(d.remote.load(Ordering::Relaxed)));
+                            .saturating_sub(rcnt(remote::word(d).load(Ordering::Relaxed)));
                         st.classes[c].slabs += 1;
                         st.classes[c].live_objects += live as usize;
                         st.slab_pages += 1 << order;

@@ -57,9 +57,7 @@ impl<'h> Cache<'h> {
         // SAFETY: the cache is ours.
         unsafe { self.tc.flush(self.heap.inner()) };
     }
-}
 
-impl Cache<'_> {
     /// Thread exit: flushes the cache and returns its memory, which the
     /// model keeps until its end. A dropped cache's memory could be reused
     /// at once for the next cache (loom runs every model thread on one OS
@@ -101,6 +99,14 @@ pub fn arena_base(heap: &Heap) -> usize {
 /// Pages in a heap's budget.
 pub fn budget_pages(heap: &Heap) -> usize {
     heap.inner().budget_pages
+}
+
+/// Live reserve-backed slabs of a heap (any state but released).
+pub fn reserve_slabs(heap: &Heap) -> usize {
+    heap.inner()
+        .slabs
+        .reserve_slabs
+        .load(crate::sync::Ordering::Relaxed)
 }
 
 /// The `min` watermark of a heap, in pages.

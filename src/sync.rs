@@ -86,6 +86,7 @@ unsafe impl<T> Send for RacyCell<T> {}
 
 /// Tells the CPU (or loom) that we are spinning.
 #[inline]
+#[cfg_attr(loom, allow(dead_code))] // RawLock does not spin under loom
 pub(crate) fn spin_hint() {
     #[cfg(loom)]
     loom::thread::yield_now();
@@ -157,8 +158,8 @@ impl RawLock {
     #[cold]
     fn lock_contended(&self) {
         // Under loom, spinning only multiplies the interleavings to explore.
-        const SPINS: usize = if cfg!(loom) { 0 } else { 64 };
-        for _ in 0..SPINS {
+        #[cfg(not(loom))]
+        for _ in 0..64 {
             spin_hint();
             if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
                 return;

@@ -171,7 +171,8 @@ impl ThreadCache {
             }
             // SAFETY: we own `k`.
             let has_free = unsafe { !k.free.get().is_null() }
-                || slab::remote::rcnt(k.remote.load(crate::sync::Ordering::Relaxed)) != 0;
+                || slab::remote::rcnt(slab::remote::word(k).load(crate::sync::Ordering::Relaxed))
+                    != 0;
             if has_free {
                 *slot = full;
                 self.active[class] = k;

@@ -31,7 +31,7 @@ use crate::heap::HeapInner;
 use crate::memalloc::{self, resolve};
 use crate::os::{self, PAGE_SHIFT};
 use crate::stats::Stats;
-use crate::sync::{wait_on, wake_all, AtomicU32, AtomicUsize, Ordering, RawLock};
+use crate::sync::{wait_on, wake_all, AtomicU32, AtomicUsize, Ordering};
 use kswapd::Kswapd;
 use shrinker::{ShrinkControl, ShrinkResult, ShrinkerRef, ShrinkerRegistry, MAX_SHRINKERS};
 
@@ -56,7 +56,8 @@ pub(crate) struct Reclaim {
     /// Bumped to ask every thread cache to flush on its next slow path.
     pub(crate) drain_gen: AtomicUsize,
     direct: AtomicU32,
-    oom_lock: RawLock,
+    /// 1 while a thread runs the OOM handler.
+    oom_busy: AtomicU32,
     oom_handler: AtomicUsize,
     pub(crate) c: ReclaimCounters,
 }
@@ -84,7 +85,7 @@ impl Reclaim {
             kswapd: Kswapd::new(),
             drain_gen: z(),
             direct: AtomicU32::new(0),
-            oom_lock: RawLock::new(),
+            oom_busy: AtomicU32::new(0),
             oom_handler: z(),
             c: ReclaimCounters {
                 direct_runs: z(),
@@ -399,18 +400,25 @@ impl HeapInner {
         attempt: &mut dyn FnMut() -> Result<T, AllocError>,
     ) -> Result<T, AllocError> {
         if let Some(h) = self.reclaim.oom_handler() {
-            if self.reclaim.oom_lock.try_lock() {
+            // Not a lock: the handler runs application code that frees
+            // through lifeboat, and must not look like a re-entrant call
+            // made while a lifeboat lock is held.
+            let busy = &self.reclaim.oom_busy;
+            if busy
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
                 self.reclaim.c.oom_events.fetch_add(1, Ordering::Relaxed);
                 let _g = memalloc::enter_bits(AllocFlags::MEMALLOC.0 | memalloc::IN_RECLAIM);
                 let st = self.stats();
                 h(&st);
-                // SAFETY: taken by try_lock above.
-                unsafe { self.reclaim.oom_lock.unlock() };
+                busy.store(0, Ordering::Release);
+                wake_all(busy);
             } else {
                 // Another thread runs the handler: wait for it to finish.
-                self.reclaim.oom_lock.lock();
-                // SAFETY: taken just above.
-                unsafe { self.reclaim.oom_lock.unlock() };
+                while busy.load(Ordering::Acquire) == 1 {
+                    wait_on(busy, 1, 100);
+                }
             }
         } else {
             self.reclaim.c.oom_events.fetch_add(1, Ordering::Relaxed);

@@ -218,6 +218,10 @@ mod tests {
             assert!(cap >= 8 || (bytes >= 64 * 1024 && cap >= 2), "class {c}");
             assert!(bytes <= 256 * 1024, "class {c}: slab of {bytes} bytes");
             assert!(cap < 1 << 15, "remote count must fit 15 bits");
+            assert!(
+                SLAB_ORDER[c] >= 1,
+                "the remote word lives in the second page's descriptor"
+            );
             assert!((bytes - cap * size) * 8 <= bytes, "class {c}");
         }
     }

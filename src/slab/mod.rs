@@ -120,7 +120,7 @@ pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32) -> 
 /// The caller owns `s` (or holds the heap lock while `s` is detached).
 pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool) -> u32 {
     let new = if keep_detached { DETACHED } else { 0 };
-    let w = s.remote.swap(new, Ordering::Acquire);
+    let w = remote::word(s).swap(new, Ordering::Acquire);
     let n = rcnt(w);
     if n != 0 {
         // SAFETY: the stack is ours after the swap; owner-only fields.
@@ -187,7 +187,7 @@ pub(crate) unsafe fn carve<'a>(
         s.prev.set(NIL);
     }
     s.used.store(0, Ordering::Relaxed);
-    s.remote.store(0, Ordering::Relaxed);
+    remote::word(s).store(0, Ordering::Relaxed);
     s.owner.store(owner, Ordering::Relaxed);
     if reserve {
         lists.reserve_slabs.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +234,7 @@ pub(crate) unsafe fn claim<'a>(
 pub(crate) unsafe fn detach(s: &PageDesc) {
     s.owner.store(0, Ordering::Relaxed);
     loop {
-        let w = s.remote.load(Ordering::Relaxed);
+        let w = remote::word(s).load(Ordering::Relaxed);
         if rcnt(w) != 0 {
             // SAFETY: we still own the local fields.
             unsafe { collect_remote(s, false) };
@@ -242,7 +242,7 @@ pub(crate) unsafe fn detach(s: &PageDesc) {
         }
         // Release: the frozen `used`, `free`, `bump` are published to the
         // next holder of the heap lock and to remote freers.
-        if s.remote
+        if remote::word(s)
             .compare_exchange(w, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
@@ -260,7 +260,7 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     if s.kind() != KIND_SLAB {
         return;
     }
-    let w = s.remote.load(Ordering::Acquire);
+    let w = remote::word(s).load(Ordering::Acquire);
     if w & DETACHED == 0 && !crate::model::fault_injected!(SettleSkipsRecheck) {
         return;
     }
@@ -295,7 +295,7 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     unsafe { unreserve(arena, lists, s) };
     s.flags.store(0, Ordering::Relaxed);
     s.owner.store(0, Ordering::Relaxed);
-    s.remote.store(0, Ordering::Relaxed);
+    remote::word(s).store(0, Ordering::Relaxed);
     s.used.store(0, Ordering::Relaxed);
     let idx = slab_index(arena, s);
     let order = s.order();

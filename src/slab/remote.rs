@@ -15,7 +15,7 @@
 
 use crate::arena::desc::PageDesc;
 use crate::diag::fatal;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// No thread owns the slab.
 pub(crate) const DETACHED: u64 = 1 << 63;
@@ -33,6 +33,17 @@ pub(crate) fn rcnt(w: u64) -> u32 {
     ((w >> CNT_SHIFT) & CNT_MASK) as u32
 }
 
+/// The remote word of slab `s`. It lives in the descriptor of the slab's
+/// *second* page: frees from other threads then do not bounce the cache
+/// line that the owner writes on every allocation (`free`, `used`).
+#[inline(always)]
+pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
+    // SAFETY: every slab has at least 4 pages (slab orders are >= 2, see
+    // `class`), so the descriptor after its first one exists and is the
+    // slab's own; callers pass slab first pages only.
+    unsafe { &(*(s as *const PageDesc).add(1)).remote }
+}
+
 /// Pushes `p` onto the remote stack of `s`; returns the word before.
 ///
 /// # Safety
@@ -41,7 +52,7 @@ pub(crate) fn rcnt(w: u64) -> u32 {
 pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8) -> u64 {
     // SAFETY: capacity is fixed while the slab has live objects.
     let cap = unsafe { s.capacity.get() };
-    let mut w = s.remote.load(Ordering::Relaxed);
+    let mut w = word(s).load(Ordering::Relaxed);
     loop {
         let n = rcnt(w) + 1;
         if n > cap {
@@ -53,7 +64,7 @@ pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8) -> u64 {
         // SAFETY: the object is ours until the CAS publishes it.
         unsafe { *(p as *mut *mut u8) = rptr(w) };
         let new = (p as u64 & PTR_MASK) | ((n as u64) << CNT_SHIFT) | (w & DETACHED);
-        match s.remote.compare_exchange_weak(
+        match word(s).compare_exchange_weak(
             w,
             new,
             crate::model::fault_ordering!(WeakRemotePush, Ordering::AcqRel, Ordering::Relaxed),
