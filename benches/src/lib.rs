@@ -10,10 +10,20 @@
 //! same code. Every workload has the shape `fn(&A, iters) -> Duration`: it
 //! runs `iters` iterations and returns the time of the measured part only
 //! (set-up such as building index vectors is excluded).
+//!
+//! The multi-threaded, program-like workloads (larson, xmalloc,
+//! cache-scratch, cache-thrash, mstress) are in [`workloads`]; the
+//! `workloads` driver runs each in a child process per allocator to measure
+//! peak RSS as well as time, and [`report`] turns the results into the
+//! markdown and SVG of `docs/`. [`machine`] reads `/proc`.
 
 use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+pub mod machine;
+pub mod report;
+pub mod workloads;
 
 pub use lifeboat::Lifeboat;
 pub use mimalloc::MiMalloc;

@@ -1,0 +1,293 @@
+//! Multi-threaded workloads (larson, xmalloc, mstress, cache-scratch,
+//! cache-thrash) for lifeboat, System, mimalloc and jemalloc: wall time and
+//! peak RSS, each (workload, allocator) in its own child process.
+//!
+//! ```text
+//! workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING]
+//!           [--markdown FILE] [--svg FILE] [--append FILE]
+//! workloads --child WORKLOAD ALLOCATOR [--scale X]
+//! ```
+//!
+//! The parent re-executes itself (`--child`) once per (round, workload,
+//! allocator), allocators interleaved with the starting one rotating each
+//! round. A child runs one workload once, reads its peak RSS (`VmHWM`) and
+//! CPU time from `/proc/self`, and prints one line:
+//!
+//! ```text
+//! lifeboat-bench-workload kind=larson allocator=lifeboat wall_s=0.41 cpu_s=0.80 peak_kib=30512 base_kib=2300
+//! ```
+//!
+//! which the parent parses. The parent prints the markdown report (medians,
+//! ratios to mimalloc and to System, the issue's targets as met/missed) on
+//! stdout, and writes it to `--markdown FILE` with the SVG chart to
+//! `--svg FILE`; `--append FILE` adds a markdown file (the `ratios` tables)
+//! at the end of the report. Progress goes to stderr. Nothing fails on a
+//! slow or fat result; a child that fails is reported as such.
+
+use std::io::Write as _;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use lifeboat_bench::machine;
+use lifeboat_bench::report::{self, Meta, Results, Sample};
+use lifeboat_bench::workloads::{self, Kind};
+use lifeboat_bench::{with_allocator, Which};
+
+const USAGE: &str = "usage: workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING] \
+                     [--markdown FILE] [--svg FILE] [--append FILE]\n       \
+                     workloads --child WORKLOAD ALLOCATOR [--scale X]";
+
+/// Prefix of the child's result line.
+const TAG: &str = "lifeboat-bench-workload";
+
+struct Options {
+    rounds: usize,
+    scale: f64,
+    filter: Option<String>,
+    markdown: Option<String>,
+    svg: Option<String>,
+    append: Option<String>,
+    child: Option<(Kind, Which)>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        rounds: 5,
+        scale: 1.0,
+        filter: None,
+        markdown: None,
+        svg: None,
+        append: None,
+        child: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--rounds" => {
+                o.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?;
+                if o.rounds == 0 {
+                    return Err("--rounds must be at least 1".into());
+                }
+            }
+            "--scale" => {
+                o.scale = value("--scale")?
+                    .parse()
+                    .map_err(|e| format!("--scale: {e}"))?;
+                if !(o.scale > 0.0 && o.scale.is_finite()) {
+                    return Err("--scale must be a positive number".into());
+                }
+            }
+            "--filter" => o.filter = Some(value("--filter")?),
+            "--markdown" => o.markdown = Some(value("--markdown")?),
+            "--svg" => o.svg = Some(value("--svg")?),
+            "--append" => o.append = Some(value("--append")?),
+            "--child" => {
+                let k = value("--child")?;
+                let a = value("--child")?;
+                let k = Kind::from_name(&k).ok_or_else(|| format!("unknown workload {k:?}"))?;
+                let a = Which::from_name(&a).ok_or_else(|| format!("unknown allocator {a:?}"))?;
+                o.child = Some((k, a));
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// The child: one run of `kind` on `which`, then the result line.
+fn child(kind: Kind, which: Which, scale: f64) -> ExitCode {
+    let base_kib = machine::status_kib("VmRSS").unwrap_or(0);
+    let wall = with_allocator!(which, |a| kind.run(a, scale));
+    let cpu = machine::cpu_seconds();
+    // VmHWM is the peak of the whole process; getrusage's ru_maxrss is the
+    // same figure, but needs libc.
+    let Some(peak_kib) = machine::status_kib("VmHWM") else {
+        eprintln!("workloads: no VmHWM in /proc/self/status");
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "{TAG} kind={kind} allocator={which} wall_s={:.6} cpu_s={} peak_kib={peak_kib} base_kib={base_kib}",
+        wall.as_secs_f64(),
+        cpu.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}")),
+    );
+    ExitCode::SUCCESS
+}
+
+/// Parses the child's result line.
+fn parse_result(stdout: &str) -> Option<Sample> {
+    let line = stdout.lines().find(|l| l.starts_with(TAG))?;
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    Some(Sample {
+        wall_s: field("wall_s")?.parse().ok()?,
+        cpu_s: field("cpu_s").and_then(|c| c.parse().ok()),
+        peak_kib: field("peak_kib")?.parse().ok()?,
+        base_kib: field("base_kib")?.parse().ok()?,
+    })
+}
+
+/// Runs one child and returns its sample, or why it failed.
+fn run_child(
+    exe: &std::path::Path,
+    kind: Kind,
+    which: Which,
+    scale: f64,
+) -> Result<Sample, String> {
+    let out = Command::new(exe)
+        .args(["--child", kind.name(), which.name(), "--scale"])
+        .arg(scale.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("child {}", out.status));
+    }
+    parse_result(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| "no result line from child".to_owned())
+}
+
+fn parent(o: &Options) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("workloads: cannot find own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| o.filter.as_deref().is_none_or(|f| k.name().contains(f)))
+        .collect();
+    if kinds.is_empty() {
+        eprintln!("workloads: no workload matches the filter");
+        return ExitCode::FAILURE;
+    }
+    let appendix = match &o.append {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("workloads: cannot read {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+
+    let started = Instant::now();
+    let load_start = machine::loadavg();
+    let parallel_start = machine::parallel_speedup(workloads::cores());
+    let mut results = Results::new(kinds.clone());
+    for round in 0..o.rounds {
+        for (k, &kind) in kinds.iter().enumerate() {
+            eprint!("round {}/{} {kind:>13}:", round + 1, o.rounds);
+            for i in 0..Which::ALL.len() {
+                let which = Which::ALL[(round + k + i) % Which::ALL.len()];
+                match run_child(&exe, kind, which, o.scale) {
+                    Ok(s) => {
+                        eprint!(
+                            "  {which} {:.0} ms {:.1} MiB",
+                            s.wall_s * 1000.0,
+                            s.peak_kib as f64 / 1024.0
+                        );
+                        results.cell_mut(k, which).samples.push(s);
+                    }
+                    Err(e) => {
+                        eprint!("  {which} FAILED ({e})");
+                        results.cell_mut(k, which).failures.push(e);
+                    }
+                }
+                let _ = std::io::stderr().flush();
+            }
+            eprintln!();
+        }
+    }
+
+    let meta = Meta {
+        date: machine::utc_now(),
+        cpu: machine::cpu_model(),
+        cores: workloads::cores(),
+        kernel: machine::kernel(),
+        rustc: machine::RUSTC.to_owned(),
+        load: (load_start, machine::loadavg()),
+        parallel: (
+            Some(parallel_start),
+            Some(machine::parallel_speedup(workloads::cores())),
+        ),
+        rounds: o.rounds,
+        scale: o.scale,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    if let Some(n) = machine::cpuinfo_processors() {
+        if n != meta.cores {
+            eprintln!(
+                "workloads: {n} processors in /proc/cpuinfo, {} usable",
+                meta.cores
+            );
+        }
+    }
+    let md = report::markdown(&results, &meta, appendix.as_deref());
+    print!("{md}");
+    let mut ok = true;
+    for (path, text) in [(&o.markdown, &md), (&o.svg, &report::svg(&results, &meta))] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("workloads: cannot write {path}: {e}");
+                ok = false;
+            } else {
+                eprintln!("(written to {path})");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("workloads: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match opts.child {
+        Some((kind, which)) => child(kind, which, opts.scale),
+        None => parent(&opts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_line_round_trip() {
+        let line = format!(
+            "noise\n{TAG} kind=larson allocator=lifeboat wall_s=0.250000 cpu_s=0.480 peak_kib=30512 base_kib=2300\n"
+        );
+        let s = parse_result(&line).expect("parses");
+        assert_eq!(s.wall_s, 0.25);
+        assert_eq!(s.cpu_s, Some(0.48));
+        assert_eq!((s.peak_kib, s.base_kib), (30512, 2300));
+        let no_cpu = line.replace("cpu_s=0.480", "cpu_s=-");
+        assert_eq!(parse_result(&no_cpu).expect("parses").cpu_s, None);
+        assert!(parse_result("garbage").is_none());
+    }
+}

@@ -1,0 +1,751 @@
+//! Multi-threaded workloads modelled on the classic allocator benchmarks
+//! (the ones mimalloc-bench runs), for the `workloads` driver.
+//!
+//! Unlike the micro-benchmarks of the crate root, each of these is a whole
+//! program-like run with a fixed amount of work: it returns the wall time
+//! of the run, and the driver measures the process's peak RSS around it
+//! (one child process per run, so every allocator's peak is its own).
+//!
+//! | workload | model | cross-thread frees |
+//! |---|---|---|
+//! | [`larson`] | Larson & Krishnan's server benchmark | yes: windows move between threads |
+//! | [`xmalloc`] | Lever & Boreham's xmalloc-test | yes: producers allocate, consumers free |
+//! | [`cache_scratch`] | Hoard's cache-scratch (passive false sharing) | the first object only |
+//! | [`cache_thrash`] | Hoard's cache-thrash (active false sharing) | no |
+//! | [`mstress`] | mimalloc's test-stress (`mstress`) | yes: objects swapped through a shared array |
+//!
+//! Every workload takes its parameters as a struct, so the tests can run
+//! tiny versions; [`Kind::run`] runs the standard size, with a `scale` that
+//! stretches the amount of work (iterations, rounds) but never the live
+//! set, so peak RSS does not depend on it.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{alloc_or_abort, Rng};
+
+/// `Layout` of `size` bytes (`>= 1`), align 8.
+fn layout8(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).expect("valid layout")
+}
+
+/// Allocates `size` bytes (align 8) and writes the first and the last byte,
+/// as a program filling a buffer would touch it.
+///
+/// # Safety
+///
+/// `size` must be at least 1.
+#[inline(always)]
+unsafe fn alloc_touch<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
+    // SAFETY: the caller guarantees `size >= 1`.
+    let p = unsafe { alloc_or_abort(a, layout8(size)) };
+    // SAFETY: `p` is valid for `size >= 1` bytes of writes.
+    unsafe {
+        p.write(size as u8);
+        p.add(size - 1).write(1);
+    }
+    p
+}
+
+/// An object address and its size: what a workload needs to free it.
+type Slot = (usize, usize);
+
+/// Frees every object of `objs` (each from `a.alloc(layout8(size))`).
+///
+/// # Safety
+///
+/// Every `(addr, size)` must be a live allocation of `a` with
+/// `layout8(size)`, freed by no one else.
+unsafe fn free_all<A: GlobalAlloc>(a: &A, objs: &[Slot]) {
+    for &(addr, size) in objs {
+        // SAFETY: the caller's contract.
+        unsafe { a.dealloc(addr as *mut u8, layout8(size)) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// larson
+
+/// Parameters of [`larson`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Larson {
+    /// Worker threads (and windows).
+    pub threads: usize,
+    /// Objects per window.
+    pub slots: usize,
+    /// Rounds; after each but the last, every window moves to a new thread.
+    pub rounds: usize,
+    /// Random replacements per round and thread.
+    pub per_round: usize,
+    /// Smallest object size (bytes, at least 1).
+    pub min_size: usize,
+    /// Largest object size (bytes).
+    pub max_size: usize,
+}
+
+/// Larson & Krishnan's server benchmark: `threads` threads each own a
+/// window of `slots` objects (sizes uniform in `min_size..=max_size`). In a
+/// round, a thread replaces `per_round` random slots (free the object,
+/// allocate a new random size, touch it); then, as in the original, it
+/// starts a new thread that takes over its window and exits, so the objects
+/// it allocated are freed by another thread (after their allocator thread
+/// has gone). This thread fills all windows first, and the first workers
+/// start from them. Chains do not wait for each other. Returns the time
+/// from the first allocation to the last free.
+pub fn larson<A: GlobalAlloc + Sync>(a: &A, p: &Larson) -> Duration {
+    assert!(p.threads >= 1 && p.slots >= 1 && p.rounds >= 1);
+    assert!(1 <= p.min_size && p.min_size <= p.max_size);
+    let start = Instant::now();
+
+    let span = p.max_size - p.min_size + 1;
+    let mut rng = Rng::new(0x1A25_0000);
+    let windows: Vec<Vec<Slot>> = (0..p.threads)
+        .map(|_| {
+            (0..p.slots)
+                .map(|_| {
+                    let size = p.min_size + rng.below(span);
+                    // SAFETY: `size >= min_size >= 1`.
+                    (unsafe { alloc_touch(a, size) } as usize, size)
+                })
+                .collect()
+        })
+        .collect();
+
+    let done = Mutex::new(Vec::with_capacity(p.threads));
+    thread::scope(|s| {
+        for (i, window) in windows.into_iter().enumerate() {
+            let rng = Rng::new(0x1A25_0001 + i as u64);
+            let done = &done;
+            s.spawn(move || larson_round(s, a, p, done, window, rng, p.rounds));
+        }
+    });
+    for window in done.into_inner().expect("larson thread panicked") {
+        // SAFETY: the last thread of each chain left its window here; each
+        // object in it is live and listed once.
+        unsafe { free_all(a, &window) };
+    }
+    start.elapsed()
+}
+
+/// One larson thread: one round over `window`, then hand the window to a
+/// new thread for the next round (or to `done` after the last).
+fn larson_round<'scope, 'env, A: GlobalAlloc + Sync>(
+    s: &'scope thread::Scope<'scope, 'env>,
+    a: &'env A,
+    p: &'env Larson,
+    done: &'env Mutex<Vec<Vec<Slot>>>,
+    mut window: Vec<Slot>,
+    mut rng: Rng,
+    rounds_left: usize,
+) {
+    let span = p.max_size - p.min_size + 1;
+    for _ in 0..p.per_round {
+        let k = rng.below(window.len());
+        let size = p.min_size + rng.below(span);
+        let (addr, old) = window[k];
+        // SAFETY: every window entry is a live object of `a` with
+        // `layout8(old)`; the thread holding the window owns its objects,
+        // and the entry is replaced right below, so it is freed once.
+        unsafe { a.dealloc(addr as *mut u8, layout8(old)) };
+        // SAFETY: `size >= min_size >= 1`.
+        window[k] = (unsafe { alloc_touch(a, size) } as usize, size);
+    }
+    if rounds_left > 1 {
+        s.spawn(move || larson_round(s, a, p, done, window, rng, rounds_left - 1));
+    } else {
+        done.lock().expect("larson thread panicked").push(window);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// xmalloc
+
+/// Parameters of [`xmalloc`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Xmalloc {
+    /// Producer/consumer pairs (two threads each).
+    pub pairs: usize,
+    /// Batches each producer allocates.
+    pub batches: usize,
+    /// Objects per batch.
+    pub batch: usize,
+    /// Capacity of the bounded queue between a producer and its consumer.
+    pub in_flight: usize,
+    /// Smallest object size (bytes, at least 1).
+    pub min_size: usize,
+    /// Largest object size (bytes).
+    pub max_size: usize,
+}
+
+/// Lever & Boreham's xmalloc-test: `pairs` producer threads each allocate
+/// `batches` batches of `batch` objects (sizes uniform in
+/// `min_size..=max_size`, touched) and push them through a bounded queue of
+/// `in_flight` batches to their own consumer thread, which frees every
+/// object and sends the empty buffer back. Every object is freed by a
+/// thread that did not allocate it. Threads block (futex) on the queues.
+/// Returns the time until the last consumer has freed its last batch.
+pub fn xmalloc<A: GlobalAlloc + Sync>(a: &A, p: &Xmalloc) -> Duration {
+    assert!(p.pairs >= 1 && p.batch >= 1 && p.in_flight >= 1);
+    assert!(1 <= p.min_size && p.min_size <= p.max_size);
+    let span = p.max_size - p.min_size + 1;
+    let start = Instant::now();
+    thread::scope(|s| {
+        for pair in 0..p.pairs {
+            let (full_tx, full_rx) = sync_channel::<Vec<Slot>>(p.in_flight);
+            let (empty_tx, empty_rx) = sync_channel::<Vec<Slot>>(p.in_flight);
+            for _ in 0..p.in_flight {
+                empty_tx
+                    .send(Vec::with_capacity(p.batch))
+                    .expect("receiver alive");
+            }
+            s.spawn(move || {
+                while let Ok(mut buf) = full_rx.recv() {
+                    // SAFETY: the producer allocated every object of the
+                    // batch from `a` with `layout8(size)` and gave it up.
+                    unsafe { free_all(a, &buf) };
+                    buf.clear();
+                    // The producer may be gone after its last batch; there
+                    // are never more buffers than the queue holds, so this
+                    // never blocks for long.
+                    let _ = empty_tx.send(buf);
+                }
+            });
+            s.spawn(move || {
+                let mut rng = Rng::new(0x3A11_0C00 + pair as u64);
+                for _ in 0..p.batches {
+                    let mut buf = empty_rx.recv().expect("xmalloc: consumer alive");
+                    for _ in 0..p.batch {
+                        let size = p.min_size + rng.below(span);
+                        // SAFETY: `size >= min_size >= 1`.
+                        buf.push((unsafe { alloc_touch(a, size) } as usize, size));
+                    }
+                    full_tx.send(buf).expect("xmalloc: consumer alive");
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------
+// cache-scratch, cache-thrash
+
+/// Parameters of [`cache_scratch`] and [`cache_thrash`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cache {
+    /// Threads (run at the same time: one per core is what shows sharing).
+    pub threads: usize,
+    /// Allocate/write/free cycles per thread.
+    pub iterations: usize,
+    /// Object size in bytes (Hoard's default is 8: many objects per line).
+    pub obj_size: usize,
+    /// Passes over the object's bytes per cycle.
+    pub repetitions: usize,
+}
+
+/// Writes every byte of the object `repetitions` times, reading each back
+/// (volatile, so every access reaches the cache line).
+///
+/// # Safety
+///
+/// `p` must be valid for reads and writes of `size` bytes.
+#[inline(never)]
+unsafe fn scribble(p: *mut u8, size: usize, repetitions: usize) {
+    for r in 0..repetitions {
+        for k in 0..size {
+            // SAFETY: `k < size`, and the caller guarantees `size` bytes.
+            unsafe {
+                let q = p.add(k);
+                q.write_volatile((k ^ r) as u8);
+                let _ = q.read_volatile();
+            }
+        }
+    }
+}
+
+/// One thread's loop of the cache workloads: allocate, scribble, free.
+fn cache_loop<A: GlobalAlloc>(a: &A, p: &Cache, layout: Layout) {
+    for _ in 0..p.iterations {
+        // SAFETY: `obj_size >= 1`.
+        let obj = unsafe { alloc_or_abort(a, layout) };
+        // SAFETY: `obj` is valid for `obj_size` bytes.
+        unsafe { scribble(obj, p.obj_size, p.repetitions) };
+        // SAFETY: `obj` came from `a.alloc(layout)` and is freed once.
+        unsafe { a.dealloc(obj, layout) };
+    }
+}
+
+fn cache_layout(p: &Cache) -> Layout {
+    assert!(p.threads >= 1 && p.obj_size >= 1);
+    Layout::from_size_align(p.obj_size, 1).expect("valid layout")
+}
+
+/// Hoard's cache-thrash (active false sharing): each of `threads` threads,
+/// started together, `iterations` times allocates an object of `obj_size`
+/// bytes, writes it `repetitions` times and frees it. An allocator that
+/// gives threads objects in the same cache line makes their writes fight
+/// for the line.
+pub fn cache_thrash<A: GlobalAlloc + Sync>(a: &A, p: &Cache) -> Duration {
+    let layout = cache_layout(p);
+    let barrier = Barrier::new(p.threads);
+    let start = Instant::now();
+    thread::scope(|s| {
+        for _ in 0..p.threads {
+            s.spawn(|| {
+                barrier.wait();
+                cache_loop(a, p, layout);
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// Hoard's cache-scratch (passive false sharing): this thread allocates
+/// `threads` objects of `obj_size` bytes back to back (so they share cache
+/// lines) and hands one to each thread. Each thread frees the object it was
+/// given, then runs the cache-thrash loop. An allocator that reuses the
+/// freed object for the thread's next allocation keeps every thread writing
+/// into a line shared with the others for the whole run.
+pub fn cache_scratch<A: GlobalAlloc + Sync>(a: &A, p: &Cache) -> Duration {
+    let layout = cache_layout(p);
+    let barrier = Barrier::new(p.threads);
+    let start = Instant::now();
+    let given: Vec<usize> = (0..p.threads)
+        // SAFETY: `obj_size >= 1`.
+        .map(|_| unsafe { alloc_or_abort(a, layout) } as usize)
+        .collect();
+    thread::scope(|s| {
+        for &obj in &given {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                // SAFETY: `obj` came from `a.alloc(layout)` on the main
+                // thread and was handed to this thread alone.
+                unsafe { a.dealloc(obj as *mut u8, layout) };
+                cache_loop(a, p, layout);
+            });
+        }
+    });
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------
+// mstress
+
+/// Parameters of [`mstress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mstress {
+    /// Threads started per iteration.
+    pub threads: usize,
+    /// Thread `t` makes `100 * scale * (t % 8 + 1)` short-lived allocations
+    /// and half as many long-lived ones per iteration.
+    pub scale: usize,
+    /// Iterations; each starts `threads` fresh threads.
+    pub iterations: usize,
+    /// Slots of the shared transfer array.
+    pub transfers: usize,
+}
+
+/// Written into every word of an mstress object, xor the words left.
+const COOKIE: usize = 0xBF58_476D_1CE4_E5B9_u64 as usize;
+/// Largest object in words (64 words × 1000).
+const MSTRESS_MAX_WORDS: usize = 64 * 1000;
+
+/// Allocates an object of `words` words (rarely 100 or 1000 times more),
+/// zeroed as by `calloc`, and fills it with the cookie pattern; word 0
+/// encodes the size for [`free_items`]. Returns its address.
+fn alloc_items<A: GlobalAlloc>(a: &A, words: usize, rng: &mut Rng) -> usize {
+    let mut words = words;
+    if rng.below(100) < 1 {
+        words *= if rng.below(100) < 10 { 1000 } else { 100 };
+    }
+    if words == 40 {
+        // mstress does this: pthreads grows stacks by that size.
+        words += 1;
+    }
+    let layout = Layout::array::<usize>(words).expect("valid layout");
+    // SAFETY: `words >= 1`, so the size is non-zero.
+    let p = unsafe { a.alloc_zeroed(layout) } as *mut usize;
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    for i in 0..words {
+        // SAFETY: `p` is valid for `words` words, and `i < words`.
+        unsafe { p.add(i).write((words - i) ^ COOKIE) };
+    }
+    p as usize
+}
+
+/// Checks the cookie pattern of an object from [`alloc_items`] and frees
+/// it; `0` is a no-op. Panics on a corrupted object (a correctness check,
+/// not a timing one).
+///
+/// # Safety
+///
+/// `addr` is 0 or a live object of `a` from [`alloc_items`], freed by no
+/// one else.
+unsafe fn free_items<A: GlobalAlloc>(a: &A, addr: usize) {
+    if addr == 0 {
+        return;
+    }
+    let p = addr as *mut usize;
+    // SAFETY: every object has at least one word.
+    let words = unsafe { p.read() } ^ COOKIE;
+    assert!(
+        (1..=MSTRESS_MAX_WORDS).contains(&words),
+        "mstress: corrupted object header at {addr:#x}"
+    );
+    for i in 0..words {
+        // SAFETY: the header is sane, so the object has `words` words.
+        let w = unsafe { p.add(i).read() };
+        assert!(
+            w == (words - i) ^ COOKIE,
+            "mstress: corrupted object at {addr:#x}"
+        );
+    }
+    // SAFETY: the caller's contract; the layout is the one of `alloc_items`.
+    unsafe {
+        a.dealloc(
+            p as *mut u8,
+            Layout::array::<usize>(words).expect("valid layout"),
+        )
+    };
+}
+
+/// One mstress thread (`stress` in mimalloc's test-stress.c).
+fn stress<A: GlobalAlloc>(a: &A, p: &Mstress, transfer: &[AtomicUsize], tid: usize, iter: usize) {
+    let mut rng = Rng::new((tid as u64 + 1) * 43 + iter as u64 * 0x1_0000_0001);
+    let mut allocs = 100 * p.scale * (tid % 8 + 1);
+    let mut retain = allocs / 2;
+    let mut data: Vec<usize> = Vec::with_capacity(allocs);
+    let mut retained: Vec<usize> = Vec::with_capacity(retain);
+    while allocs > 0 || retain > 0 {
+        if retain == 0 || (rng.below(100) < 50 && allocs > 0) {
+            // Short-lived: 1..=16 words.
+            allocs -= 1;
+            data.push(alloc_items(a, 1 << rng.below(5), &mut rng));
+        } else {
+            // Long-lived (until the thread ends): 1..=64 words.
+            retained.push(alloc_items(a, 1 << rng.below(7), &mut rng));
+            retain -= 1;
+        }
+        if rng.below(100) < 66 && !data.is_empty() {
+            let i = rng.below(data.len());
+            // SAFETY: `data[i]` is 0 or a live object this thread owns;
+            // it is cleared right after.
+            unsafe { free_items(a, data[i]) };
+            data[i] = 0;
+        }
+        if rng.below(100) < 25 && !data.is_empty() {
+            // Swap a local object with one from the shared array: the
+            // objects it receives were allocated by other threads (or by
+            // this thread's earlier incarnations).
+            let i = rng.below(data.len());
+            let t = rng.below(transfer.len());
+            data[i] = transfer[t].swap(data[i], Ordering::AcqRel);
+        }
+    }
+    for &obj in retained.iter().chain(&data) {
+        // SAFETY: every entry is 0 or a live object this thread owns.
+        unsafe { free_items(a, obj) };
+    }
+}
+
+/// mimalloc's test-stress (`mstress` in mimalloc-bench): `iterations`
+/// times, start `threads` threads; each makes bursts of short-lived
+/// objects (1–16 words, freed at random), long-lived ones (1–64 words,
+/// freed when the thread ends), 1 % of them 100× larger and 0.1 % 1000×
+/// larger, every object zeroed, filled and checked before it is freed; a
+/// quarter of the steps swap an object with a shared array, so objects
+/// move between threads and outlive the thread that allocated them.
+/// Threads do uneven amounts of work. Returns the time of all iterations
+/// and the final free of the shared array.
+pub fn mstress<A: GlobalAlloc + Sync>(a: &A, p: &Mstress) -> Duration {
+    assert!(p.threads >= 1 && p.transfers >= 1);
+    let transfer: Vec<AtomicUsize> = (0..p.transfers).map(|_| AtomicUsize::new(0)).collect();
+    let transfer = &transfer[..];
+    let start = Instant::now();
+    for iter in 0..p.iterations {
+        thread::scope(|s| {
+            for tid in 0..p.threads {
+                s.spawn(move || stress(a, p, transfer, tid, iter));
+            }
+        });
+    }
+    for slot in transfer {
+        // SAFETY: the threads are gone; each slot holds 0 or a live object
+        // that no one else refers to.
+        unsafe { free_items(a, slot.swap(0, Ordering::AcqRel)) };
+    }
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------
+// the standard runs
+
+/// The workloads of the `workloads` driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// [`larson`]
+    Larson,
+    /// [`xmalloc`]
+    Xmalloc,
+    /// [`cache_scratch`]
+    CacheScratch,
+    /// [`cache_thrash`]
+    CacheThrash,
+    /// [`mstress`]
+    Mstress,
+}
+
+impl Kind {
+    /// All workloads, in the order they are reported.
+    pub const ALL: [Kind; 5] = [
+        Kind::Larson,
+        Kind::Xmalloc,
+        Kind::Mstress,
+        Kind::CacheScratch,
+        Kind::CacheThrash,
+    ];
+
+    /// Name, as accepted by [`Kind::from_name`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Larson => "larson",
+            Kind::Xmalloc => "xmalloc",
+            Kind::CacheScratch => "cache-scratch",
+            Kind::CacheThrash => "cache-thrash",
+            Kind::Mstress => "mstress",
+        }
+    }
+
+    /// Parses a name (case-insensitive); `None` if unknown.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether objects are routinely freed by a thread other than the one
+    /// that allocated them (the issue's "cross-thread workloads").
+    pub const fn cross_thread(self) -> bool {
+        matches!(self, Kind::Larson | Kind::Xmalloc | Kind::Mstress)
+    }
+
+    /// Standard parameters of larson at `scale` (rounds scale).
+    pub fn larson(scale: f64) -> Larson {
+        Larson {
+            threads: 4,
+            slots: 8000,
+            rounds: scaled(100, scale),
+            per_round: 10_000,
+            min_size: 16,
+            max_size: 1024,
+        }
+    }
+
+    /// Standard parameters of xmalloc at `scale` (batches scale).
+    pub fn xmalloc(scale: f64) -> Xmalloc {
+        Xmalloc {
+            pairs: 2,
+            batches: scaled(8000, scale),
+            batch: 500,
+            in_flight: 8,
+            min_size: 16,
+            max_size: 512,
+        }
+    }
+
+    /// Standard parameters of the cache workloads at `scale` (iterations
+    /// scale): one thread per core (2 to 16).
+    pub fn cache(scale: f64) -> Cache {
+        Cache {
+            threads: cores().clamp(2, 16),
+            iterations: scaled(5000, scale),
+            obj_size: 8,
+            repetitions: 10_000,
+        }
+    }
+
+    /// Standard parameters of mstress at `scale` (iterations scale): four
+    /// threads per core (8 to 32).
+    pub fn mstress(scale: f64) -> Mstress {
+        Mstress {
+            threads: (4 * cores()).clamp(8, 32),
+            scale: 50,
+            iterations: scaled(10, scale),
+            transfers: 1000,
+        }
+    }
+
+    /// Threads of the standard run.
+    pub fn threads(self) -> usize {
+        match self {
+            Kind::Larson => Kind::larson(1.0).threads,
+            Kind::Xmalloc => 2 * Kind::xmalloc(1.0).pairs,
+            Kind::CacheScratch | Kind::CacheThrash => Kind::cache(1.0).threads,
+            Kind::Mstress => Kind::mstress(1.0).threads,
+        }
+    }
+
+    /// One line on what the standard run does.
+    pub fn describe(self) -> String {
+        match self {
+            Kind::Larson => {
+                let p = Kind::larson(1.0);
+                format!(
+                    "{} threads × window of {} objects ({}–{} B); {} random \
+                     replacements per round, then the thread hands its window to \
+                     a new thread and exits; {} rounds",
+                    p.threads, p.slots, p.min_size, p.max_size, p.per_round, p.rounds
+                )
+            }
+            Kind::Xmalloc => {
+                let p = Kind::xmalloc(1.0);
+                format!(
+                    "{} producer → consumer pairs; {} batches of {} objects \
+                     ({}–{} B) per producer through a queue of {} batches; the \
+                     consumer frees",
+                    p.pairs, p.batches, p.batch, p.min_size, p.max_size, p.in_flight
+                )
+            }
+            Kind::CacheScratch => {
+                let p = Kind::cache(1.0);
+                format!(
+                    "main thread allocates {} adjacent {}-B objects, one per thread; \
+                     each thread frees its own, then {} × (allocate, write {} times, free)",
+                    p.threads, p.obj_size, p.iterations, p.repetitions
+                )
+            }
+            Kind::CacheThrash => {
+                let p = Kind::cache(1.0);
+                format!(
+                    "{} threads, each {} × (allocate {} B, write {} times, free)",
+                    p.threads, p.iterations, p.obj_size, p.repetitions
+                )
+            }
+            Kind::Mstress => {
+                let p = Kind::mstress(1.0);
+                format!(
+                    "{} iterations × {} fresh threads; bursts of short-lived (8–128 B) \
+                     and long-lived (8–512 B) objects, 1 % ×100 and 0.1 % ×1000 larger, \
+                     a quarter swapped through a shared array of {}",
+                    p.iterations, p.threads, p.transfers
+                )
+            }
+        }
+    }
+
+    /// Runs the standard workload at `scale` on `a`; returns its time.
+    pub fn run<A: GlobalAlloc + Sync>(self, a: &A, scale: f64) -> Duration {
+        match self {
+            Kind::Larson => larson(a, &Kind::larson(scale)),
+            Kind::Xmalloc => xmalloc(a, &Kind::xmalloc(scale)),
+            Kind::CacheScratch => cache_scratch(a, &Kind::cache(scale)),
+            Kind::CacheThrash => cache_thrash(a, &Kind::cache(scale)),
+            Kind::Mstress => mstress(a, &Kind::mstress(scale)),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `n * scale`, at least 1.
+fn scaled(n: usize, scale: f64) -> usize {
+    ((n as f64 * scale).round() as usize).max(1)
+}
+
+/// Logical cores available to this process (1 if unknown).
+pub fn cores() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{with_allocator, Which};
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+            assert!(!k.describe().is_empty());
+            assert!(k.threads() >= 2);
+        }
+        assert_eq!(Kind::from_name("Cache-Scratch"), Some(Kind::CacheScratch));
+        assert_eq!(Kind::from_name("espresso"), None);
+    }
+
+    #[test]
+    fn scale_changes_work_not_live_set() {
+        let (a, b) = (Kind::larson(1.0), Kind::larson(0.1));
+        assert_eq!((a.threads, a.slots), (b.threads, b.slots));
+        assert!(b.rounds < a.rounds);
+        let (a, b) = (Kind::mstress(1.0), Kind::mstress(0.01));
+        assert_eq!((a.threads, a.scale), (b.threads, b.scale));
+        assert_eq!(b.iterations, 1);
+    }
+
+    #[test]
+    fn mstress_items_round_trip() {
+        let mut rng = Rng::new(7);
+        let objs: Vec<usize> = (0..2000)
+            .map(|i| alloc_items(&crate::SYSTEM, 1 << (i % 7), &mut rng))
+            .collect();
+        for obj in objs {
+            // SAFETY: each object is live, from `alloc_items` on SYSTEM.
+            unsafe { free_items(&crate::SYSTEM, obj) };
+        }
+    }
+
+    /// Tiny versions of every workload on every allocator: they must run
+    /// to completion (nothing is asserted about time).
+    #[test]
+    fn every_workload_runs_on_every_allocator() {
+        let larson_p = Larson {
+            threads: 3,
+            slots: 50,
+            rounds: 4,
+            per_round: 100,
+            min_size: 16,
+            max_size: 1024,
+        };
+        let xmalloc_p = Xmalloc {
+            pairs: 2,
+            batches: 20,
+            batch: 30,
+            in_flight: 3,
+            min_size: 16,
+            max_size: 512,
+        };
+        let cache_p = Cache {
+            threads: 3,
+            iterations: 20,
+            obj_size: 8,
+            repetitions: 10,
+        };
+        let mstress_p = Mstress {
+            threads: 4,
+            scale: 1,
+            iterations: 2,
+            transfers: 16,
+        };
+        for w in Which::ALL {
+            with_allocator!(w, |a| {
+                larson(a, &larson_p);
+                xmalloc(a, &xmalloc_p);
+                cache_scratch(a, &cache_p);
+                cache_thrash(a, &cache_p);
+                mstress(a, &mstress_p);
+            });
+        }
+    }
+}
