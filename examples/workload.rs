@@ -23,7 +23,9 @@ impl Rng {
 
 fn word(rng: &mut Rng) -> String {
     let len = 2 + (rng.next() % 10) as usize;
-    (0..len).map(|_| (b'a' + (rng.next() % 6) as u8) as char).collect()
+    (0..len)
+        .map(|_| (b'a' + (rng.next() % 6) as u8) as char)
+        .collect()
 }
 
 fn main() {
@@ -65,8 +67,16 @@ fn main() {
     let total: usize = freq.values().sum();
     assert_eq!(total, threads * words_per_thread);
     let top: Vec<_> = by_count.iter().rev().take(3).collect();
-    println!("{} words, {} distinct; most frequent: {:?}", total, freq.len(), top.first().map(|(c, w)| (c, w.len())));
-    println!("\nlifeboat::stats() while the index is alive:\n{}", lifeboat::stats());
+    println!(
+        "{} words, {} distinct; most frequent: {:?}",
+        total,
+        freq.len(),
+        top.first().map(|(c, w)| (c, w.len()))
+    );
+    println!(
+        "\nlifeboat::stats() while the index is alive:\n{}",
+        lifeboat::stats()
+    );
     drop(by_count);
     drop(freq);
     println!("after freeing it:\n{}", lifeboat::stats());

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Loom model checks of lifeboat's concurrent protocols (loom-tests/).
+#
+# Every file in loom-tests/tests/ models one protocol with the shipped code
+# (under --cfg loom lifeboat's atomics, cells and locks come from loom) and
+# has a broken twin: the same model with one fault injected into the real
+# protocol step (lifeboat::model::Fault), which the test requires loom to
+# catch. This script builds them in release mode, runs every model with a
+# bounded number of preemptions and prints, per model, loom's execution
+# count and wall time for the model and its twin, and the paths covered.
+#
+# usage: ci/loom.sh [MODEL...]      (default: every loom-tests/tests/*.rs)
+#
+# Environment:
+#   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3;
+#                         the whole set then takes about 2-3 minutes on
+#                         2 cores, plus the build)
+#   CARGO_TARGET_DIR      default: target/loom (kept apart from the normal
+#                         build, which --cfg loom would otherwise rebuild)
+#
+# One model, deeper, locally (4 preemptions: minutes to an hour; add
+# LOOM_PROGRESS=1 for a line every 100,000 executions):
+#
+#   LOOM_MAX_PREEMPTIONS=4 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+#     cargo test -p lifeboat-loom-tests --release --test remote_free -- --nocapture
+#
+# To see a failing interleaving: LOOM_LOG=trace LOOM_LOCATION=1 with
+# LOOM_CHECKPOINT_FILE=/tmp/loom.json (loom saves the failing path there on
+# a first run and replays it on the next). Models run with explicit flags
+# only (NORETRY: no direct reclaim), since loom runs every model thread on
+# one OS thread and thread-local rights would be shared.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+export RUSTFLAGS="--cfg loom"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/loom}"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+# Loom's failure reports are long enough without std's backtraces.
+export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
+
+if [ "$#" -gt 0 ]; then
+    MODELS=("$@")
+else
+    MODELS=()
+    for f in loom-tests/tests/*.rs; do
+        MODELS+=("$(basename "$f" .rs)")
+    done
+fi
+
+LOGS="$CARGO_TARGET_DIR/loom-logs"
+mkdir -p "$LOGS"
+
+now() { date +%s.%N; }
+
+echo "== loom: building models (release, --cfg loom)"
+t0=$(now)
+cargo test -p lifeboat-loom-tests --release --tests --no-run
+build_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+
+status=0
+declare -a SUMMARY
+for m in "${MODELS[@]}"; do
+    echo "== loom: $m (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
+    log="$LOGS/$m.log"
+    t=$(now)
+    if cargo test -q -p lifeboat-loom-tests --release --test "$m" -- --nocapture >"$log" 2>&1; then
+        result=ok
+    else
+        result=FAILED
+        status=1
+    fi
+    secs=$(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+    # (the test harness may print "test NAME ... " in front of a line)
+    grep -o 'loom-summary:.*' "$log" | sed 's/^loom-summary: /   /' || true
+    if [ "$result" = FAILED ]; then
+        echo "   --- $m FAILED; end of $log:"
+        tail -n 60 "$log" | sed 's/^/   | /'
+    fi
+    SUMMARY+=("$(printf '%-18s %-6s %8.1f s' "$m" "$result" "$secs")")
+done
+
+echo
+echo "== loom summary (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, build $build_s s)"
+for line in "${SUMMARY[@]}"; do
+    echo "   $line"
+done
+echo "   logs: $LOGS"
+exit "$status"

@@ -1,0 +1,158 @@
+//! Reserve-backed slabs below `min` (`HeapInner::alloc_small_slow`,
+//! `new_slab`/`slab::claim`/`slab::carve` with the reserve flag, the
+//! partial lists, `ThreadCache::free_local` releasing an emptied reserve
+//! slab, `maybe_lift_reserve`).
+//!
+//! 16 pages, `min` = 4, `high` = 6. Three 4-page blocks are held, so free
+//! pages are at `min`: ordinary slabs cannot be carved. The memalloc thread
+//! M (the main thread) allocates two small objects: they come from a slab
+//! carved from the reserve (free pages: 0). Then, concurrently:
+//!
+//! * U, unprivileged, frees one of M's objects (a remote free into the
+//!   reserve slab) and allocates the same class: it must get an error or
+//!   an object whose slab is not reserve-backed;
+//! * H frees two of the held blocks, lifting free pages above `high`, so
+//!   ordinary slabs may be carved again and reserve slabs are unflagged;
+//! * M frees its other object, allocates once more (memalloc) and exits
+//!   with that object live, so its reserve slab is detached and listed.
+//!
+//! Afterwards a fresh cache frees what is left. Checked: U never holds a
+//! reserve-backed object; M's requests always succeed; no object goes to
+//! two holders (shadow cells); free pages are back to the budget and no
+//! reserve slab is left.
+//!
+//! Twin: `Fault::ReserveListedAsOrdinary` — `slab::link` files a detached
+//! reserve slab on the ordinary partial list, so an unprivileged claim
+//! adopts it and hands its objects out.
+#![cfg(loom)]
+
+use lifeboat::model::{self, Cache, Fault};
+use lifeboat::PAGE_SIZE;
+use lifeboat_loom_tests::{
+    assert_all_free, check, check_catches, heap, layout, note, Obj, Shadow, MEMALLOC, NORMAL,
+};
+use loom::thread;
+use std::alloc::Layout;
+use std::sync::Arc;
+
+/// A 2 KiB class: 8 objects per 4-page slab.
+const SIZE: usize = 2048;
+const M: usize = 1;
+const U: usize = 2;
+const D: usize = 4;
+
+const U_REFUSED: &str = "where U was refused";
+const U_GOT: &str = "where U got an ordinary object";
+const M_RESERVE_LAST: &str = "where M's last object was reserve-backed";
+const M_ORDINARY_LAST: &str = "where M's last object was ordinary";
+
+fn block() -> Layout {
+    Layout::from_size_align(4 * PAGE_SIZE, 4 * PAGE_SIZE).expect("valid layout")
+}
+
+fn model() {
+    let heap = Arc::new(heap());
+    let shadow = Arc::new(Shadow::new(&heap, SIZE));
+    let l = layout(SIZE);
+    assert_eq!(model::min_pages(&heap), 4, "the model's figures");
+
+    // Bring free pages down to min with three 4-page blocks.
+    let blocks: Vec<Obj> = (0..3)
+        .map(|_| Obj::new(heap.alloc(block(), NORMAL).expect("above min")))
+        .collect();
+    assert_eq!(model::free_pages(&heap), 4);
+
+    let mut m = Cache::new(&heap);
+    let m_alloc = |m: &mut Cache| {
+        let o = Obj::new(
+            m.alloc(l, MEMALLOC)
+                .expect("a memalloc request gets the reserve"),
+        );
+        shadow.take(o, SIZE, M);
+        o
+    };
+    let (r0, r1) = (m_alloc(&mut m), m_alloc(&mut m));
+    assert!(heap.is_reserve_backed(r0.ptr().as_ptr()));
+    assert!(heap.is_reserve_backed(r1.ptr().as_ptr()));
+    shadow.pass(r1, SIZE, M, U);
+
+    let tu = {
+        let (heap, shadow) = (heap.clone(), shadow.clone());
+        thread::spawn(move || {
+            let mut u = Cache::new(&heap);
+            shadow.give(r1, SIZE, U);
+            // SAFETY: r1 is a live object of this heap, U's to free.
+            unsafe { u.free(r1.ptr()) };
+            let got = match u.alloc(l, NORMAL) {
+                Ok(p) => {
+                    assert!(
+                        !heap.is_reserve_backed(p.as_ptr()),
+                        "an unprivileged caller got an object of a reserve-backed slab"
+                    );
+                    let o = Obj::new(p);
+                    shadow.take(o, SIZE, U);
+                    note(U_GOT);
+                    Some(o)
+                }
+                Err(_) => {
+                    note(U_REFUSED);
+                    None
+                }
+            };
+            (got, u.exit())
+        })
+    };
+    let th = {
+        let (heap, freed) = (heap.clone(), [blocks[0], blocks[1]]);
+        thread::spawn(move || {
+            for b in freed {
+                // SAFETY: live blocks of this heap, allocated with this
+                // layout, freed once (by this thread only).
+                unsafe { heap.dealloc(b.ptr(), block()) };
+            }
+        })
+    };
+
+    shadow.give(r0, SIZE, M);
+    // SAFETY: M's live object, freed once.
+    unsafe { m.free(r0.ptr()) };
+    let r2 = m_alloc(&mut m);
+    note(if heap.is_reserve_backed(r2.ptr().as_ptr()) {
+        M_RESERVE_LAST
+    } else {
+        M_ORDINARY_LAST
+    });
+    let rm = m.exit();
+
+    let (ou, ru) = tu.join().expect("thread U");
+    th.join().expect("thread H");
+
+    let mut d = Cache::new(&heap);
+    for (o, who) in [Some((r2, M)), ou.map(|o| (o, U))].into_iter().flatten() {
+        shadow.pass(o, SIZE, who, D);
+        shadow.give(o, SIZE, D);
+        // SAFETY: live objects of this heap, each freed once.
+        unsafe { d.free(o.ptr()) };
+    }
+    let rd = d.exit();
+    // SAFETY: a live block of this heap, allocated with this layout.
+    unsafe { heap.dealloc(blocks[2].ptr(), block()) };
+    heap.flush_caches();
+    assert_all_free(&heap);
+    assert_eq!(model::reserve_slabs(&heap), 0, "reserve slabs left");
+    drop((rm, ru, rd));
+}
+
+#[test]
+fn reserve_slabs() {
+    check(
+        "reserve_slabs",
+        &[U_REFUSED, U_GOT, M_RESERVE_LAST, M_ORDINARY_LAST],
+        model,
+    );
+}
+
+#[test]
+fn reserve_slabs_twin_listed_as_ordinary() {
+    check_catches("reserve_slabs", Fault::ReserveListedAsOrdinary, model);
+}
