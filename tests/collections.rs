@@ -12,25 +12,8 @@ static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 /// Iteration multiplier: release builds do more work in the same time.
 const SCALE: usize = if cfg!(debug_assertions) { 1 } else { 4 };
 
-/// A tiny xorshift PRNG (no `rand` crate).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+mod common;
+use common::Rng;
 
 /// The byte at offset `i` of the buffer tagged `tag`.
 fn pattern(tag: usize, i: usize) -> u8 {

@@ -20,25 +20,8 @@ const OPS: usize = if cfg!(debug_assertions) {
 const SLOTS: usize = 256;
 const MIB: usize = 1024 * 1024;
 
-/// A tiny xorshift PRNG (no `rand` crate).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+mod common;
+use common::Rng;
 
 /// 8 KiB of pseudo-random bytes; an object's pattern is this table read
 /// from an offset derived from (address, size), repeated.

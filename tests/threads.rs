@@ -13,25 +13,8 @@ static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 const SCALE: usize = if cfg!(debug_assertions) { 1 } else { 4 };
 const THREADS: usize = 8;
 
-/// A tiny xorshift PRNG (no `rand` crate).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+mod common;
+use common::Rng;
 
 /// A heap buffer whose contents are a function of its tag.
 struct Tagged {
