@@ -699,11 +699,21 @@ impl HeapInner {
     /// # Safety
     /// `p` is a live object of slab `s`.
     pub(crate) unsafe fn free_remote(&self, s: &PageDesc, p: *mut u8) {
+        // Read before the push: once `p` is pushed the slab may be emptied,
+        // released and carved anew by other threads.
+        // SAFETY: fixed while the slab has live objects (`p` is one).
+        let cap = unsafe { s.capacity.get() };
         // SAFETY: forwarded from the caller.
         let w = unsafe { remote::push(s, p) };
         if w & DETACHED != 0 {
             let n = rcnt(w) + 1;
-            if rcnt(w) == 0 || n == s.used.load(Ordering::Acquire) {
+            let used = s.used.load(Ordering::Acquire);
+            // Each push adds one free object, so exactly one freer sees the
+            // count reach the listing threshold. (A stale `used` after a
+            // claim only adds a harmless extra settle, or skips one that the
+            // new owner does not need.)
+            let avail = cap.saturating_sub(used.saturating_sub(n));
+            if n == used || avail == slab::list_threshold(cap) {
                 // SAFETY: `s` is a descriptor of this heap; under the lock.
                 self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
             }

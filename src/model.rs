@@ -2,9 +2,14 @@
 //! `loom-tests/` (and white-box tests). **Not part of the public API**: no
 //! semver promise covers anything here.
 //!
-//! A [`Cache`] is a real [`ThreadCache`] of a private [`Heap`], owned by one
+//! A [`Cache`] is a real `ThreadCache` of a private [`Heap`], owned by one
 //! model thread, so a model can make slabs owned by different threads and
 //! exercise remote frees, detaching and claiming with the shipped code.
+//!
+//! Under `--cfg loom`, `Fault` and `inject` switch one deliberate fault
+//! into a protocol step of the shipped code (the broken twins of the
+//! models); the hooks are `fault_ordering!`/`fault_injected!`, which expand
+//! to the original ordering or `false` in every other build.
 
 use crate::error::AllocError;
 use crate::flags::AllocFlags;

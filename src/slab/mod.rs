@@ -15,9 +15,9 @@
 //!
 //! Frees by non-owners go to `remote`, a lock-free stack packed in one word
 //! with its length and the `DETACHED` bit ([`remote`]). The owner takes the
-//! whole stack with one swap. A freer that pushes onto a detached slab whose
-//! stack was empty, or whose push frees its last live object, calls
-//! [`settle`] under the heap lock, which decides from the *state* (never
+//! whole stack with one swap. A freer whose push onto a detached slab makes
+//! a quarter of it free ([`list_threshold`]), or frees its last live
+//! object, calls [`settle`] under the heap lock, which decides from the *state* (never
 //! from the event) whether to list or release the slab; so it is idempotent
 //! and safe against any interleaving.
 //!
@@ -277,12 +277,21 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
         return;
     }
     // SAFETY: frozen fields, read under the heap lock.
-    let has_free =
-        rcnt(w) != 0 || unsafe { !s.free.get().is_null() || s.bump.get() < s.capacity.get() };
-    if has_free && !listed {
+    let cap = unsafe { s.capacity.get() };
+    // Objects a claimer would get: everything but the live ones.
+    let avail = cap - (used - rcnt(w));
+    if avail >= list_threshold(cap) && !listed {
         // SAFETY: under the heap lock.
         unsafe { link(arena, lists, s) };
     }
+}
+
+/// Free objects a detached slab needs before it is listed: a quarter of it
+/// (at least one). A claim then yields a useful batch for its heap-lock
+/// trip; slabs with fewer free objects wait for more remote frees.
+#[inline]
+pub(crate) fn list_threshold(capacity: u32) -> u32 {
+    (capacity / 4).max(1)
 }
 
 /// Returns a slab's pages to the arena.
