@@ -13,12 +13,13 @@
 #
 # Environment:
 #   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3;
-#                         the whole set then takes about 2-3 minutes on
-#                         2 cores, plus the build)
+#                         the whole set then takes 1.5-2.5 minutes on 2
+#                         cores, plus about a minute for a cold build; with
+#                         4, remote_free alone takes about 15 minutes)
 #   CARGO_TARGET_DIR      default: target/loom (kept apart from the normal
 #                         build, which --cfg loom would otherwise rebuild)
 #
-# One model, deeper, locally (4 preemptions: minutes to an hour; add
+# One model, deeper, locally (4 preemptions: 2 to 15 minutes a model; add
 # LOOM_PROGRESS=1 for a line every 100,000 executions):
 #
 #   LOOM_MAX_PREEMPTIONS=4 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

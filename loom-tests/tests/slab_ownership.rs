@@ -3,13 +3,15 @@
 //! `HeapInner::free_remote`, `ThreadCache::flush`).
 //!
 //! Thread A (the model's main thread) owns a slab and holds two of its
-//! objects; it gives one to B and exits (flushes its cache: the slab is
-//! detached and, having free objects, listed). Meanwhile B frees that
-//! object (a remote push, perhaps onto the detached slab, which makes B
-//! settle it) and then allocates the same class, and C allocates the same
-//! class: B and C race to claim the detached slab or carve new ones, then
-//! exit. Afterwards a fresh cache frees what is left (remote frees into
-//! detached slabs, which release them).
+//! objects; it gives one to B, frees the other and exits (flushes its
+//! cache: the slab is detached and, having free objects, listed).
+//! Meanwhile B frees its object (a remote push; onto the detached slab it
+//! frees the slab's last live object, so B settles the slab under the heap
+//! lock, which releases it unless it was claimed meanwhile) and then
+//! allocates the same class, and C allocates the same class: B and C race
+//! to claim the detached slab or carve new ones, then exit. Afterwards a
+//! fresh cache frees what is left (remote frees into detached slabs, which
+//! release them).
 //!
 //! Checked: no object is handed to two holders (shadow cells), every
 //! hand-out is ordered after the previous holder's use, the slab's owner
@@ -38,10 +40,10 @@ const D: usize = 4;
 /// Bytes of a slab of that class (order 2), to which slabs are aligned.
 const SLAB_BYTES: usize = 16 << 10;
 
-const B_CLAIMED: &str = "where B adopted A's detached slab";
-const C_CLAIMED: &str = "where C adopted A's detached slab";
-const BOTH_CLAIMED: &str = "where B and C adopted A's detached slab in turn";
-const NEW_SLABS: &str = "where B and C both carved new slabs";
+const B_CLAIMED: &str = "where B's object lay in A's slab (claimed, or its pages re-carved)";
+const C_CLAIMED: &str = "where C's object lay in A's slab (claimed, or its pages re-carved)";
+const BOTH_CLAIMED: &str = "where B's and C's objects both lay in A's slab";
+const NEW_SLABS: &str = "where B and C both used other pages";
 
 fn model() {
     let heap = Arc::new(heap());
@@ -55,6 +57,7 @@ fn model() {
         o
     };
     let (x0, x1) = (take(A), take(A));
+    let a_slab = x0.0 & !(SLAB_BYTES - 1);
     shadow.pass(x0, SIZE, A, B);
 
     // B: free x0 (remotely), allocate, exit.
@@ -80,13 +83,16 @@ fn model() {
             (o, c.exit())
         })
     };
-    // A exits, holding x1.
+    // A frees x1 (locally) and exits.
+    shadow.give(x1, SIZE, A);
+    // SAFETY: A's live object, freed once.
+    unsafe { a.free(x1.ptr()) };
     let ra = a.exit();
 
     let (ob, rb) = tb.join().expect("thread B");
     let (oc, rc) = tc.join().expect("thread C");
     let slab = |o: Obj| o.0 & !(SLAB_BYTES - 1);
-    match (slab(ob) == slab(x1), slab(oc) == slab(x1)) {
+    match (slab(ob) == a_slab, slab(oc) == a_slab) {
         (true, true) => note(BOTH_CLAIMED),
         (true, false) => note(B_CLAIMED),
         (false, true) => note(C_CLAIMED),
@@ -95,7 +101,7 @@ fn model() {
 
     // D frees everything left: remote frees into detached slabs.
     let mut d = Cache::new(&heap);
-    for (o, who) in [(x1, A), (ob, B), (oc, C)] {
+    for (o, who) in [(ob, B), (oc, C)] {
         shadow.pass(o, SIZE, who, D);
         shadow.give(o, SIZE, D);
         // SAFETY: live objects of this heap, each freed once.
