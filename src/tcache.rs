@@ -233,7 +233,14 @@ impl ThreadCache {
             *(p as *mut *mut u8) = head;
             s.free.set(p);
             s.used.store(used - 1, Ordering::Relaxed);
-            if used == 1 && s.has_flag(FLAG_RESERVE) {
+            // `used` still counts remote frees not collected yet: the slab
+            // is empty when the rest of it waits on the remote stack.
+            if s.has_flag(FLAG_RESERVE)
+                && used - 1
+                    == slab::remote::rcnt(
+                        slab::remote::word(s).load(crate::sync::Ordering::Acquire),
+                    )
+            {
                 // An emptied reserve-backed slab goes back to the arena at
                 // once, refilling the reserve.
                 let class = s.class.load(Ordering::Relaxed) as usize;
