@@ -15,21 +15,21 @@
 #   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3;
 #                         the whole set then takes 1.5-2.5 minutes on 2
 #                         cores, plus about a minute for a cold build; with
-#                         4, remote_free alone takes about 15 minutes)
+#                         4, each model takes 2-11 minutes)
 #   CARGO_TARGET_DIR      default: target/loom (kept apart from the normal
 #                         build, which --cfg loom would otherwise rebuild)
 #
-# One model, deeper, locally (4 preemptions: 2 to 15 minutes a model; add
+# One model, deeper, locally (4 preemptions: 2 to 11 minutes a model; add
 # LOOM_PROGRESS=1 for a line every 100,000 executions):
 #
 #   LOOM_MAX_PREEMPTIONS=4 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 #     cargo test -p lifeboat-loom-tests --release --test remote_free -- --nocapture
 #
-# To see a failing interleaving: LOOM_LOG=trace LOOM_LOCATION=1 with
-# LOOM_CHECKPOINT_FILE=/tmp/loom.json (loom saves the failing path there on
-# a first run and replays it on the next). Models run with explicit flags
-# only (NORETRY: no direct reclaim), since loom runs every model thread on
-# one OS thread and thread-local rights would be shared.
+# To see a failing interleaving, run the failing test alone with
+# LOOM_LOG=trace LOOM_LOCATION=1 (very verbose: send it to a file and read
+# the last execution). Models pass rights as explicit flags (NORETRY: no
+# direct reclaim), since loom runs every model thread on one OS thread and
+# thread-local rights would be shared.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
