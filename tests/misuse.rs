@@ -96,36 +96,27 @@ fn free_of_an_interior_pointer() {
     );
 }
 
+/// Allocates `size` bytes from the global allocator and frees them twice.
+fn free_twice(size: usize) {
+    let l = Layout::from_size_align(size, 8).unwrap();
+    // SAFETY: deliberate misuse: the second dealloc is a double free.
+    unsafe {
+        let p = GLOBAL.alloc(l);
+        GLOBAL.dealloc(p, l);
+        GLOBAL.dealloc(p, l);
+    }
+}
+
 #[test]
 fn double_free_of_a_large_block() {
-    expect_abort(
-        || {
-            let l = Layout::from_size_align(1 << 20, 8).unwrap();
-            // SAFETY: deliberate misuse: the second dealloc is a double free.
-            unsafe {
-                let p = GLOBAL.alloc(l);
-                GLOBAL.dealloc(p, l);
-                GLOBAL.dealloc(p, l);
-            }
-        },
-        "double free",
-    );
+    // 1 MiB: a buddy block, back on the free lists after the first free.
+    expect_abort(|| free_twice(1 << 20), "double free");
 }
 
 #[test]
 fn double_free_of_a_parked_block() {
-    expect_abort(
-        || {
-            let l = Layout::from_size_align(64 << 10, 8).unwrap();
-            // SAFETY: deliberate misuse: the second dealloc is a double free.
-            unsafe {
-                let p = GLOBAL.alloc(l);
-                GLOBAL.dealloc(p, l);
-                GLOBAL.dealloc(p, l);
-            }
-        },
-        "double free",
-    );
+    // 64 KiB: parked in the thread's cache by the first free.
+    expect_abort(|| free_twice(64 << 10), "double free");
 }
 
 #[test]
