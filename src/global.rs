@@ -413,7 +413,11 @@ unsafe impl GlobalAlloc for Lifeboat {
         // SAFETY: forwarded; the new block is distinct from the old one and
         // the copy is bounded by both sizes; no lock is held across it.
         unsafe {
-            let q = self.alloc(new_layout);
+            let q =
+                match h.alloc_growth(layout.size(), new_size, layout.align(), AllocFlags::NORMAL) {
+                    Some(q) => q,
+                    None => self.alloc(new_layout),
+                };
             if !q.is_null() {
                 ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
                 self.dealloc(p, layout);

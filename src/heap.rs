@@ -38,6 +38,15 @@ use crossbeam_utils::CachePadded;
 
 /// Largest buddy block, in bytes; larger requests are mapped directly.
 pub(crate) const MAX_BLOCK: usize = PAGE_SIZE << MAX_ORDER;
+
+/// A `realloc` growth to at least this size that has to move goes to a
+/// page block, which later growths extend in place, instead of a slab
+/// object, which every class change would copy.
+pub(crate) const GROWTH_BLOCK_MIN: usize = PAGE_SIZE;
+
+/// Orders of free buddies [`HeapInner::alloc_growth`] asks for above a
+/// moved buffer: room to grow 256 times in place.
+const GROWTH_SPARE: usize = 8;
 /// Locked caches of a private heap (and of threads past their exit hook).
 pub(crate) const SHARDS: usize = 4;
 
@@ -471,6 +480,18 @@ impl HeapInner {
         align: usize,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
+        self.alloc_pages_spare(size, align, flags, 0)
+    }
+
+    /// [`HeapInner::alloc_pages`] asking the arena for `spare` orders of
+    /// free buddies above the block (see [`Arena::alloc_spare`]).
+    fn alloc_pages_spare(
+        &self,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+        spare: usize,
+    ) -> Result<(*mut u8, bool), AllocError> {
         let r = resolve(flags);
         if size > MAX_BLOCK || align > MAX_BLOCK {
             return self.alloc_huge(size, align, r);
@@ -480,7 +501,7 @@ impl HeapInner {
         let take = |memalloc: bool| {
             self.with_lock(|| {
                 // SAFETY: under the heap lock.
-                let b = unsafe { self.arena.alloc(order, r.tier, memalloc) }?;
+                let b = unsafe { self.arena.alloc_spare(order, spare, r.tier, memalloc) }?;
                 self.granted(r, b.admit, 1 << order);
                 let d = self.arena.desc(b.idx);
                 d.back.store(0, Ordering::Relaxed);
@@ -843,6 +864,31 @@ impl HeapInner {
         }
     }
 
+    /// The new block for a `realloc` growth that could not stay in place,
+    /// when it should be a page block: `new_size` of at least a page, a
+    /// page alignment at most, and no direct mapping. It is cut with free
+    /// buddies above it ([`GROWTH_SPARE`] orders when memory is plentiful),
+    /// so the growths that usually follow happen in place instead of
+    /// copying. `None` sends the caller to the ordinary allocation path
+    /// (which can reclaim); the old block is untouched.
+    pub(crate) fn alloc_growth(
+        &self,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+        flags: AllocFlags,
+    ) -> Option<*mut u8> {
+        if new_size <= old_size
+            || !(GROWTH_BLOCK_MIN..=MAX_BLOCK).contains(&new_size)
+            || align > PAGE_SIZE
+        {
+            return None;
+        }
+        self.alloc_pages_spare(new_size, align, flags, GROWTH_SPARE)
+            .ok()
+            .map(|(p, _)| p)
+    }
+
     /// Resizes in place when the class or block allows.
     pub(crate) fn resize_in_place(
         &self,
@@ -857,7 +903,8 @@ impl HeapInner {
         let d = self.arena.desc(idx);
         match d.kind() {
             KIND_LARGE => {
-                if new_size > MAX_BLOCK || new_size <= crate::slab::class::MAX_SMALL_SIZE / 2 {
+                // Below a page a slab object wastes less: move there.
+                if !(GROWTH_BLOCK_MIN..=MAX_BLOCK).contains(&new_size) {
                     return None;
                 }
                 let order = d.order();
@@ -1213,7 +1260,13 @@ impl Heap {
         }
         let new_layout =
             Layout::from_size_align(new_size, layout.align()).map_err(|_| AllocError::Layout)?;
-        let q = self.alloc(new_layout, flags)?;
+        let q = match self
+            .inner()
+            .alloc_growth(layout.size(), new_size, layout.align(), flags)
+        {
+            Some(q) => NonNull::new(q).ok_or(AllocError::Layout)?,
+            None => self.alloc(new_layout, flags)?,
+        };
         // SAFETY: both blocks are live and distinct; the copy is bounded by
         // both sizes; no lock is held.
         unsafe {

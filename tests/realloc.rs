@@ -250,3 +250,79 @@ fn vec_reserve_and_shrink() {
         v.clear();
     }
 }
+
+/// Grows a buffer of `heap` by `factor` (in eighths) from `from` bytes to
+/// `to`, checking contents; returns how many steps to a page or more
+/// moved the buffer.
+fn grow_on_heap(heap: &lifeboat::Heap, from: usize, to: usize, eighths: usize) -> usize {
+    use lifeboat::AllocFlags;
+    use std::ptr::NonNull;
+    let mut layout = Layout::from_size_align(from, 8).unwrap();
+    let mut p = heap.alloc(layout, AllocFlags::NORMAL).unwrap();
+    fill(p.as_ptr(), from, 7);
+    let mut moves = 0;
+    while layout.size() < to {
+        let n = (layout.size() * eighths / 8).min(to);
+        // SAFETY: `p` is live with `layout`.
+        let q: NonNull<u8> = unsafe { heap.realloc(p, layout, n, AllocFlags::NORMAL) }.unwrap();
+        assert_eq!(first_mismatch(q.as_ptr(), layout.size(), 7), None);
+        fill(q.as_ptr(), n, 7);
+        moves += usize::from(q != p && n >= 4 * KIB);
+        p = q;
+        layout = Layout::from_size_align(n, 8).unwrap();
+    }
+    // SAFETY: `p` is live with `layout`.
+    unsafe { heap.dealloc(p, layout) };
+    moves
+}
+
+/// A buffer that outgrows the slab classes moves once into a page block
+/// cut with free buddies above it; from there, with memory plentiful, it
+/// grows in place up to 256 times its size. Nothing is lost on the way.
+#[test]
+fn growth_from_a_page_stays_in_place() {
+    let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(64 * MIB)).unwrap();
+    let free = heap.stats().free_pages;
+    for eighths in [16, 12, 9] {
+        // From a slab object to a page block: one move, then none.
+        assert_eq!(
+            grow_on_heap(&heap, 2 * KIB, MIB, eighths),
+            1,
+            "x{eighths}/8"
+        );
+        // The same from a page block that is surrounded by live blocks.
+        let l = Layout::from_size_align(8 * KIB, 8).unwrap();
+        let block = heap.alloc(l, lifeboat::AllocFlags::NORMAL).unwrap();
+        assert!(grow_on_heap(&heap, 4 * KIB, MIB, eighths) <= 1);
+        // SAFETY: `block` is live with `l`.
+        unsafe { heap.dealloc(block, l) };
+    }
+    heap.flush_caches();
+    assert_eq!(heap.stats().free_pages, free);
+}
+
+/// Shrinking a page block keeps it in place while it stays at least a page
+/// (its upper halves go back to the arena); below a page it moves to a slab.
+#[test]
+fn shrinking_page_blocks() {
+    use lifeboat::AllocFlags;
+    let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(64 * MIB)).unwrap();
+    let free = heap.stats().free_pages;
+    let l = Layout::from_size_align(MIB, 8).unwrap();
+    let p = heap.alloc(l, AllocFlags::NORMAL).unwrap();
+    fill(p.as_ptr(), MIB, 3);
+    // SAFETY: `p` is live with `l`.
+    let q = unsafe { heap.realloc(p, l, 5 * KIB, AllocFlags::NORMAL) }.unwrap();
+    assert_eq!(q, p);
+    assert_eq!(first_mismatch(q.as_ptr(), 5 * KIB, 3), None);
+    assert_eq!(heap.stats().free_pages, free - 2);
+    let l = Layout::from_size_align(5 * KIB, 8).unwrap();
+    // SAFETY: `q` is live with `l`.
+    let r = unsafe { heap.realloc(q, l, 100, AllocFlags::NORMAL) }.unwrap();
+    assert_ne!(r, q);
+    assert_eq!(first_mismatch(r.as_ptr(), 100, 3), None);
+    // SAFETY: `r` is live with 100 bytes.
+    unsafe { heap.dealloc(r, Layout::from_size_align(100, 8).unwrap()) };
+    heap.flush_caches();
+    assert_eq!(heap.stats().free_pages, free);
+}

@@ -147,6 +147,25 @@ impl Arena {
         tier: Tier,
         memalloc: bool,
     ) -> Result<Block, AllocError> {
+        // SAFETY: forwarded (the caller holds the heap lock).
+        unsafe { self.alloc_spare(order, 0, tier, memalloc) }
+    }
+
+    /// As [`Arena::alloc`], but while free pages stay above `high`, the
+    /// block is cut from a free block at least `spare` orders larger when
+    /// one is listed, so that its buddies up to that order are free and it
+    /// can later grow in place ([`Arena::grow_in_place`]). For buffers that
+    /// are being grown by `realloc` and will likely grow again.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    pub(crate) unsafe fn alloc_spare(
+        &self,
+        order: usize,
+        spare: usize,
+        tier: Tier,
+        memalloc: bool,
+    ) -> Result<Block, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError::Layout);
         }
@@ -156,8 +175,20 @@ impl Arena {
             .marks
             .admit(free, n, tier, memalloc)
             .ok_or(AllocError::Watermark)?;
+        // Spare room is a preference, never worth taking memory from
+        // below `high` for.
+        let spare_from = (order + spare).min(MAX_ORDER);
+        let roomy = if spare > 0 && free.saturating_sub(1 << spare_from) >= self.marks.high {
+            // SAFETY: under the heap lock (caller).
+            unsafe { self.take_listed(spare_from) }
+        } else {
+            None
+        };
         // SAFETY: under the heap lock (caller).
-        let (idx, mut cur) = unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?;
+        let (idx, mut cur) = match roomy {
+            Some(b) => b,
+            None => unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?,
+        };
         let d = self.desc(idx);
         let zeroed = d.has_flag(FLAG_ZEROED);
         // Split down to the requested order, freeing the upper halves.
@@ -354,15 +385,9 @@ impl Arena {
     /// list is empty. Returns (index, its order).
     unsafe fn take_block(&self, order: usize) -> Option<(usize, usize)> {
         loop {
-            for o in order..ORDERS {
-                // SAFETY: under the heap lock.
-                let head = unsafe { self.lists[o].get() };
-                if head != NIL {
-                    let idx = head as usize;
-                    // SAFETY: under the heap lock; `idx` heads list `o`.
-                    unsafe { self.unlink(idx, o) };
-                    return Some((idx, o));
-                }
+            // SAFETY: under the heap lock.
+            if let Some(b) = unsafe { self.take_listed(order) } {
+                return Some(b);
             }
             // SAFETY: under the heap lock.
             let f = unsafe { self.frontier.get() };
@@ -376,6 +401,25 @@ impl Arena {
                 self.push(f, o, true);
             }
         }
+    }
+
+    /// Pops the listed block of the smallest order `>= order`, without
+    /// touching the frontier. Returns (index, its order).
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    unsafe fn take_listed(&self, order: usize) -> Option<(usize, usize)> {
+        for o in order..ORDERS {
+            // SAFETY: under the heap lock.
+            let head = unsafe { self.lists[o].get() };
+            if head != NIL {
+                let idx = head as usize;
+                // SAFETY: under the heap lock; `idx` heads list `o`.
+                unsafe { self.unlink(idx, o) };
+                return Some((idx, o));
+            }
+        }
+        None
     }
 
     unsafe fn push(&self, idx: usize, order: usize, zeroed: bool) {
