@@ -9,17 +9,9 @@ use std::thread;
 #[global_allocator]
 static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 
-/// A small deterministic generator (xorshift64*), so runs are repeatable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn word(rng: &mut Rng) -> String {
     let len = 2 + (rng.next() % 10) as usize;

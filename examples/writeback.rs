@@ -458,21 +458,9 @@ fn key_text(out: &mut [u8; KEY_MAX], writer: usize, index: u64) -> usize {
 
 // ---------------------------------------------------------------- writers
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Time to move `bytes` at `rate` bytes per second.
 fn transfer_time(bytes: u64, rate: u64) -> Duration {
@@ -859,6 +847,41 @@ impl fmt::Display for Mib {
     }
 }
 
+/// The mempool's counters, for the live panel and the summary.
+struct PoolLine<'a>(&'a Counters);
+
+impl fmt::Display for PoolLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        write!(
+            f,
+            "hits {}, direct {}, waits {}, timeouts {}",
+            get(&c.pool_hits),
+            get(&c.pool_direct),
+            get(&c.pool_waits),
+            get(&c.pool_timeouts)
+        )
+    }
+}
+
+/// The shrinker's counters, for the live panel and the summary.
+struct ShrinkerLine<'a>(&'a Counters);
+
+impl fmt::Display for ShrinkerLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        write!(
+            f,
+            "{} calls ({} no-alloc), dropped {} clean entries ({}), {} Stop",
+            get(&c.shrink_calls),
+            get(&c.shrink_no_alloc),
+            get(&c.shrink_freed),
+            Mib(get(&c.shrink_freed_bytes)),
+            get(&c.shrink_stops)
+        )
+    }
+}
+
 /// Colours (terminal only).
 struct Style {
     red: &'static str,
@@ -1159,23 +1182,12 @@ impl View {
         )?;
         writeln!(
             b,
-            " mempool   hits {}  direct {}  waits {}  timeouts {}  ({} × {} KiB)\x1b[K",
-            get(&c.pool_hits),
-            get(&c.pool_direct),
-            get(&c.pool_waits),
-            get(&c.pool_timeouts),
+            " mempool   {}  ({} × {} KiB)\x1b[K",
+            PoolLine(c),
             POOL_MIN_NR,
             IO_BUF >> 10
         )?;
-        writeln!(
-            b,
-            " shrinker  calls {} ({} no-alloc)  dropped {} clean ({})  Stop {}\x1b[K",
-            get(&c.shrink_calls),
-            get(&c.shrink_no_alloc),
-            get(&c.shrink_freed),
-            Mib(get(&c.shrink_freed_bytes)),
-            get(&c.shrink_stops)
-        )?;
+        writeln!(b, " shrinker  {}\x1b[K", ShrinkerLine(c))?;
         write!(b, "\x1b[J")
     }
 }
@@ -1265,23 +1277,8 @@ fn summary(
         "reserve    {} allocations served below `min` (peak seen {} pages in use)",
         st.reserve_allocs, o.reserve_peak
     )?;
-    writeln!(
-        b,
-        "mempool    hits {}, direct {}, waits {}, timeouts {}",
-        get(&c.pool_hits),
-        get(&c.pool_direct),
-        get(&c.pool_waits),
-        get(&c.pool_timeouts)
-    )?;
-    writeln!(
-        b,
-        "shrinker   {} calls ({} no-alloc), dropped {} clean entries ({}), {} Stop (contended)",
-        get(&c.shrink_calls),
-        get(&c.shrink_no_alloc),
-        get(&c.shrink_freed),
-        Mib(get(&c.shrink_freed_bytes)),
-        get(&c.shrink_stops)
-    )?;
+    writeln!(b, "mempool    {}", PoolLine(c))?;
+    writeln!(b, "shrinker   {} (Stop: contended)", ShrinkerLine(c))?;
     let dirty = get(&c.dirty_entries);
     if dirty == 0 {
         writeln!(

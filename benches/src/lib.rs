@@ -21,6 +21,7 @@ use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+pub mod cli;
 pub mod machine;
 pub mod report;
 pub mod workloads;

@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lifeboat_bench::{
-    big_block, pairs, producer_consumer, realloc_growth, with_allocator, Growth, ManyRandom, Which,
-    BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
+    big_block, cli, pairs, producer_consumer, realloc_growth, with_allocator, Growth, ManyRandom,
+    Which, BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
 };
 
 /// One workload: `run(which, iters)` returns the measured time of `iters`
@@ -103,18 +103,9 @@ fn parse_args() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--rounds" => {
-                o.rounds = value("--rounds")?
-                    .parse()
-                    .map_err(|e| format!("--rounds: {e}"))?;
-                if o.rounds == 0 {
-                    return Err("--rounds must be at least 1".into());
-                }
-            }
+            "--rounds" => o.rounds = cli::rounds(value("--rounds")?)?,
             "--sample-ms" => {
-                let ms: u64 = value("--sample-ms")?
-                    .parse()
-                    .map_err(|e| format!("--sample-ms: {e}"))?;
+                let ms: u64 = cli::number("--sample-ms", value("--sample-ms")?)?;
                 o.sample = Duration::from_millis(ms.max(1));
             }
             "--filter" => o.filter = Some(value("--filter")?),

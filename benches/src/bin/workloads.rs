@@ -28,9 +28,9 @@ use std::io::Write as _;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use lifeboat_bench::machine;
 use lifeboat_bench::report::{self, Meta, Results, Sample};
 use lifeboat_bench::workloads::{self, Kind};
+use lifeboat_bench::{cli, machine};
 use lifeboat_bench::{with_allocator, Which};
 
 const USAGE: &str = "usage: workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING] \
@@ -64,18 +64,9 @@ fn parse_args() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--rounds" => {
-                o.rounds = value("--rounds")?
-                    .parse()
-                    .map_err(|e| format!("--rounds: {e}"))?;
-                if o.rounds == 0 {
-                    return Err("--rounds must be at least 1".into());
-                }
-            }
+            "--rounds" => o.rounds = cli::rounds(value("--rounds")?)?,
             "--scale" => {
-                o.scale = value("--scale")?
-                    .parse()
-                    .map_err(|e| format!("--scale: {e}"))?;
+                o.scale = cli::number("--scale", value("--scale")?)?;
                 if !(o.scale > 0.0 && o.scale.is_finite()) {
                     return Err("--scale must be a positive number".into());
                 }
