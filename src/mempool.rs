@@ -10,7 +10,14 @@
 //!
 //! The pool's vector is allocated once, with room for `min_nr`, and never
 //! grows; waiting uses `parking_lot` (this is not the allocation path of
-//! the allocator itself).
+//! the allocator itself), through `crate::sync`, so that under `--cfg loom`
+//! the same code runs on loom's mutex and condition variable
+//! (`loom-tests/tests/mempool_wakeup.rs`).
+//!
+//! Wake-up protocol (no lost wake-ups): a waiter checks the pool and goes
+//! to sleep under the pool's mutex; `free` puts the element back under the
+//! same mutex *before* it notifies, so a waiter either finds the element or
+//! is already asleep when the notification comes.
 
 use crate::error::AllocError;
 use crate::flags::AllocFlags;
@@ -18,8 +25,11 @@ use crate::heap::Heap;
 use crate::target::Target;
 use core::alloc::Layout;
 use core::ptr::NonNull;
+// The counters are statistics only (never read by the protocol), so they
+// stay plain atomics even under loom, where they would only add
+// interleavings to explore.
+use crate::sync::{Condvar, Mutex};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use parking_lot::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Counters of a [`Mempool`].
@@ -141,6 +151,13 @@ impl<'h> Mempool<'h> {
     pub unsafe fn free(&self, p: NonNull<u8>) {
         let mut v = self.pool.lock();
         if v.len() < self.min_nr {
+            if crate::model::fault_injected!(MempoolNotifyEarly) {
+                // The broken twin: notify first, put the element back after.
+                drop(v);
+                self.returned.notify_one();
+                self.pool.lock().push(p);
+                return;
+            }
             v.push(p); // within the capacity reserved at creation: no allocation
             drop(v);
             self.returned.notify_one();

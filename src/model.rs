@@ -119,6 +119,87 @@ pub fn min_pages(heap: &Heap) -> usize {
     heap.inner().arena.marks.min
 }
 
+/// The `low` watermark of a heap, in pages (below it the background
+/// reclaimer is woken).
+pub fn low_pages(heap: &Heap) -> usize {
+    heap.inner().arena.marks.low
+}
+
+/// Pages in the blocks on a heap's free lists (which must equal
+/// [`free_pages`] whenever no block is out for purging).
+pub fn listed_pages(heap: &Heap) -> usize {
+    let h = heap.inner();
+    // SAFETY: under the heap lock.
+    let blocks = h.with_lock(|| unsafe { h.arena.free_blocks() });
+    blocks.iter().enumerate().map(|(o, n)| n << o).sum()
+}
+
+/// What [`direct_reclaim`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reclaimed {
+    /// The retried allocation succeeded (from the free lists).
+    Allocated(NonNull<u8>),
+    /// A free handed its block to the capture slot.
+    Captured(NonNull<u8>),
+}
+
+/// Runs the real direct reclaim of an unprivileged (`Tier::Normal`) page
+/// request of `layout` (a page block: larger than the largest size class,
+/// at most 4 MiB; above order 3 it registers for capture) that was just
+/// refused; its retries are `Heap::alloc`'s attempt with `flags`.
+/// Unlike `Heap::alloc`, it skips the slow path around direct reclaim
+/// (the refusal checks, the OOM path).
+pub fn direct_reclaim(
+    heap: &Heap,
+    layout: Layout,
+    flags: AllocFlags,
+) -> Result<Reclaimed, AllocError> {
+    use crate::reclaim::Got;
+    let h = heap.inner();
+    let pages = layout.size().div_ceil(crate::PAGE_SIZE).max(1);
+    let order = crate::arena::buddy::order_for_pages(pages).max(
+        crate::arena::buddy::order_for_pages(layout.align() / crate::PAGE_SIZE),
+    );
+    // SAFETY (both closures): the shard cache belongs to this heap.
+    let got = h.direct_reclaim(
+        order,
+        crate::arena::watermark::Tier::Normal,
+        &mut || h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) }),
+        &mut || h.with_shard(|tc| unsafe { tc.flush(h) }),
+    )?;
+    let p = match got {
+        Got::Alloc((p, _)) => NonNull::new(p).map(Reclaimed::Allocated),
+        Got::Captured(idx) => NonNull::new(h.adopt_captured(idx)).map(Reclaimed::Captured),
+    };
+    p.ok_or(AllocError::Layout)
+}
+
+/// Declares that a background reclaimer runs for `heap` (the model plays
+/// it with [`kswapd_turn`]), so allocations below `low` wake it.
+pub fn kswapd_started(heap: &Heap) {
+    heap.inner()
+        .reclaim
+        .kswapd
+        .running
+        .store(true, crate::sync::Ordering::Release);
+}
+
+/// One turn of the real background reclaimer's loop (`kswapd_loop`): its
+/// decide-to-sleep step, then, if free pages are at or above `low`, its
+/// sleep (blocking until a wake-up). Returns true, without sleeping, when
+/// the reclaimer would balance (free pages below `low`); the balancing
+/// itself is not run (it sets thread-local rights, which loom's threads
+/// would share).
+pub fn kswapd_turn(heap: &Heap) -> bool {
+    let h = heap.inner();
+    let (seen, work) = h.kswapd_check();
+    if work {
+        return true;
+    }
+    h.reclaim.kswapd.sleep(seen, 1000);
+    false
+}
+
 /// Faults a loom model can inject into the shipped protocol code, to show
 /// that the model catches them (loom builds only). Each is read at exactly
 /// one protocol step through [`fault`]; with no fault injected every hook is
@@ -140,6 +221,19 @@ pub enum Fault {
     /// `slab::link` files a reserve-backed slab on the ordinary partial
     /// list, where unprivileged callers claim from.
     ReserveListedAsOrdinary,
+    /// Direct reclaim trusts its last poll of its capture slot ("nothing
+    /// captured") when it unregisters, instead of taking what the slot
+    /// holds under the lock: a block captured after that poll is lost,
+    /// neither with the requester nor on the free lists.
+    CaptureTrustsPoll,
+    /// `Kswapd::wake` bumps the wake-up sequence with `Relaxed` instead of
+    /// `Release`: a reclaimer that sees the bump may still read the free
+    /// count from before the allocation, and go to sleep for good.
+    WeakKswapdWake,
+    /// `Mempool::free` notifies waiters before it puts the element back
+    /// (and outside the lock): a waiter that checks the pool in between
+    /// sleeps through the only wake-up.
+    MempoolNotifyEarly,
 }
 
 #[cfg(loom)]

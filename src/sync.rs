@@ -8,7 +8,16 @@
 //!   lock) makes accesses exclusive; under loom it is loom's `UnsafeCell`,
 //!   which reports any access the protocol failed to order;
 //! * [`RawLock`] is a small futex lock that never allocates (the rule of the
-//!   allocation path: no `parking_lot`, whose slow path allocates).
+//!   allocation path: no `parking_lot`, whose slow path allocates);
+//! * [`wait_on`]/[`wake_all`] are the bare futex, for counters that other
+//!   threads wait on (the background reclaimer, the reserve gate);
+//! * [`Mutex`]/[`Condvar`] are for code *off* the allocation path only
+//!   (`Mempool`): `parking_lot`'s, or loom's under `--cfg loom`.
+//!
+//! Under loom the futex is modelled faithfully (see `futex_wait`): a wait
+//! returns at once if the word has changed, else blocks until a wake on the
+//! same word. Timeouts are not modelled: a wait that only its timeout would
+//! end is reported by loom as a deadlock, which is how a lost wake-up shows.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
@@ -266,26 +275,47 @@ fn futex_wake(state: &AtomicU32) {
 }
 
 // Under loom the futex is one loom mutex and condition variable for all
-// words (the kernel's futex hash table, with a single bucket): a waiter
-// blocks until woken instead of spinning, so loom explores no spin
-// iterations, and a lost wake-up would show as a deadlock.
+// words (the kernel's futex hash table with a single bucket), which holds a
+// wake-up generation per word. A waiter checks the word under the bucket
+// lock and then blocks until the generation of *its* word changes: exactly
+// the futex contract (the check and the sleep are atomic with respect to a
+// wake; no spurious returns, so a model never hides a lost wake-up behind
+// one; no timeouts). The waker changes the word before it takes the bucket,
+// so a waiter that takes the bucket after the wake sees the new value.
 #[cfg(loom)]
 loom::lazy_static! {
-    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
-        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    static ref FUTEX: (loom::sync::Mutex<Vec<(usize, u64)>>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(Vec::new()), loom::sync::Condvar::new());
 }
 
 #[cfg(loom)]
-fn futex_wait(state: &AtomicU32, expected: u32) {
-    let bucket = FUTEX.0.lock().unwrap();
-    if state.load(Ordering::Relaxed) == expected {
-        drop(FUTEX.1.wait(bucket).unwrap());
+fn futex_generation(bucket: &[(usize, u64)], key: usize) -> u64 {
+    bucket.iter().find(|e| e.0 == key).map_or(0, |e| e.1)
+}
+
+#[cfg(loom)]
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    let key = word as *const AtomicU32 as usize;
+    let mut bucket = FUTEX.0.lock().unwrap_or_else(|e| e.into_inner());
+    if word.load(Ordering::Relaxed) != expected {
+        return;
+    }
+    let gen = futex_generation(&bucket, key);
+    while futex_generation(&bucket, key) == gen {
+        bucket = FUTEX.1.wait(bucket).unwrap_or_else(|e| e.into_inner());
     }
 }
 
 #[cfg(loom)]
-fn futex_wake(_state: &AtomicU32) {
-    let _bucket = FUTEX.0.lock().unwrap();
+fn futex_wake(word: &AtomicU32) {
+    let key = word as *const AtomicU32 as usize;
+    let mut bucket = FUTEX.0.lock().unwrap_or_else(|e| e.into_inner());
+    match bucket.iter_mut().find(|e| e.0 == key) {
+        Some(e) => e.1 += 1,
+        None => bucket.push((key, 1)),
+    }
+    // Waking every waiter of the word is allowed for a wake of one (they
+    // re-check the word), and waiters of other words sleep on.
     FUTEX.1.notify_all();
 }
 
@@ -324,10 +354,105 @@ pub(crate) fn wake_all(word: &AtomicU32) {
     }
 }
 
+/// Under loom: returns at once if `*word != expected`, else blocks until a
+/// [`wake_all`] on `word`. The timeout is not modelled (see the module
+/// docs): no model may rely on it to make progress.
 #[cfg(loom)]
-pub(crate) fn wait_on(_word: &AtomicU32, _expected: u32, _ms: u64) {
-    loom::thread::yield_now();
+pub(crate) fn wait_on(word: &AtomicU32, expected: u32, _ms: u64) {
+    futex_wait(word, expected);
 }
 
+/// Under loom: wakes every thread blocked in [`wait_on`] on `word`.
 #[cfg(loom)]
-pub(crate) fn wake_all(_word: &AtomicU32) {}
+pub(crate) fn wake_all(word: &AtomicU32) {
+    futex_wake(word);
+}
+
+// ------------------------------------------------------------- blocking
+
+/// A mutex for code off the allocation path (`parking_lot`'s; loom's under
+/// `--cfg loom`). Never use it on the allocation path (see the module docs).
+#[cfg(not(loom))]
+pub(crate) use parking_lot::{Condvar, Mutex};
+
+#[cfg(loom)]
+pub(crate) use loom_blocking::{Condvar, Mutex};
+
+/// `parking_lot`'s `Mutex`/`Condvar` interface over loom's, for the methods
+/// lifeboat uses.
+#[cfg(loom)]
+mod loom_blocking {
+    use std::time::Instant;
+
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(v: T) -> Self {
+            Self(loom::sync::Mutex::new(v))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
+        }
+
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// Holds loom's guard; empty only inside [`Condvar::wait_until`].
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> core::ops::Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_deref().expect("mutex guard held")
+        }
+    }
+
+    impl<T> core::ops::DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_deref_mut().expect("mutex guard held")
+        }
+    }
+
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    /// The result of [`Condvar::wait_until`]: under loom, never a timeout.
+    pub(crate) struct WaitTimeoutResult;
+
+    impl WaitTimeoutResult {
+        pub(crate) fn timed_out(&self) -> bool {
+            false
+        }
+    }
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Self(loom::sync::Condvar::new())
+        }
+
+        /// Blocks until notified. The deadline is not modelled: a waiter
+        /// that nobody notifies is reported by loom as a deadlock, which is
+        /// what a lost wake-up looks like (a modelled timeout would hide
+        /// it).
+        pub(crate) fn wait_until<T>(
+            &self,
+            guard: &mut MutexGuard<'_, T>,
+            _deadline: Instant,
+        ) -> WaitTimeoutResult {
+            let g = guard.0.take().expect("mutex guard held");
+            guard.0 = Some(self.0.wait(g).unwrap_or_else(|e| e.into_inner()));
+            WaitTimeoutResult
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        #[allow(dead_code)] // parity with parking_lot's interface
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}

@@ -45,6 +45,12 @@ pub fn heap() -> Heap {
     Heap::new(Config::new().budget(BUDGET)).expect("a 64 KiB heap (loom minimum)")
 }
 
+/// A fresh heap of `budget` bytes (a multiple of 64 KiB; models that need
+/// more than [`BUDGET`], such as a capture of an order-4 block above `min`).
+pub fn heap_of(budget: usize) -> Heap {
+    Heap::new(Config::new().budget(budget)).expect("a small loom heap")
+}
+
 /// Flags of every model request: no direct reclaim on a refusal (it would
 /// run shrinkers, retry, and set thread-local rights that loom's threads
 /// would share), no warning (rate-limited by wall-clock time).

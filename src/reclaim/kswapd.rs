@@ -7,7 +7,9 @@
 //! *before* it checks the free count, and sleeps only while `seq` still has
 //! the value it read; a wake-up between its check and its sleep changes
 //! `seq`, so the futex wait returns at once. Waking costs one relaxed load
-//! when no reclaimer runs, and never allocates.
+//! when no reclaimer runs, and never allocates. The decide-to-sleep step is
+//! `HeapInner::kswapd_check`; `loom-tests/tests/kswapd_wakeup.rs` checks
+//! the protocol with this code.
 
 use crate::sync::{wait_on, wake_all, AtomicU32, Ordering};
 use core::sync::atomic::AtomicBool;
@@ -36,7 +38,11 @@ impl Kswapd {
     #[inline]
     pub(crate) fn wake(&self) {
         if self.running.load(Ordering::Relaxed) {
-            self.seq.fetch_add(1, Ordering::Release);
+            // Release: a reclaimer that reads the new `seq` (Acquire) also
+            // reads the free count the waker changed before it called.
+            let order =
+                crate::model::fault_ordering!(WeakKswapdWake, Ordering::Release, Ordering::Relaxed);
+            self.seq.fetch_add(1, order);
             wake_all(&self.seq);
         }
     }

@@ -196,7 +196,7 @@ impl HeapInner {
         self.out_of_memory(attempt).map(Got::Alloc)
     }
 
-    fn direct_reclaim<T>(
+    pub(crate) fn direct_reclaim<T>(
         &self,
         order: usize,
         tier: crate::arena::watermark::Tier,
@@ -215,6 +215,10 @@ impl HeapInner {
         let mut priority = DEF_PRIORITY;
         let mut result = Err(AllocError::Watermark);
         let mut reclaimable;
+        // The last poll of the slot found a block (only the broken twin
+        // `CaptureTrustsPoll` acts on it; the slot is always taken under
+        // the lock at unregister, whatever the polls said).
+        let mut polled = false;
         while no_progress < MAX_NO_PROGRESS {
             self.reclaim.c.direct_runs.fetch_add(1, Ordering::Relaxed);
             let before = self.arena.free_pages();
@@ -227,7 +231,8 @@ impl HeapInner {
             }
             if let Some(slot) = slot {
                 // SAFETY: under the heap lock; we registered `slot`.
-                if self.with_lock(|| unsafe { self.arena.capture.captured(slot) }) {
+                polled = self.with_lock(|| unsafe { self.arena.capture.captured(slot) });
+                if polled {
                     break; // taken at unregister below
                 }
             }
@@ -253,7 +258,10 @@ impl HeapInner {
         }
         if let Some(slot) = slot {
             // SAFETY: under the heap lock; we registered `slot`.
-            let got = self.with_lock(|| unsafe { self.arena.capture.unregister(slot) });
+            let mut got = self.with_lock(|| unsafe { self.arena.capture.unregister(slot) });
+            if crate::model::fault_injected!(CaptureTrustsPoll) && !polled {
+                got = None; // the broken twin: "nothing was captured"
+            }
             match got {
                 Some(idx) => {
                     let pages = 1usize << self.arena.desc(idx).order();
@@ -527,8 +535,8 @@ impl HeapInner {
         let k = &self.reclaim.kswapd;
         let mut last_purge = diag::monotonic_millis();
         while !k.stop.load(Ordering::Acquire) {
-            let seen = k.seq.load(Ordering::Acquire);
-            if self.arena.free_pages() < self.arena.marks.low {
+            let (seen, work) = self.kswapd_check();
+            if work {
                 self.balance();
             }
             let now = diag::monotonic_millis();
@@ -542,6 +550,16 @@ impl HeapInner {
                 .max(1);
             k.sleep(seen, wait);
         }
+    }
+
+    /// The reclaimer's decide-to-sleep step: the wake-up sequence it will
+    /// sleep on, read *before* the free count (see `kswapd`), and whether
+    /// free pages are below `low` (work to do). An allocation that crosses
+    /// `low` after the read bumps the sequence, so the sleep on `seen`
+    /// returns at once.
+    pub(crate) fn kswapd_check(&self) -> (u32, bool) {
+        let seen = self.reclaim.kswapd.seq.load(Ordering::Acquire);
+        (seen, self.arena.free_pages() < self.arena.marks.low)
     }
 
     /// Reclaims until free pages reach `high`, or rounds stop helping.
