@@ -53,14 +53,14 @@ pub(crate) const SHARDS: usize = 4;
 /// A thread cache behind a lock, for callers without a thread-local cache.
 pub(crate) struct Shard {
     lock: RawLock,
-    cache: UnsafeCell<ThreadCache>,
+    pub(crate) cache: UnsafeCell<ThreadCache>,
 }
 
 /// One direct mapping: address and length (0 address = empty slot).
 #[derive(Clone, Copy)]
-struct HugeEntry {
-    addr: usize,
-    len: usize,
+pub(crate) struct HugeEntry {
+    pub(crate) addr: usize,
+    pub(crate) len: usize,
 }
 
 pub(crate) struct HeapInner {
@@ -71,8 +71,11 @@ pub(crate) struct HeapInner {
     pub(crate) shards: [CachePadded<Shard>; SHARDS],
     /// The sentinel slab of the shard caches (kind `UNUSED`, empty list).
     pub(crate) empty: PageDesc,
-    huge: *mut HugeEntry,
-    huge_mask: usize,
+    pub(crate) huge: *mut HugeEntry,
+    pub(crate) huge_mask: usize,
+    /// Entries in the direct-mapping table (heap lock). At most
+    /// `huge_mask`, so a probe always meets an empty slot.
+    pub(crate) huge_used: crate::sync::RacyCell<usize>,
     meta: *mut u8,
     meta_len: usize,
     pub(crate) budget_pages: usize,
@@ -147,6 +150,7 @@ impl HeapInner {
                 empty: PageDesc::new(),
                 huge,
                 huge_mask: huge_slots - 1,
+                huge_used: crate::sync::RacyCell::new(0),
                 meta,
                 meta_len,
                 budget_pages: npages,
@@ -535,7 +539,13 @@ impl HeapInner {
         align: usize,
         r: Rights,
     ) -> Result<(*mut u8, bool), AllocError> {
-        let len = size.checked_add(PAGE_SIZE - 1).ok_or(AllocError::Layout)? & !(PAGE_SIZE - 1);
+        // A zero-size request (here only with an alignment above 4 MiB)
+        // still gets a page: a zero-length mapping would be no mapping.
+        let len = size
+            .max(1)
+            .checked_add(PAGE_SIZE - 1)
+            .ok_or(AllocError::Layout)?
+            & !(PAGE_SIZE - 1);
         let pages = len >> PAGE_SHIFT;
         // SAFETY: under the heap lock.
         let charge = |memalloc: bool| {
@@ -583,25 +593,46 @@ impl HeapInner {
             r.tier
         });
         // SAFETY: under the heap lock.
-        self.with_lock(|| unsafe { self.huge_insert(p as usize, len) });
+        if !self.with_lock(|| unsafe { self.huge_insert(p as usize, len) }) {
+            // The table is full (many small mappings with alignments above
+            // 4 MiB): refuse rather than probe forever.
+            // SAFETY: charged above; the mapping is ours and unused.
+            unsafe {
+                self.with_lock(|| self.arena.uncharge(len >> PAGE_SHIFT));
+                os::release(p, len);
+            }
+            return Err(AllocError::MapFailed);
+        }
         self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
         Ok((p, zeroed))
     }
 
-    unsafe fn huge_insert(&self, addr: usize, len: usize) {
+    /// Records a direct mapping; false if the table is full (it keeps one
+    /// slot empty, so that every probe ends).
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    unsafe fn huge_insert(&self, addr: usize, len: usize) -> bool {
+        // SAFETY: under the heap lock (caller).
+        let used = unsafe { self.huge_used.get() };
+        if used >= self.huge_mask {
+            return false;
+        }
         let mut i = hash(addr) & self.huge_mask;
-        // SAFETY: the table has huge_mask + 1 slots, more than twice the
-        // number of direct mappings the budget allows, so a free slot exists.
+        // SAFETY: indices are masked into the table of huge_mask + 1 slots,
+        // at least one of them empty; under the heap lock.
         unsafe {
             while (*self.huge.add(i)).addr != 0 {
                 i = (i + 1) & self.huge_mask;
             }
             *self.huge.add(i) = HugeEntry { addr, len };
+            self.huge_used.set(used + 1);
         }
+        true
     }
 
     /// Finds (and with `remove`, removes) a direct mapping; returns its length.
-    unsafe fn huge_find(&self, addr: usize, remove: bool) -> Option<usize> {
+    pub(crate) unsafe fn huge_find(&self, addr: usize, remove: bool) -> Option<usize> {
         let mut i = hash(addr) & self.huge_mask;
         // SAFETY: indices are masked into the table; under the heap lock.
         unsafe {
@@ -646,6 +677,7 @@ impl HeapInner {
                 }
             }
             *self.huge.add(hole) = HugeEntry { addr: 0, len: 0 };
+            self.huge_used.set(self.huge_used.get() - 1);
         }
     }
 
@@ -990,7 +1022,8 @@ impl HeapInner {
                 match q {
                     Some(q) => {
                         self.huge_find(p as usize, true);
-                        self.huge_insert(q as usize, new_len);
+                        // A slot was just freed: this cannot fail.
+                        let _ = self.huge_insert(q as usize, new_len);
                         if new_len < old_len {
                             self.arena.uncharge((old_len - new_len) >> PAGE_SHIFT);
                         }
@@ -1284,6 +1317,17 @@ impl Heap {
     /// Whether `ptr` is an object of a reserve-backed slab (for tests).
     pub fn is_reserve_backed(&self, ptr: *const u8) -> bool {
         self.inner().is_reserve_backed(ptr)
+    }
+
+    /// Checks every structure of the heap against the invariants its
+    /// modules document (buddy lists, page descriptors, slabs and their
+    /// free lists, partial lists, direct mappings, free-page and reserve
+    /// accounting); see `verify.rs`. Takes every lock of the heap and
+    /// allocates nothing. Exact on a quiescent heap: no allocation of this
+    /// heap in flight on another thread.
+    #[cfg(not(loom))]
+    pub fn verify(&self) -> Result<(), crate::verify::VerifyError> {
+        self.inner().verify()
     }
 
     /// A non-allocating snapshot.

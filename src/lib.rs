@@ -38,6 +38,7 @@ mod arena;
 mod config;
 mod diag;
 mod error;
+mod fault;
 mod flags;
 #[cfg(not(loom))]
 mod global;
@@ -56,6 +57,8 @@ mod sync;
 mod target;
 mod tcache;
 mod throttle;
+#[cfg(not(loom))]
+mod verify;
 
 pub use arena::buddy::MAX_ORDER;
 pub use arena::watermark::{Tier, Watermarks};
@@ -75,6 +78,8 @@ pub use reclaim::OomHandler;
 pub use reserve::Reserve;
 pub use slab::class::{MAX_SMALL_SIZE, NUM_CLASSES};
 pub use stats::{ClassStats, ReclaimStats, Stats, TierCounts};
+#[cfg(not(loom))]
+pub use verify::VerifyError;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -293,3 +293,12 @@ macro_rules! fault_injected {
     };
 }
 pub(crate) use fault_injected;
+
+// ------------------------------------------------------------------------
+// Fault injection, heap verification and operation sequences (issue #7,
+// branch harden-faults). Kept in this separate block.
+
+pub use crate::fault::{fail_calls, fail_hits, fail_nth, fail_reset, FailPoint};
+
+#[cfg(not(loom))]
+pub mod ops;

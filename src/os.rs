@@ -18,6 +18,9 @@ pub(crate) const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Maps `bytes` (a multiple of the page size) aligned to `align` (a power of
 /// two, at least the page size), readable and writable, not committed.
 pub(crate) fn reserve(bytes: usize, align: usize) -> Option<*mut u8> {
+    if crate::fault::hit(crate::fault::FailPoint::OsReserve) {
+        return None;
+    }
     let over = bytes.checked_add(align.saturating_sub(PAGE_SIZE))?;
     // SAFETY: an anonymous private mapping with a null hint has no
     // preconditions; failure is reported as MAP_FAILED.
@@ -76,6 +79,9 @@ pub(crate) unsafe fn purge(p: *mut u8, bytes: usize) {
 /// # Safety
 /// `[p, p + old)` is a whole live mapping made by [`reserve`].
 pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
+    if crate::fault::hit(crate::fault::FailPoint::OsRemap) {
+        return None;
+    }
     // SAFETY: guaranteed by the caller.
     let q = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE) };
     if q == libc::MAP_FAILED {

@@ -136,6 +136,17 @@ impl Arena {
         core::array::from_fn(|o| unsafe { self.counts[o].get() })
     }
 
+    /// The first block on the free list of `order` (`NIL` if empty), and
+    /// the list's count; for `Heap::verify`.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock; `order < ORDERS`.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn free_list(&self, order: usize) -> (u32, usize) {
+        // SAFETY: under the heap lock (caller).
+        unsafe { (self.lists[order].get(), self.counts[order].get()) }
+    }
+
     /// Takes a block of `2^order` pages for a request of `tier` (with the
     /// memalloc right or not).
     ///
@@ -168,6 +179,9 @@ impl Arena {
     ) -> Result<Block, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError::Layout);
+        }
+        if crate::fault::hit(crate::fault::FailPoint::ArenaAlloc) {
+            return Err(AllocError::Watermark); // injected (tests only)
         }
         let n = 1usize << order;
         let free = self.free_pages();
@@ -258,7 +272,12 @@ impl Arena {
             zeroed &= bd.has_flag(FLAG_ZEROED);
             // SAFETY: under the heap lock; `b` is on list `order`.
             unsafe { self.unlink(b, order) };
-            bd.kind.store(KIND_TAIL, Ordering::Relaxed);
+            // The upper of the two stops being a block head: whichever it
+            // is (the buddy, or the block being freed), it becomes a tail,
+            // so no stale `SLAB`/`LARGE` head is left inside a free block.
+            self.desc(idx.max(b))
+                .kind
+                .store(KIND_TAIL, Ordering::Relaxed);
             idx = idx.min(b);
             order += 1;
         }
@@ -364,6 +383,9 @@ impl Arena {
         tier: Tier,
         memalloc: bool,
     ) -> Result<Admit, AllocError> {
+        if crate::fault::hit(crate::fault::FailPoint::ArenaCharge) {
+            return Err(AllocError::Watermark); // injected (tests only)
+        }
         let free = self.free_pages();
         let admit = self
             .marks

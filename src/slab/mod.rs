@@ -37,7 +37,7 @@ use remote::{rcnt, rptr, DETACHED};
 /// The partial lists of detached slabs with objects to give, per class;
 /// `[0]` for ordinary slabs, `[1]` for reserve-backed ones. Heap lock.
 pub(crate) struct SlabLists {
-    heads: [[RacyCell<u32>; NUM_CLASSES]; 2],
+    pub(crate) heads: [[RacyCell<u32>; NUM_CLASSES]; 2],
     /// Live reserve-backed slabs (any state but released).
     pub(crate) reserve_slabs: AtomicUsize,
 }
