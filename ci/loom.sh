@@ -13,8 +13,9 @@
 #
 # Environment:
 #   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3).
-#                         Unbounded, the capture model alone ran over 14
-#                         minutes; every model must stay bounded in CI.
+#                         With 4, capture alone takes over 15 minutes;
+#                         unbounded, no model here ends in useful time
+#                         but kswapd_wakeup and mempool_wakeup.
 #   CARGO_TARGET_DIR      default: target/loom (kept apart from the normal
 #                         build, which --cfg loom would otherwise rebuild)
 #
@@ -34,14 +35,15 @@
 # does a model whose executions no longer reach the paths it exists for.
 #
 # One model, deeper, locally (with 4 preemptions the slab and arena models
-# take 2 to 11 minutes each; kswapd_wakeup and mempool_wakeup finish in
-# seconds even unbounded, e.g. LOOM_MAX_PREEMPTIONS=10; add LOOM_PROGRESS=1
-# for a line every 100,000 executions):
+# take 2 to 11 minutes each, and capture over 15 minutes (its twin is then
+# caught after about 300,000 executions); kswapd_wakeup and mempool_wakeup
+# finish in about a second even with LOOM_MAX_PREEMPTIONS=10; add
+# LOOM_PROGRESS=1 for a line every 100,000 executions):
 #
 #   LOOM_MAX_PREEMPTIONS=4 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-#     cargo test -p lifeboat-loom-tests --release --test capture -- --nocapture
+#     cargo test -p lifeboat-loom-tests --release --test remote_free -- --nocapture
 #
-# or, with this script's summary: LOOM_MAX_PREEMPTIONS=4 bash ci/loom.sh capture
+# or, with this script's summary: LOOM_MAX_PREEMPTIONS=4 bash ci/loom.sh remote_free
 #
 # To see a failing interleaving, run the failing test alone with
 # LOOM_LOG=trace LOOM_LOCATION=1 (very verbose: send it to a file and read
