@@ -12,24 +12,46 @@
 # usage: ci/loom.sh [MODEL...]      (default: every loom-tests/tests/*.rs)
 #
 # Environment:
-#   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3;
-#                         the whole set then takes 1.5-2.5 minutes on 2
-#                         cores, plus about a minute for a cold build; with
-#                         4, each model takes 2-11 minutes)
+#   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3).
+#                         With 4, capture alone takes over 15 minutes;
+#                         unbounded, no model here ends in useful time
+#                         but kswapd_wakeup and mempool_wakeup.
 #   CARGO_TARGET_DIR      default: target/loom (kept apart from the normal
 #                         build, which --cfg loom would otherwise rebuild)
 #
-# One model, deeper, locally (4 preemptions: 2 to 11 minutes a model; add
+# Figures with the default bound, on 2 shared cores (executions of the
+# correct model / execution at which the twin was caught, wall time):
+#
+#   arena_accounting  178,126 / 1       40 s   twin WeakLockAcquire
+#   capture           169,620 / 18,566  58 s   twin CaptureTrustsPoll
+#   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
+#   mempool_wakeup        284 / 4      0.1 s   twin MempoolNotifyEarly
+#   remote_free       105,733 / 1       36 s   twin WeakRemotePush
+#   reserve_slabs      36,812 / 1       27 s   twin ReserveListedAsOrdinary
+#   slab_ownership     31,950 / 226     16 s   twin SettleSkipsRecheck
+#
+# The whole set takes about 3.5 minutes, plus about a minute for a cold
+# build. A failing twin that loom no longer catches fails the run, and so
+# does a model whose executions no longer reach the paths it exists for.
+#
+# One model, deeper, locally (with 4 preemptions the slab and arena models
+# take 2 to 11 minutes each, and capture over 15 minutes (its twin is then
+# caught after about 300,000 executions); kswapd_wakeup and mempool_wakeup
+# finish in about a second even with LOOM_MAX_PREEMPTIONS=10; add
 # LOOM_PROGRESS=1 for a line every 100,000 executions):
 #
 #   LOOM_MAX_PREEMPTIONS=4 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 #     cargo test -p lifeboat-loom-tests --release --test remote_free -- --nocapture
 #
+# or, with this script's summary: LOOM_MAX_PREEMPTIONS=4 bash ci/loom.sh remote_free
+#
 # To see a failing interleaving, run the failing test alone with
 # LOOM_LOG=trace LOOM_LOCATION=1 (very verbose: send it to a file and read
 # the last execution). Models pass rights as explicit flags (NORETRY: no
 # direct reclaim), since loom runs every model thread on one OS thread and
-# thread-local rights would be shared.
+# thread-local rights would be shared. Under loom the futex (wait_on,
+# wake_all, RawLock's sleep) and Mempool's condition variable block until
+# woken, with no timeout: a lost wake-up shows as a deadlock.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

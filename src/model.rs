@@ -160,11 +160,12 @@ pub fn direct_reclaim(
     let order = crate::arena::buddy::order_for_pages(pages).max(
         crate::arena::buddy::order_for_pages(layout.align() / crate::PAGE_SIZE),
     );
-    // SAFETY (both closures): the shard cache belongs to this heap.
     let got = h.direct_reclaim(
         order,
         crate::arena::watermark::Tier::Normal,
+        // SAFETY: the shard cache belongs to this heap.
         &mut || h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) }),
+        // SAFETY: as above.
         &mut || h.with_shard(|tc| unsafe { tc.flush(h) }),
     )?;
     let p = match got {

@@ -3,10 +3,12 @@
 //! Build and run with `RUSTFLAGS="--cfg loom"` (see `ci/loom.sh`). Without
 //! `--cfg loom` this crate and its tests are empty.
 //!
-//! Every model runs the shipped protocol code (lifeboat's atomics, cells and
-//! locks come from loom under `--cfg loom`) on a private 64 KiB heap, and
-//! has a *broken twin*: the same model with one fault injected into the real
-//! protocol step (`lifeboat::model::Fault`), which loom must catch.
+//! Every model runs the shipped protocol code (lifeboat's atomics, cells,
+//! locks, futex, mutex and condition variable come from loom under
+//! `--cfg loom`) on a private 64 KiB heap (128 KiB where a model needs an
+//! order-4 block above `min`), and has a *broken twin*: the same model with
+//! one fault injected into the real protocol step (`lifeboat::model::Fault`),
+//! which loom must catch.
 //!
 //! The harness here adds what loom cannot see by itself: user objects are
 //! plain memory, so a [`Shadow`] keeps one loom cell per object slot. A

@@ -5,17 +5,21 @@
 //! `min` = 8 free), one order-4 block held by F, the other 16 pages free.
 //! R's order-4 request is refused (16 - 16 < `min`) and runs the real direct
 //! reclaim: it registers a capture slot for order 4, runs reclaim rounds
-//! (nothing to reclaim), polls its slot and retries, and unregisters. F
+//! (nothing to reclaim), polls its slot and retries, and unregisters (the
+//! slow path around direct reclaim, the OOM path included, is not run). F
 //! frees its block meanwhile: before R registers (R's retry takes it from
 //! the free lists), while R's slot is registered (the free hands it to the
-//! slot) or after R gave up (it goes on the lists).
+//! slot) or after R gave up (it goes on the lists). S meanwhile takes and
+//! frees an order-3 block: the kind of allocation that would split the
+//! freed block if it were on the free lists while R holds it.
 //!
-//! Checked: the block goes to exactly one place. After both threads end,
+//! Checked: the block goes to exactly one place. After the threads end,
 //! the free count is the budget less what R holds (16 pages if R got a
 //! block, else 0: nothing lost, nothing counted twice) and the free lists
 //! hold exactly the free count (a captured block is not also listed); R's
-//! block is held by nobody else (shadow cells per page, which also order
-//! R's use after F's); at the end, with R's block freed, every page is back.
+//! block is never handed to S as well (shadow cells per page, which also
+//! order R's and S's use after F's); at the end, with R's block freed,
+//! every page is back.
 //!
 //! Twin: `Fault::CaptureTrustsPoll` — direct reclaim trusts its last poll of
 //! the slot ("nothing captured") at unregister instead of taking what the
@@ -41,6 +45,11 @@ fn block() -> Layout {
     Layout::from_size_align(PAGES * PAGE_SIZE, PAGES * PAGE_SIZE).expect("valid layout")
 }
 
+/// Half of it: an order-3 block.
+fn half() -> Layout {
+    Layout::from_size_align(PAGES / 2 * PAGE_SIZE, PAGES / 2 * PAGE_SIZE).expect("valid layout")
+}
+
 fn model() {
     let heap = Arc::new(heap_of(128 << 10));
     let shadow = Arc::new(Shadow::new(&heap, PAGE_SIZE));
@@ -52,6 +61,7 @@ fn model() {
     );
     const F: usize = 1;
     const R: usize = 2;
+    const S: usize = 3;
 
     let x = Obj::new(heap.alloc(block(), NORMAL).expect("fresh heap"));
     shadow.take(x, PAGES * PAGE_SIZE, F);
@@ -93,6 +103,21 @@ fn model() {
             got
         })
     };
+    // S competes for the free pages with a small block (half of an order-4
+    // block), as the allocations that capture keeps from splitting the
+    // freed block again.
+    let small = {
+        let (heap, shadow) = (heap.clone(), shadow.clone());
+        thread::spawn(move || {
+            // 8 pages always leave min: R gets a block only after F's is free.
+            let o = Obj::new(heap.alloc(half(), NORMAL).expect("8 pages above min"));
+            shadow.take(o, PAGES / 2 * PAGE_SIZE, S);
+            shadow.give(o, PAGES / 2 * PAGE_SIZE, S);
+            // SAFETY: S's live block, freed once.
+            unsafe { heap.dealloc(o.ptr(), half()) };
+        })
+    };
+    small.join().expect("small thread");
     freer.join().expect("freer thread");
     let got = requester.join().expect("requester thread");
 

@@ -14,7 +14,10 @@
 //!   if the count stays at or above the requester's mark (`floor`), so
 //!   capture never lets a request past its watermark;
 //! * a block freed while a slot waits goes to exactly one place: the slot
-//!   or the free lists.
+//!   or the free lists. The requester's polls of its slot are hints only:
+//!   it takes whatever the slot holds at `unregister`, under the lock, so a
+//!   block captured after its last poll is not lost (checked by
+//!   `loom-tests/tests/capture.rs`, whose twin trusts the poll).
 
 use super::desc::NIL;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};

@@ -11,8 +11,7 @@
 //! `HeapInner::kswapd_check`; `loom-tests/tests/kswapd_wakeup.rs` checks
 //! the protocol with this code.
 
-use crate::sync::{wait_on, wake_all, AtomicU32, Ordering};
-use core::sync::atomic::AtomicBool;
+use crate::sync::{wait_on, wake_all, AtomicBool, AtomicU32, Ordering};
 
 pub(crate) struct Kswapd {
     /// Bumped by every wake-up.
