@@ -13,26 +13,26 @@
 #
 # Environment:
 #   LOOM_MAX_PREEMPTIONS  preemption bound per execution (default here: 3).
-#                         With 4, capture alone takes over 15 minutes;
-#                         unbounded, no model here ends in useful time
-#                         but kswapd_wakeup and mempool_wakeup.
+#                         With 4, capture alone takes over 15 minutes:
+#                         keep every model bounded in CI.
 #   CARGO_TARGET_DIR      default: target/loom (kept apart from the normal
 #                         build, which --cfg loom would otherwise rebuild)
 #
 # Figures with the default bound, on 2 shared cores (executions of the
 # correct model / execution at which the twin was caught, wall time):
 #
-#   arena_accounting  178,126 / 1       40 s   twin WeakLockAcquire
-#   capture           169,620 / 18,566  58 s   twin CaptureTrustsPoll
+#   arena_accounting  178,126 / 1       35 s   twin WeakLockAcquire
+#   capture           169,620 / 18,566  57 s   twin CaptureTrustsPoll
 #   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
 #   mempool_wakeup        284 / 4      0.1 s   twin MempoolNotifyEarly
-#   remote_free       105,733 / 1       36 s   twin WeakRemotePush
-#   reserve_slabs      36,812 / 1       27 s   twin ReserveListedAsOrdinary
-#   slab_ownership     31,950 / 226     16 s   twin SettleSkipsRecheck
+#   remote_free       105,733 / 1       39 s   twin WeakRemotePush
+#   reserve_slabs      36,812 / 1       23 s   twin ReserveListedAsOrdinary
+#   slab_ownership     31,950 / 226     17 s   twin SettleSkipsRecheck
 #
-# The whole set takes about 3.5 minutes, plus about a minute for a cold
-# build. A failing twin that loom no longer catches fails the run, and so
-# does a model whose executions no longer reach the paths it exists for.
+# The whole set takes under 3 minutes, plus about a minute for the build
+# (3 min 44 s in all, rebuilding lifeboat and the models). A twin that
+# loom no longer catches fails the run, and so does a model whose
+# executions no longer reach the paths it exists for.
 #
 # One model, deeper, locally (with 4 preemptions the slab and arena models
 # take 2 to 11 minutes each, and capture over 15 minutes (its twin is then
