@@ -405,6 +405,9 @@ impl Arena {
 
     /// Pops a block of at least `order`, growing from the frontier if every
     /// list is empty. Returns (index, its order).
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
     unsafe fn take_block(&self, order: usize) -> Option<(usize, usize)> {
         loop {
             // SAFETY: under the heap lock.
@@ -444,6 +447,11 @@ impl Arena {
         None
     }
 
+    /// Files the block at `idx` on the free list of `order`, marking it free.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock; the block is `1 << order` pages at an
+    /// index aligned to its order, owned by the caller and on no list.
     unsafe fn push(&self, idx: usize, order: usize, zeroed: bool) {
         let d = self.desc(idx);
         d.kind.store(KIND_FREE, Ordering::Relaxed);
@@ -462,6 +470,10 @@ impl Arena {
         }
     }
 
+    /// Takes the free block at `idx` off the free list of `order`.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock and the block is on that list.
     unsafe fn unlink(&self, idx: usize, order: usize) {
         let d = self.desc(idx);
         // SAFETY: under the heap lock (caller).
