@@ -448,7 +448,7 @@ impl<'h> Runner<'h> {
     }
 
     fn adopt(&mut self, addr: usize, layout: Layout, right: bool) -> Result<(), String> {
-        if addr % layout.align() != 0 {
+        if !addr.is_multiple_of(layout.align()) {
             return Err(std::format!("block {addr:#x} misaligned for {layout:?}"));
         }
         match self.heap.usable_size(addr as *const u8) {
@@ -553,7 +553,7 @@ impl<'h> Runner<'h> {
                             fill: b.fill,
                         };
                         self.check(&nb, b.layout.size(), "after realloc")?;
-                        if nb.addr % nb.layout.align() != 0 {
+                        if !nb.addr.is_multiple_of(nb.layout.align()) {
                             return Err(std::format!("realloc lost the alignment: {nb:?}"));
                         }
                         match self.heap.usable_size(nb.addr as *const u8) {
