@@ -38,6 +38,7 @@ impl FailPoint {
     ];
 }
 
+#[cfg(not(loom))]
 const POINTS: usize = FailPoint::ALL.len();
 
 #[cfg(not(loom))]

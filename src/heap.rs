@@ -962,6 +962,12 @@ impl HeapInner {
                     // Shrink: free the upper halves.
                     self.with_lock(|| {
                         d.order.store(want as u8, Ordering::Relaxed);
+                        if d.has_flag(FLAG_RESERVE) {
+                            // The upper halves leave the reserve's count.
+                            self.arena
+                                .reserve_pages
+                                .fetch_sub((1 << order) - (1 << want), Ordering::Relaxed);
+                        }
                         for o in want..order {
                             let half = idx + (1 << o);
                             let hd = self.arena.desc(half);

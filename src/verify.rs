@@ -158,7 +158,12 @@ impl HeapInner {
             while cur != NIL {
                 let i = cur as usize;
                 check(i < frontier, "buddy list: block beyond the frontier", i, o)?;
-                check(i % (1 << o) == 0, "buddy list: misaligned block", i, o)?;
+                check(
+                    i.is_multiple_of(1 << o),
+                    "buddy list: misaligned block",
+                    i,
+                    o,
+                )?;
                 check(
                     i + (1 << o) <= frontier,
                     "buddy list: block crosses the frontier",
@@ -350,13 +355,13 @@ impl HeapInner {
             let tc = unsafe { &*shard.cache.get() };
             for class in 0..NUM_CLASSES {
                 for (slot, reserve) in [(tc.active[class], false), (tc.reserve[class], true)] {
-                    if slot == empty as *const PageDesc {
+                    if std::ptr::eq(slot, empty) {
                         continue;
                     }
                     let off = (slot as usize).wrapping_sub(a.descs as usize);
                     let i = off / core::mem::size_of::<PageDesc>();
                     check(
-                        i < frontier && off % core::mem::size_of::<PageDesc>() == 0,
+                        i < frontier && off.is_multiple_of(core::mem::size_of::<PageDesc>()),
                         "cache slot: not a descriptor of this heap",
                         slot as usize,
                         class,
@@ -528,7 +533,7 @@ impl HeapInner {
                     addr,
                 )?;
                 check(
-                    (addr - start) % size == 0,
+                    (addr - start).is_multiple_of(size),
                     if remote_list {
                         "remote list: link not at an object start"
                     } else {
