@@ -136,7 +136,7 @@ impl HeapInner {
             );
             inner.write(HeapInner {
                 arena: Arena::new(base, descs, npages, marks, config.capture),
-                slabs: SlabLists::new(),
+                slabs: SlabLists::new(slab::key::new_key(inner as usize)),
                 lock: RawLock::new(),
                 shards: core::array::from_fn(|_| {
                     CachePadded::new(Shard {
@@ -159,6 +159,7 @@ impl HeapInner {
             let empty: *const PageDesc = ptr::addr_of!((*inner).empty);
             for shard in &(*inner).shards {
                 *shard.cache.get() = ThreadCache::new(empty);
+                (*shard.cache.get()).key = (*inner).slabs.key;
             }
             Ok(NonNull::new_unchecked(inner))
         }
@@ -443,7 +444,7 @@ impl HeapInner {
             if s.kind() == KIND_SLAB {
                 tc.reserve[class] = tc.empty;
                 // SAFETY: `tc` owns `s`; it is detached before the flag changes.
-                unsafe { slab::detach(s) };
+                unsafe { slab::detach(s, self.slabs.key) };
                 self.with_lock(|| {
                     // SAFETY: under the heap lock; `s` is detached.
                     unsafe {
@@ -722,10 +723,10 @@ impl HeapInner {
     pub(crate) unsafe fn free_remote(&self, s: &PageDesc, p: *mut u8) {
         // Read before the push: once `p` is pushed the slab may be emptied,
         // released and carved anew by other threads.
-        // SAFETY: fixed while the slab has live objects (`p` is one).
-        let cap = unsafe { s.capacity.get() };
+        // Fixed while the slab has live objects (`p` is one).
+        let cap = slab::capacity(s);
         // SAFETY: forwarded from the caller.
-        let w = unsafe { remote::push(s, p) };
+        let w = unsafe { remote::push(s, p, self.slabs.key) };
         if w & DETACHED != 0 {
             let n = rcnt(w) + 1;
             let used = s.used.load(Ordering::Acquire);
@@ -1089,8 +1090,8 @@ fn request_order(layout: Layout) -> usize {
 #[inline]
 fn check_object_start(arena: &Arena, s: &PageDesc, p: *mut u8) {
     let off = (p as usize).wrapping_sub(slab::slab_start(arena, s) as usize);
-    // SAFETY: size and capacity are fixed while the slab is live.
-    let (size, cap) = unsafe { (s.size.get() as usize, s.capacity.get() as usize) };
+    // The class is fixed while the slab is live.
+    let (size, cap) = (slab::obj_size(s), slab::capacity(s) as usize);
     if size == 0 || !off.is_multiple_of(size) || off / size >= cap {
         fatal("invalid free (not the start of an object)", p as usize);
     }
