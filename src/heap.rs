@@ -701,6 +701,14 @@ impl HeapInner {
                     );
                 }
                 check_object_start(&self.arena, s, p);
+                #[cfg(feature = "debug")]
+                {
+                    if !slab::debug::is_live(s, p) {
+                        fatal("double free (the object is not live)", p as usize);
+                    }
+                    // SAFETY: `p` is a live object start of `s`.
+                    unsafe { slab::debug::check_redzone(s, p) };
+                }
                 if tc.owns(s.owner.load(Ordering::Relaxed)) {
                     // SAFETY: we own the slab; `p` is one of its objects.
                     unsafe { tc.free_local(self, s, p) };
@@ -775,8 +783,15 @@ impl HeapInner {
                         let s = self
                             .arena
                             .desc(idx - d.back.load(Ordering::Relaxed) as usize);
-                        (s.kind() == KIND_SLAB)
-                            .then(|| CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
+                        if s.kind() != KIND_SLAB {
+                            return None;
+                        }
+                        #[cfg(feature = "debug")]
+                        if slab::debug::is_live(s, p) {
+                            // SAFETY: `p` is a live object start of `s`.
+                            return Some(unsafe { slab::debug::stored_size(s, p) });
+                        }
+                        Some(CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
                     }
                     _ => None,
                 }
@@ -815,6 +830,16 @@ impl HeapInner {
         layout: Layout,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
+        #[cfg(feature = "debug")]
+        if let Some(c) = class_for(layout.size() + slab::debug::RZ_EXTRA, layout.align()) {
+            // SAFETY: class_for returns classes in range; `tc` per caller.
+            let p = unsafe { self.alloc_small(tc, c, flags) }?;
+            let s = self.slab_of(p);
+            // SAFETY: `p` was just handed out from `s` for a class of at
+            // least size + RZ_EXTRA bytes.
+            unsafe { slab::debug::arm_redzone(s, p, layout.size()) };
+            return Ok((p, false));
+        }
         match class_for(layout.size(), layout.align()) {
             // SAFETY: class_for returns classes in range; `tc` per caller.
             Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
@@ -823,6 +848,17 @@ impl HeapInner {
                 None => self.alloc_pages(layout.size(), layout.align(), flags),
             },
         }
+    }
+
+    /// The slab of `p`, an object this heap handed out.
+    #[cfg(feature = "debug")]
+    fn slab_of(&self, p: *const u8) -> &PageDesc {
+        let Some(idx) = self.arena.page_of(p) else {
+            fatal("invalid free (pointer not from this heap)", p as usize)
+        };
+        let d = self.arena.desc(idx);
+        self.arena
+            .desc(idx - d.back.load(Ordering::Relaxed) as usize)
     }
 
     /// A large block of the right order parked in `tc`, if any.
@@ -950,7 +986,9 @@ impl HeapInner {
                     .arena
                     .desc(idx - d.back.load(Ordering::Relaxed) as usize);
                 let class = s.class.load(Ordering::Relaxed) as usize;
-                (class_for(new_size, align) == Some(class)).then_some(p)
+                // Under `debug` a small object always moves, so its red
+                // zone is laid out anew.
+                (!cfg!(feature = "debug") && class_for(new_size, align) == Some(class)).then_some(p)
             }
             _ => None,
         }

@@ -166,7 +166,7 @@ pub(crate) unsafe fn push_local(s: &PageDesc, p: *mut u8, key: usize) {
             );
         }
         #[cfg(feature = "debug")]
-        debug::on_free(s, p, key);
+        debug::on_free(s, p);
         *(p as *mut usize) = key::encode(head, key);
         s.free.set(p);
         s.used.store(used - 1, Ordering::Relaxed);

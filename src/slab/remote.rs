@@ -57,6 +57,11 @@ pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
 pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8, key: usize) -> u64 {
     // The class is fixed while the slab has live objects.
     let cap = super::capacity(s);
+    #[cfg(feature = "debug")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        super::debug::on_free(s, p)
+    };
     let mut w = word(s).load(Ordering::Relaxed);
     loop {
         let n = rcnt(w) + 1;
