@@ -830,19 +830,23 @@ impl HeapInner {
         layout: Layout,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
+        // Under `debug` a small object has room for its red zone and size.
         #[cfg(feature = "debug")]
-        if let Some(c) = class_for(layout.size() + slab::debug::RZ_EXTRA, layout.align()) {
-            // SAFETY: class_for returns classes in range; `tc` per caller.
-            let p = unsafe { self.alloc_small(tc, c, flags) }?;
-            let s = self.slab_of(p);
-            // SAFETY: `p` was just handed out from `s` for a class of at
-            // least size + RZ_EXTRA bytes.
-            unsafe { slab::debug::arm_redzone(s, p, layout.size()) };
-            return Ok((p, false));
-        }
-        match class_for(layout.size(), layout.align()) {
-            // SAFETY: class_for returns classes in range; `tc` per caller.
-            Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
+        let class = class_for(layout.size() + slab::debug::RZ_EXTRA, layout.align());
+        #[cfg(not(feature = "debug"))]
+        let class = class_for(layout.size(), layout.align());
+        match class {
+            Some(c) => {
+                // SAFETY: class_for returns classes in range; `tc` per caller.
+                let p = unsafe { self.alloc_small(tc, c, flags) }?;
+                #[cfg(feature = "debug")]
+                // SAFETY: `p` was just handed out from its slab, for a class
+                // of at least size + RZ_EXTRA bytes.
+                unsafe {
+                    slab::debug::arm_redzone(self.slab_of(p), p, layout.size())
+                };
+                Ok((p, false))
+            }
             None => match self.take_parked(tc, layout) {
                 Some(p) => Ok((p, false)),
                 None => self.alloc_pages(layout.size(), layout.align(), flags),

@@ -208,7 +208,10 @@ mod tests {
         for c in 0..NUM_CLASSES {
             let bytes = 4096usize << SLAB_ORDER[c];
             let (size, cap) = (CLASS_SIZE[c] as usize, CLASS_CAP[c] as usize);
-            assert!(cap >= 2 && cap * size <= bytes, "class {c}");
+            // Under `debug` the bitmap may cost the 32 KiB class its second
+            // object.
+            let min = if cfg!(feature = "debug") { 1 } else { 2 };
+            assert!(cap >= min && cap * size <= bytes, "class {c}");
             if cfg!(feature = "debug") {
                 assert!(cap * size + cap.div_ceil(8) <= bytes, "class {c}");
             }
