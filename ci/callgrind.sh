@@ -10,6 +10,7 @@
 #
 # usage: ci/callgrind.sh [N (100000)] [allocator ...]
 #   allocators default to: lifeboat system mimalloc jemalloc
+# SIZE=<bytes> (env, default 64) measures pairs of that size instead.
 # Honours CARGO_TARGET_DIR. Writes nothing outside a temporary directory
 # (and the cargo target directory). Never fails on a figure, only on a
 # build or run error.
@@ -19,6 +20,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 N="${1:-100000}"
+SIZE="${SIZE:-64}"
+case "$SIZE" in
+    '' | *[!0-9]* | 0) echo "callgrind.sh: SIZE must be a positive integer, got '$SIZE'" >&2; exit 2 ;;
+esac
 shift || true
 if [ "$#" -gt 0 ]; then
     ALLOCATORS=("$@")
@@ -54,7 +59,7 @@ trap 'rm -rf "$TMP"' EXIT
 ir() {
     local alloc="$1" n="$2" out="$TMP/callgrind.$1.$2"
     if ! valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$BIN" "$alloc" "$n" >"$TMP/log.$alloc.$n" 2>&1; then
+        "$BIN" "$alloc" "$n" "$SIZE" >"$TMP/log.$alloc.$n" 2>&1; then
         echo "callgrind.sh: valgrind run of '$alloc $n' failed:" >&2
         cat "$TMP/log.$alloc.$n" >&2
         exit 1
@@ -73,7 +78,7 @@ ir() {
 }
 
 N2=$((2 * N))
-echo "## Instructions per 64-byte alloc/free pair (callgrind)"
+echo "## Instructions per ${SIZE}-byte alloc/free pair (callgrind)"
 echo
 echo "(Ir(${N2}) - Ir(${N})) / ${N}, pair64 built in release; $(valgrind --version)."
 echo

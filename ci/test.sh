@@ -14,11 +14,21 @@ cargo fmt --all -- --check
 step "cargo clippy (default members, all targets, -D warnings)"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo clippy --features debug (lifeboat, all targets, -D warnings)"
+cargo clippy -p lifeboat --all-targets --features debug -- -D warnings
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else
   cargo test --no-fail-fast
+fi
+
+step "tests with the debug feature (lifeboat only)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run -p lifeboat --features debug --no-fail-fast
+else
+  cargo test -p lifeboat --features debug --no-fail-fast
 fi
 
 step "doc tests"

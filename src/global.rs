@@ -28,7 +28,7 @@ use crate::heap::HeapInner;
 use crate::os::PAGE_SHIFT;
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
-use crate::slab::class::{class_of_small, compute_class, LOOKUP_MAX, MAX_SMALL_SIZE};
+use crate::slab::class::{class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE};
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -334,14 +334,23 @@ unsafe impl GlobalAlloc for Lifeboat {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
-        if size <= MAX_SMALL_SIZE && layout.align() <= 8 {
-            let class = if size <= LOOKUP_MAX {
-                class_of_small(size)
+        // Under `debug` every allocation takes the slow path, which adds
+        // the red zone and checks the poison.
+        if !cfg!(feature = "debug") && layout.align() <= 8 {
+            // Two comparisons for sizes up to 1 KiB (the common case), a
+            // third above; each size range has its own table.
+            // (The medium branch comes first so that the small one, laid
+            // out last, falls through into the pop without a jump.)
+            let class = if size > LOOKUP_MAX {
+                if size > MAX_SMALL_SIZE {
+                    return alloc_slow(&self.config, layout, false);
+                }
+                class_of_medium(size)
             } else {
-                compute_class(size)
+                class_of_small(size)
             };
-            // SAFETY: class < NUM_CLASSES (the table and the function give
-            // classes of sizes up to MAX_SMALL_SIZE); the thread's own cache.
+            // SAFETY: class < NUM_CLASSES (the tables give classes of sizes
+            // up to MAX_SMALL_SIZE); the thread's own cache.
             let p = TC.with(|tc| unsafe { (*tc.get()).alloc_fast(class) });
             if !p.is_null() {
                 return p;
@@ -353,7 +362,9 @@ unsafe impl GlobalAlloc for Lifeboat {
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
         let idx = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed)) >> PAGE_SHIFT;
-        if idx < FAST.npages.load(Ordering::Relaxed) {
+        // Under `debug` every free takes the slow path (red zone, live bit,
+        // poison).
+        if !cfg!(feature = "debug") && idx < FAST.npages.load(Ordering::Relaxed) {
             let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
             // SAFETY: idx is below npages, so the descriptor exists; `back`
             // leads to the page itself or a live slab's first page (desc.rs).
@@ -372,7 +383,8 @@ unsafe impl GlobalAlloc for Lifeboat {
                     if used == 0 || head == p {
                         return false;
                     }
-                    *(p as *mut *mut u8) = head;
+                    // The link is stored encoded (see `slab::key`).
+                    *(p as *mut usize) = head as usize ^ (*tc).key;
                     s.free.set(p);
                     s.used.store(used - 1, Ordering::Relaxed);
                     true

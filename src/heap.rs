@@ -139,7 +139,7 @@ impl HeapInner {
             );
             inner.write(HeapInner {
                 arena: Arena::new(base, descs, npages, marks, config.capture),
-                slabs: SlabLists::new(),
+                slabs: SlabLists::new(slab::key::new_key(inner as usize)),
                 lock: RawLock::new(),
                 shards: core::array::from_fn(|_| {
                     CachePadded::new(Shard {
@@ -163,6 +163,7 @@ impl HeapInner {
             let empty: *const PageDesc = ptr::addr_of!((*inner).empty);
             for shard in &(*inner).shards {
                 *shard.cache.get() = ThreadCache::new(empty);
+                (*shard.cache.get()).key = (*inner).slabs.key;
             }
             Ok(NonNull::new_unchecked(inner))
         }
@@ -447,7 +448,7 @@ impl HeapInner {
             if s.kind() == KIND_SLAB {
                 tc.reserve[class] = tc.empty;
                 // SAFETY: `tc` owns `s`; it is detached before the flag changes.
-                unsafe { slab::detach(s) };
+                unsafe { slab::detach(s, self.slabs.key) };
                 self.with_lock(|| {
                     // SAFETY: under the heap lock; `s` is detached.
                     unsafe {
@@ -732,6 +733,14 @@ impl HeapInner {
                     );
                 }
                 check_object_start(&self.arena, s, p);
+                #[cfg(feature = "debug")]
+                {
+                    if !slab::debug::is_live(s, p) {
+                        fatal("double free (the object is not live)", p as usize);
+                    }
+                    // SAFETY: `p` is a live object start of `s`.
+                    unsafe { slab::debug::check_redzone(s, p) };
+                }
                 if tc.owns(s.owner.load(Ordering::Relaxed)) {
                     // SAFETY: we own the slab; `p` is one of its objects.
                     unsafe { tc.free_local(self, s, p) };
@@ -754,10 +763,10 @@ impl HeapInner {
     pub(crate) unsafe fn free_remote(&self, s: &PageDesc, p: *mut u8) {
         // Read before the push: once `p` is pushed the slab may be emptied,
         // released and carved anew by other threads.
-        // SAFETY: fixed while the slab has live objects (`p` is one).
-        let cap = unsafe { s.capacity.get() };
+        // Fixed while the slab has live objects (`p` is one).
+        let cap = slab::capacity(s);
         // SAFETY: forwarded from the caller.
-        let w = unsafe { remote::push(s, p) };
+        let w = unsafe { remote::push(s, p, self.slabs.key) };
         if w & DETACHED != 0 {
             let n = rcnt(w) + 1;
             let used = s.used.load(Ordering::Acquire);
@@ -806,8 +815,15 @@ impl HeapInner {
                         let s = self
                             .arena
                             .desc(idx - d.back.load(Ordering::Relaxed) as usize);
-                        (s.kind() == KIND_SLAB)
-                            .then(|| CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
+                        if s.kind() != KIND_SLAB {
+                            return None;
+                        }
+                        #[cfg(feature = "debug")]
+                        if slab::debug::is_live(s, p) {
+                            // SAFETY: `p` is a live object start of `s`.
+                            return Some(unsafe { slab::debug::stored_size(s, p) });
+                        }
+                        Some(CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize] as usize)
                     }
                     _ => None,
                 }
@@ -846,14 +862,39 @@ impl HeapInner {
         layout: Layout,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
-        match class_for(layout.size(), layout.align()) {
-            // SAFETY: class_for returns classes in range; `tc` per caller.
-            Some(c) => unsafe { self.alloc_small(tc, c, flags) }.map(|p| (p, false)),
+        // Under `debug` a small object has room for its red zone and size.
+        #[cfg(feature = "debug")]
+        let class = class_for(layout.size() + slab::debug::RZ_EXTRA, layout.align());
+        #[cfg(not(feature = "debug"))]
+        let class = class_for(layout.size(), layout.align());
+        match class {
+            Some(c) => {
+                // SAFETY: class_for returns classes in range; `tc` per caller.
+                let p = unsafe { self.alloc_small(tc, c, flags) }?;
+                #[cfg(feature = "debug")]
+                // SAFETY: `p` was just handed out from its slab, for a class
+                // of at least size + RZ_EXTRA bytes.
+                unsafe {
+                    slab::debug::arm_redzone(self.slab_of(p), p, layout.size())
+                };
+                Ok((p, false))
+            }
             None => match self.take_parked(tc, layout) {
                 Some(p) => Ok((p, false)),
                 None => self.alloc_pages(layout.size(), layout.align(), flags),
             },
         }
+    }
+
+    /// The slab of `p`, an object this heap handed out.
+    #[cfg(feature = "debug")]
+    fn slab_of(&self, p: *const u8) -> &PageDesc {
+        let Some(idx) = self.arena.page_of(p) else {
+            fatal("invalid free (pointer not from this heap)", p as usize)
+        };
+        let d = self.arena.desc(idx);
+        self.arena
+            .desc(idx - d.back.load(Ordering::Relaxed) as usize)
     }
 
     /// A large block of the right order parked in `tc`, if any.
@@ -987,7 +1028,9 @@ impl HeapInner {
                     .arena
                     .desc(idx - d.back.load(Ordering::Relaxed) as usize);
                 let class = s.class.load(Ordering::Relaxed) as usize;
-                (class_for(new_size, align) == Some(class)).then_some(p)
+                // Under `debug` a small object always moves, so its red
+                // zone is laid out anew.
+                (!cfg!(feature = "debug") && class_for(new_size, align) == Some(class)).then_some(p)
             }
             _ => None,
         }
@@ -1128,8 +1171,8 @@ fn request_order(layout: Layout) -> usize {
 #[inline]
 fn check_object_start(arena: &Arena, s: &PageDesc, p: *mut u8) {
     let off = (p as usize).wrapping_sub(slab::slab_start(arena, s) as usize);
-    // SAFETY: size and capacity are fixed while the slab is live.
-    let (size, cap) = unsafe { (s.size.get() as usize, s.capacity.get() as usize) };
+    // The class is fixed while the slab is live.
+    let (size, cap) = (slab::obj_size(s), slab::capacity(s) as usize);
     if size == 0 || !off.is_multiple_of(size) || off / size >= cap {
         fatal("invalid free (not the start of an object)", p as usize);
     }

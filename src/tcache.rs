@@ -54,6 +54,10 @@ pub(crate) struct ThreadCache {
     pub(crate) empty: *const PageDesc,
     /// The heap's drain generation this cache last flushed for.
     pub(crate) drain_seen: usize,
+    /// The heap's free-list link key (see `slab::key`), copied here so the
+    /// fast paths find it beside the slots. Set by [`ThreadCache::install`],
+    /// before the cache owns any slab.
+    pub(crate) key: usize,
 }
 
 impl ThreadCache {
@@ -74,6 +78,7 @@ impl ThreadCache {
             caches_large,
             empty,
             drain_seen: 0,
+            key: 0,
         }
     }
 
@@ -103,7 +108,7 @@ impl ThreadCache {
     pub(crate) unsafe fn alloc_fast(&mut self, class: usize) -> *mut u8 {
         // SAFETY: class is in range (caller); the slot is a live slab owned
         // by this cache or the sentinel.
-        unsafe { pop_local(&**self.active.get_unchecked(class)) }
+        unsafe { pop_local(&**self.active.get_unchecked(class), self.key) }
     }
 
     /// Refills the active (or, with `reserve`, the reserve) slot of `class`
@@ -128,21 +133,22 @@ impl ThreadCache {
         if s.kind() != KIND_SLAB {
             return core::ptr::null_mut();
         }
+        let key = self.key;
         // SAFETY: we own `s`.
         unsafe {
-            let p = pop_local(s);
+            let p = pop_local(s, key);
             if !p.is_null() {
                 return p;
             }
-            if slab::refill_from_bump(&heap.arena, s, BUMP_BATCH)
-                || slab::collect_remote(s, false) != 0
+            if slab::refill_from_bump(&heap.arena, s, BUMP_BATCH, key)
+                || slab::collect_remote(s, false, key) != 0
             {
-                return pop_local(s);
+                return pop_local(s, key);
             }
             *slot = self.empty;
             if reserve {
                 // Full reserve slab: give it up; remote frees list it again.
-                slab::detach(s);
+                slab::detach(s, key);
                 heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
                 return core::ptr::null_mut();
             }
@@ -187,7 +193,7 @@ impl ThreadCache {
         let old = unsafe { &*oldest };
         if old.kind() == KIND_SLAB {
             // SAFETY: we own `old`; after detaching it is settled.
-            unsafe { slab::detach(old) };
+            unsafe { slab::detach(old, self.key) };
             // SAFETY: `old` is a descriptor of this heap.
             heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, old) });
         }
@@ -204,6 +210,7 @@ impl ThreadCache {
         class: usize,
         s: &PageDesc,
     ) -> *mut u8 {
+        self.key = heap.slabs.key;
         let reserve = s.has_flag(FLAG_RESERVE);
         if reserve {
             self.reserve[class] = s;
@@ -220,23 +227,14 @@ impl ThreadCache {
     /// `p` is a live object of `s`, and `self.owns(s.owner)`.
     pub(crate) unsafe fn free_local(&mut self, heap: &HeapInner, s: &PageDesc, p: *mut u8) {
         use crate::sync::Ordering;
-        // SAFETY: we own the slab's local fields.
+        // SAFETY: we own the slab's local fields; `p` is one of its objects.
         unsafe {
+            slab::push_local(s, p, self.key);
             let used = s.used.load(Ordering::Relaxed);
-            let head = s.free.get();
-            if used == 0 || p == head {
-                crate::diag::fatal(
-                    "double free (object already on its slab's free list)",
-                    p as usize,
-                );
-            }
-            *(p as *mut *mut u8) = head;
-            s.free.set(p);
-            s.used.store(used - 1, Ordering::Relaxed);
             // `used` still counts remote frees not collected yet: the slab
             // is empty when the rest of it waits on the remote stack.
             if s.has_flag(FLAG_RESERVE)
-                && used - 1
+                && used
                     == slab::remote::rcnt(
                         slab::remote::word(s).load(crate::sync::Ordering::Acquire),
                     )
@@ -247,7 +245,7 @@ impl ThreadCache {
                 if core::ptr::eq(self.reserve[class], s) {
                     self.reserve[class] = self.empty;
                 }
-                slab::detach(s);
+                slab::detach(s, self.key);
                 heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
             }
         }
@@ -272,7 +270,7 @@ impl ThreadCache {
                 if s.kind() == KIND_SLAB {
                     self.kept[class][i] = self.empty;
                     // SAFETY: we own `s`.
-                    unsafe { slab::detach(s) };
+                    unsafe { slab::detach(s, self.key) };
                     // SAFETY: `s` is a descriptor of this heap.
                     heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, s) });
                 }
@@ -288,7 +286,7 @@ impl ThreadCache {
                 if s.kind() == KIND_SLAB {
                     *slot = self.empty;
                     // SAFETY: we own `s`.
-                    unsafe { slab::detach(s) };
+                    unsafe { slab::detach(s, self.key) };
                     // SAFETY: `s` is a descriptor of this heap.
                     heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, s) });
                 }

@@ -179,6 +179,10 @@ fn exhaust_large_8m() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "debug",
+    ignore = "counts objects per class; `debug` adds red zones, which change classes"
+)]
 fn exhaust_odd_sizes() {
     two_cycles(4 * MIB, 24);
     two_cycles(4 * MIB, 3000);

@@ -52,6 +52,207 @@ fn expect_abort(f: fn(), message: &str) {
     assert!(err.contains(" at 0x"), "no address: {err}");
 }
 
+/// A private heap for one case (its slabs hold only that case's objects).
+fn heap() -> Heap {
+    Heap::new(Config::new().budget(4 << 20)).unwrap()
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+#[test]
+fn double_free_of_the_free_list_head() {
+    expect_abort(
+        || {
+            let h = heap();
+            let p = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+            let _keep = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+            // SAFETY: deliberate misuse: `p` heads the free list after the
+            // first free.
+            unsafe {
+                h.dealloc(p, layout(96));
+                h.dealloc(p, layout(96));
+            }
+        },
+        // Under `debug` the live bit, checked first, catches every case.
+        if cfg!(feature = "debug") {
+            "double free (the object is not live)"
+        } else {
+            "double free (the object is the head of its slab's free list)"
+        },
+    );
+}
+
+#[test]
+fn double_free_overflowing_the_free_count() {
+    expect_abort(
+        || {
+            let h = heap();
+            let a = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+            let b = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+            // SAFETY: deliberate misuse: `a` is freed again while not the
+            // head, with no object of the slab out. (Under `debug` the live
+            // bit catches it first.)
+            unsafe {
+                h.dealloc(a, layout(96));
+                h.dealloc(b, layout(96));
+                h.dealloc(a, layout(96));
+            }
+        },
+        if cfg!(feature = "debug") {
+            "double free (the object is not live)"
+        } else {
+            "double free (the slab's free count would exceed its capacity)"
+        },
+    );
+}
+
+#[test]
+fn interior_pointer_through_the_global_allocator() {
+    expect_abort(
+        || {
+            let l = layout(200);
+            // SAFETY: deliberate misuse: a free 8 bytes into an object,
+            // from a thread that does not own its slab (the exact check of
+            // the slow path; the owner's fast path does not check).
+            let p = unsafe { GLOBAL.alloc(l) } as usize;
+            std::thread::spawn(move || unsafe { GLOBAL.dealloc((p + 8) as *mut u8, l) })
+                .join()
+                .unwrap();
+        },
+        "invalid free (not the start of an object)",
+    );
+}
+
+#[test]
+fn corrupted_link_written_after_free() {
+    expect_abort(
+        || {
+            let h = heap();
+            let a = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+            let b = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+            // SAFETY: deliberate misuse: a write to a freed object's first
+            // word (its encoded link), then two allocations: the first
+            // hands `a` out, the second follows the forged link.
+            unsafe {
+                h.dealloc(b, layout(96));
+                h.dealloc(a, layout(96));
+                a.as_ptr().cast::<usize>().write(0x4141_4141_4141_4141);
+            }
+            let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+            let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+        },
+        "free list corrupted (a link decodes outside its slab; use after free?)",
+    );
+}
+
+#[test]
+fn corrupted_link_through_the_global_allocator() {
+    expect_abort(
+        || {
+            let l = layout(400);
+            // SAFETY: deliberate misuse, as above, on the fast paths.
+            unsafe {
+                let a = GLOBAL.alloc(l);
+                let b = GLOBAL.alloc(l);
+                GLOBAL.dealloc(b, l);
+                GLOBAL.dealloc(a, l);
+                a.cast::<usize>().write(0x4141_4141_4141_4141);
+                let _ = GLOBAL.alloc(l);
+                let _ = GLOBAL.alloc(l);
+            }
+        },
+        "free list corrupted",
+    );
+}
+
+#[cfg(feature = "debug")]
+mod debug {
+    use super::*;
+
+    #[test]
+    fn write_after_free_found_by_the_poison() {
+        expect_abort(
+            || {
+                let h = heap();
+                let a = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+                // SAFETY: deliberate misuse: a write past the link word of
+                // a freed object; the next allocation hands it out again.
+                unsafe {
+                    h.dealloc(a, layout(96));
+                    a.as_ptr().add(40).write(7);
+                }
+                let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+            },
+            "use after free (a freed object was written to",
+        );
+    }
+
+    #[test]
+    fn overflow_into_the_red_zone() {
+        expect_abort(
+            || {
+                let h = heap();
+                let a = h.alloc(layout(100), AllocFlags::NORMAL).unwrap();
+                // SAFETY: deliberate misuse: one byte past the request.
+                unsafe {
+                    a.as_ptr().add(100).write(0);
+                    h.dealloc(a, layout(100));
+                }
+            },
+            "heap overflow (a write past the end of the object hit its red zone)",
+        );
+    }
+
+    #[test]
+    fn overflow_through_the_global_allocator() {
+        expect_abort(
+            || {
+                let l = layout(13);
+                // SAFETY: deliberate misuse: writes past the request.
+                unsafe {
+                    let p = GLOBAL.alloc(l);
+                    p.add(13).write(0);
+                    GLOBAL.dealloc(p, l);
+                }
+            },
+            "heap overflow",
+        );
+    }
+
+    #[test]
+    fn deep_double_free() {
+        expect_abort(
+            || {
+                let h = heap();
+                let v: Vec<_> = (0..4)
+                    .map(|_| h.alloc(layout(96), AllocFlags::NORMAL).unwrap())
+                    .collect();
+                let _keep = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
+                // SAFETY: deliberate misuse: v[0] is deep in the free list
+                // (not its head) and objects are still out.
+                unsafe {
+                    for &p in &v {
+                        h.dealloc(p, layout(96));
+                    }
+                    h.dealloc(v[0], layout(96));
+                }
+            },
+            "double free (the object is not live)",
+        );
+    }
+
+    #[test]
+    fn usable_size_is_the_request() {
+        let h = heap();
+        let a = h.alloc(layout(100), AllocFlags::NORMAL).unwrap();
+        assert_eq!(h.usable_size(a.as_ptr()), Some(100));
+        // SAFETY: `a` is live and freed once.
+        unsafe { h.dealloc(a, layout(100)) };
+    }
+}
+
 #[test]
 fn immediate_double_free_of_a_small_object() {
     expect_abort(

@@ -71,6 +71,10 @@ fn global_stats_table() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "debug",
+    ignore = "counts objects per class; `debug` adds red zones, which change classes"
+)]
 fn private_heap_table_and_class_counters() {
     let heap = Heap::new(Config::new().budget(16 << 20)).expect("heap");
     let st0 = heap.stats();

@@ -14,8 +14,9 @@
 //!   belongs to: `i` for the `i`-th page of a slab, 0 for every other page
 //!   (fresh descriptors are zero, released slabs reset their tails). So
 //!   `desc - back` is always the page itself or a live slab's first page,
-//!   never a stale one: the free fast path relies on this. `class`, `size` and `capacity` are set
-//!   when the slab is carved and stay fixed until it is released.
+//!   never a stale one: the free fast path relies on this. `class`, `lo` and
+//!   `span` are set when the slab is carved and stay fixed until it is
+//!   released; object size and capacity come from the class tables.
 //! * `free`, `bump` and `used` belong to the slab's owner: the thread cache
 //!   whose address is in `owner`, or, while the slab is detached, whoever
 //!   holds the heap lock. `used` is an atomic only so that statistics and
@@ -69,8 +70,13 @@ pub(crate) struct PageDesc {
     pub(crate) used: AtomicU32,
     /// Objects never handed out start at index `bump`.
     pub(crate) bump: RacyCell<u32>,
-    pub(crate) capacity: RacyCell<u32>,
-    pub(crate) size: RacyCell<u32>,
+    /// Address of the slab's first object (0 on other pages and on the
+    /// thread caches' sentinel).
+    pub(crate) lo: RacyCell<usize>,
+    /// Bytes of the slab's objects (capacity times object size; 0 where
+    /// `lo` is 0): every object, and so every valid free-list link `b`,
+    /// has `b - lo < span`, one subtraction and one comparison.
+    pub(crate) span: RacyCell<usize>,
     /// Remote free list, count and detached bit (see `slab::remote`).
     pub(crate) remote: AtomicU64,
     /// Address of the owning thread cache; 0 when detached.
@@ -92,8 +98,8 @@ impl PageDesc {
             free: RacyCell::new(core::ptr::null_mut()),
             used: AtomicU32::new(0),
             bump: RacyCell::new(0),
-            capacity: RacyCell::new(0),
-            size: RacyCell::new(0),
+            lo: RacyCell::new(0),
+            span: RacyCell::new(0),
             remote: AtomicU64::new(0),
             owner: AtomicUsize::new(0),
         }
@@ -113,8 +119,8 @@ impl PageDesc {
             free: RacyCell::new(core::ptr::null_mut()),
             used: AtomicU32::new(0),
             bump: RacyCell::new(0),
-            capacity: RacyCell::new(0),
-            size: RacyCell::new(0),
+            lo: RacyCell::new(0),
+            span: RacyCell::new(0),
             remote: AtomicU64::new(0),
             owner: AtomicUsize::new(0),
         }

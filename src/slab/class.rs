@@ -80,6 +80,31 @@ const fn build_orders() -> [u8; NUM_CLASSES] {
     t
 }
 
+/// Objects in a slab of `bytes` bytes of objects of `size` bytes.
+pub(crate) const fn compute_cap(bytes: usize, size: usize) -> usize {
+    if cfg!(feature = "debug") {
+        // cap objects and ceil(cap / 8) bitmap bytes must fit.
+        let mut cap = bytes * 8 / (8 * size + 1);
+        while cap * size + cap.div_ceil(8) > bytes {
+            cap -= 1;
+        }
+        cap
+    } else {
+        bytes / size
+    }
+}
+
+const fn build_caps() -> [u32; NUM_CLASSES] {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let size = compute_size(c);
+        t[c] = compute_cap(4096 << compute_order(size), size) as u32;
+        c += 1;
+    }
+    t
+}
+
 const fn build_lookup() -> [u8; LOOKUP_MAX / 8 + 1] {
     let mut t = [0u8; LOOKUP_MAX / 8 + 1];
     let mut i = 0;
@@ -94,8 +119,37 @@ const fn build_lookup() -> [u8; LOOKUP_MAX / 8 + 1] {
 pub(crate) static CLASS_SIZE: [u32; NUM_CLASSES] = build_sizes();
 /// Buddy order of each class's slabs.
 pub(crate) static SLAB_ORDER: [u8; NUM_CLASSES] = build_orders();
+/// Objects per slab of each class. Under the `debug` feature a slab also
+/// holds its live-object bitmap after the last object (see
+/// [`crate::slab::debug`]), which may cost an object.
+pub(crate) static CLASS_CAP: [u32; NUM_CLASSES] = build_caps();
 /// `LOOKUP[(size + 7) / 8]` is the class of `size` for sizes up to 1 KiB.
 pub(crate) static LOOKUP: [u8; LOOKUP_MAX / 8 + 1] = build_lookup();
+
+/// `MEDIUM[(size - 1) / 128]` is the class of `size` for sizes in
+/// 1..=`MAX_SMALL_SIZE` (used above `LOOKUP_MAX`): every class boundary
+/// above 1 KiB is a multiple of 128 bytes, so rounding up to 128 keeps the
+/// class. Entries are `u32` (not `u8` like [`LOOKUP`]) so the compiler
+/// keeps the two lookups apart instead of merging them behind selects.
+pub(crate) static MEDIUM: [u32; MAX_SMALL_SIZE / 128] = build_medium();
+
+const fn build_medium() -> [u32; MAX_SMALL_SIZE / 128] {
+    let mut t = [0u32; MAX_SMALL_SIZE / 128];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = compute_class((i + 1) * 128) as u32;
+        i += 1;
+    }
+    t
+}
+
+/// The class of a size in `LOOKUP_MAX + 1..=MAX_SMALL_SIZE`, by table.
+#[inline(always)]
+pub(crate) fn class_of_medium(size: usize) -> usize {
+    // The index is at most MAX_SMALL_SIZE / 128; the check folds away
+    // under the caller's size test.
+    MEDIUM[(size - 1) >> 7] as usize
+}
 
 /// The class of a small size (`size <= LOOKUP_MAX`), by table.
 #[inline(always)]
@@ -114,7 +168,7 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
             return Some(class_of_small(size));
         }
         if size <= MAX_SMALL_SIZE {
-            return Some(compute_class(size));
+            return Some(class_of_medium(size));
         }
         return None;
     }
@@ -141,6 +195,28 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medium_table_agrees_with_the_formula() {
+        for size in LOOKUP_MAX + 1..=MAX_SMALL_SIZE {
+            assert_eq!(class_of_medium(size), compute_class(size), "size {size}");
+        }
+    }
+
+    #[test]
+    fn capacities_fit_their_slabs() {
+        for c in 0..NUM_CLASSES {
+            let bytes = 4096usize << SLAB_ORDER[c];
+            let (size, cap) = (CLASS_SIZE[c] as usize, CLASS_CAP[c] as usize);
+            // Under `debug` the bitmap may cost the 32 KiB class its second
+            // object.
+            let min = if cfg!(feature = "debug") { 1 } else { 2 };
+            assert!(cap >= min && cap * size <= bytes, "class {c}");
+            if cfg!(feature = "debug") {
+                assert!(cap * size + cap.div_ceil(8) <= bytes, "class {c}");
+            }
+        }
+    }
 
     #[test]
     fn table_is_monotonic_and_ends_at_32k() {

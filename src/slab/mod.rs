@@ -21,17 +21,27 @@
 //! from the event) whether to list or release the slab; so it is idempotent
 //! and safe against any interleaving.
 //!
+//! Links inside free objects, on the local list and on the remote stack,
+//! are encoded with the heap's key ([`key`]); every pop checks that the
+//! object it hands out lies inside its slab (`lo`, `span` in the
+//! descriptor), so a use-after-free write to a link word ends in an abort,
+//! not in a block at an address of the writer's choice.
+//!
 //! Reserve-backed slabs (`FLAG_RESERVE`) live on separate partial lists and
 //! in separate thread-cache slots: a caller without memalloc rights never
 //! claims one, so it never receives their objects.
 
 pub(crate) mod class;
+#[cfg(feature = "debug")]
+pub(crate) mod debug;
+pub(crate) mod key;
 pub(crate) mod remote;
 
 use crate::arena::desc::{PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_SLAB, KIND_TAIL, NIL};
 use crate::arena::Arena;
+use crate::diag::fatal;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};
-use class::{CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
+use class::{CLASS_CAP, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
 use remote::{rcnt, rptr, DETACHED};
 
 /// The partial lists of detached slabs with objects to give, per class;
@@ -40,15 +50,49 @@ pub(crate) struct SlabLists {
     pub(crate) heads: [[RacyCell<u32>; NUM_CLASSES]; 2],
     /// Live reserve-backed slabs (any state but released).
     pub(crate) reserve_slabs: AtomicUsize,
+    /// The heap's free-list link key ([`key`]); fixed for the heap's life.
+    pub(crate) key: usize,
 }
 
 impl SlabLists {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(key: usize) -> Self {
         Self {
             heads: core::array::from_fn(|_| core::array::from_fn(|_| RacyCell::new(NIL))),
             reserve_slabs: AtomicUsize::new(0),
+            key,
         }
     }
+}
+
+/// Object size of slab `s` (a live slab's first page).
+#[inline]
+pub(crate) fn obj_size(s: &PageDesc) -> usize {
+    CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES] as usize
+}
+
+/// Capacity of slab `s` (a live slab's first page).
+#[inline]
+pub(crate) fn capacity(s: &PageDesc) -> u32 {
+    CLASS_CAP[s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES]
+}
+
+/// Whether `b` lies in the object range of slab `s`: `b - lo < span`.
+#[inline(always)]
+pub(crate) fn in_slab(s: &PageDesc, b: *const u8) -> bool {
+    // SAFETY: `lo` and `span` are fixed while the slab is live, and zero
+    // (nothing is inside) on the sentinel and on other pages.
+    unsafe { (b as usize).wrapping_sub(s.lo.get()) < s.span.get() }
+}
+
+/// A free-list link that decoded outside its slab: a write after free
+/// (or a wild write) changed it.
+#[cold]
+#[inline(never)]
+pub(crate) fn bad_link(b: *const u8) -> ! {
+    fatal(
+        "free list corrupted (a link decodes outside its slab; use after free?)",
+        b as usize,
+    )
 }
 
 /// Index of a slab's first page.
@@ -63,22 +107,69 @@ pub(crate) fn slab_start(arena: &Arena, s: &PageDesc) -> *mut u8 {
     arena.page_addr(slab_index(arena, s))
 }
 
-/// Pops one object from the owner's local list; null when empty.
+/// Pops one object from the owner's local list; null when empty. Aborts
+/// if the head lies outside the slab (a corrupted link put it there).
+///
+/// One range check serves as both the empty test and the corruption test:
+/// null (and anything on the sentinel, whose `span` is 0) fails it, and
+/// only then is null told apart from a bad link.
 ///
 /// # Safety
-/// The caller owns `s` (or `s` is a sentinel with an empty list).
+/// The caller owns `s` (or `s` is a sentinel with an empty list); `key` is
+/// the key of the heap of `s`.
 #[inline(always)]
-pub(crate) unsafe fn pop_local(s: &PageDesc) -> *mut u8 {
-    // SAFETY: the caller owns the slab's local fields; objects on the list
-    // are free, in the slab, and hold the next link in their first word.
+pub(crate) unsafe fn pop_local(s: &PageDesc, key: usize) -> *mut u8 {
+    // SAFETY: the caller owns the slab's local fields; the head, checked to
+    // lie inside the slab, is a free object holding the encoded next link
+    // in its first word.
     unsafe {
         let b = s.free.get();
-        if !b.is_null() {
-            s.free.set(*(b as *mut *mut u8));
-            s.used
-                .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if !in_slab(s, b) {
+            if b.is_null() {
+                return b;
+            }
+            bad_link(b)
         }
+        #[cfg(feature = "debug")]
+        debug::on_pop(s, b, key);
+        s.free.set(key::decode(*(b as *const usize), key));
+        s.used
+            .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         b
+    }
+}
+
+/// Pushes `p`, an object of `s` being freed by its owner, onto the local
+/// list. Aborts on a double free that the list shows: `p` is its head, or
+/// no object of the slab is out (the free count would exceed capacity).
+///
+/// # Safety
+/// The caller owns `s`; `p` is an object of `s` (checked by the caller to
+/// be an object start); `key` is the key of the heap of `s`.
+#[inline(always)]
+pub(crate) unsafe fn push_local(s: &PageDesc, p: *mut u8, key: usize) {
+    // SAFETY: owner-only fields; `p` is an object of `s` given up by the
+    // caller, so its first word is ours to write.
+    unsafe {
+        let used = s.used.load(Ordering::Relaxed);
+        let head = s.free.get();
+        if p == head {
+            fatal(
+                "double free (the object is the head of its slab's free list)",
+                p as usize,
+            );
+        }
+        if used == 0 {
+            fatal(
+                "double free (the slab's free count would exceed its capacity)",
+                p as usize,
+            );
+        }
+        #[cfg(feature = "debug")]
+        debug::on_free(s, p);
+        *(p as *mut usize) = key::encode(head, key);
+        s.free.set(p);
+        s.used.store(used - 1, Ordering::Relaxed);
     }
 }
 
@@ -87,16 +178,16 @@ pub(crate) unsafe fn pop_local(s: &PageDesc) -> *mut u8 {
 /// false if the bump region is exhausted.
 ///
 /// # Safety
-/// The caller owns `s`, whose local list is empty.
-pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32) -> bool {
+/// The caller owns `s`, whose local list is empty; `key` is its heap's.
+pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32, key: usize) -> bool {
     // SAFETY: owner-only fields; the objects linked are inside the slab and
     // not handed out (index >= bump).
     unsafe {
-        let (bump, cap) = (s.bump.get(), s.capacity.get());
+        let (bump, cap) = (s.bump.get(), capacity(s));
         if bump >= cap {
             return false;
         }
-        let size = s.size.get() as usize;
+        let size = obj_size(s);
         let n = (cap - bump).min(max);
         let base = slab_start(arena, s).add(bump as usize * size);
         for i in 0..n as usize {
@@ -106,7 +197,9 @@ pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32) -> 
             } else {
                 core::ptr::null_mut()
             };
-            *(obj as *mut *mut u8) = next;
+            *(obj as *mut usize) = key::encode(next, key);
+            #[cfg(feature = "debug")]
+            debug::poison(obj, size);
         }
         s.free.set(base);
         s.bump.set(bump + n);
@@ -117,15 +210,16 @@ pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32) -> 
 /// Moves the remote stack onto the local list. Returns how many objects came.
 ///
 /// # Safety
-/// The caller owns `s` (or holds the heap lock while `s` is detached).
-pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool) -> u32 {
+/// The caller owns `s` (or holds the heap lock while `s` is detached);
+/// `key` is the key of its heap.
+pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool, key: usize) -> u32 {
     let new = if keep_detached { DETACHED } else { 0 };
     let w = remote::word(s).swap(new, Ordering::Acquire);
     let n = rcnt(w);
     if n != 0 {
         // SAFETY: the stack is ours after the swap; owner-only fields.
         unsafe {
-            append_local(s, rptr(w));
+            append_local(s, rptr(w), key);
             s.used
                 .store(s.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
         }
@@ -133,18 +227,27 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool) -> u32 {
     n
 }
 
-/// Prepends a chain (ending in null) to the local list.
-unsafe fn append_local(s: &PageDesc, chain: *mut u8) {
-    // SAFETY: the chain is owned by the caller and null-terminated; the
-    // local list is owner-only.
+/// Prepends a chain (ending in null) to the local list. Every link walked
+/// is checked to stay inside the slab.
+unsafe fn append_local(s: &PageDesc, chain: *mut u8, key: usize) {
+    // SAFETY: the chain is owned by the caller and null-terminated; every
+    // link followed was checked to lie inside the slab; the local list is
+    // owner-only.
     unsafe {
         let local = s.free.get();
         if !local.is_null() {
             let mut tail = chain;
-            while !(*(tail as *mut *mut u8)).is_null() {
-                tail = *(tail as *mut *mut u8);
+            loop {
+                let next = key::decode(*(tail as *const usize), key);
+                if next.is_null() {
+                    break;
+                }
+                if !in_slab(s, next) {
+                    bad_link(next);
+                }
+                tail = next;
             }
-            *(tail as *mut *mut u8) = local;
+            *(tail as *mut usize) = key::encode(local, key);
         }
         s.free.set(chain);
     }
@@ -176,15 +279,17 @@ pub(crate) unsafe fn carve<'a>(
     s.class.store(class as u8, Ordering::Relaxed);
     s.flags
         .store(if reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
+    let lo = arena.page_addr(idx);
     // SAFETY: nobody else can see the slab yet (it was a free block).
     unsafe {
         s.free.set(core::ptr::null_mut());
         s.bump.set(0);
-        s.size.set(size);
-        s.capacity
-            .set(((4096usize << order) / size as usize) as u32);
+        s.lo.set(lo as usize);
+        s.span.set(CLASS_CAP[class] as usize * size as usize);
         s.next.set(NIL);
         s.prev.set(NIL);
+        #[cfg(feature = "debug")]
+        debug::clear_live(s);
     }
     s.used.store(0, Ordering::Relaxed);
     remote::word(s).store(0, Ordering::Relaxed);
@@ -220,7 +325,7 @@ pub(crate) unsafe fn claim<'a>(
     // SAFETY: under the heap lock; `s` is on this list.
     unsafe {
         unlink(arena, lists, s);
-        collect_remote(s, false);
+        collect_remote(s, false, lists.key);
     }
     s.owner.store(owner, Ordering::Relaxed);
     Some(s)
@@ -230,14 +335,14 @@ pub(crate) unsafe fn claim<'a>(
 /// call [`settle`] under the heap lock (so it is listed or released).
 ///
 /// # Safety
-/// The caller owns `s`.
-pub(crate) unsafe fn detach(s: &PageDesc) {
+/// The caller owns `s`; `key` is the key of its heap.
+pub(crate) unsafe fn detach(s: &PageDesc, key: usize) {
     s.owner.store(0, Ordering::Relaxed);
     loop {
         let w = remote::word(s).load(Ordering::Relaxed);
         if rcnt(w) != 0 {
             // SAFETY: we still own the local fields.
-            unsafe { collect_remote(s, false) };
+            unsafe { collect_remote(s, false, key) };
             continue;
         }
         // Release: the frozen `used`, `free`, `bump` are published to the
@@ -276,8 +381,7 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
         }
         return;
     }
-    // SAFETY: frozen fields, read under the heap lock.
-    let cap = unsafe { s.capacity.get() };
+    let cap = capacity(s);
     // Objects a claimer would get: everything but the live ones.
     let avail = cap - (used - rcnt(w));
     if avail >= list_threshold(cap) && !listed {
@@ -306,6 +410,12 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     s.owner.store(0, Ordering::Relaxed);
     remote::word(s).store(0, Ordering::Relaxed);
     s.used.store(0, Ordering::Relaxed);
+    // SAFETY: under the heap lock, with no owner; nothing is inside a
+    // released slab.
+    unsafe {
+        s.lo.set(0);
+        s.span.set(0);
+    }
     let idx = slab_index(arena, s);
     let order = s.order();
     for i in 1..(1usize << order) {

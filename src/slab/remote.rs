@@ -12,6 +12,10 @@
 //! bounds it: a count beyond the slab's capacity can only come from a
 //! double free, which is reported instead of overflowing into `DETACHED`.
 //! Addresses fit 48 bits on x86-64 and AArch64 user space.
+//!
+//! The word itself holds the top object's address in clear (it is
+//! allocator metadata); the links inside the objects are encoded with the
+//! heap's key, like those of the local list (see [`super::key`]).
 
 use crate::arena::desc::PageDesc;
 use crate::diag::fatal;
@@ -47,22 +51,28 @@ pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
 /// Pushes `p` onto the remote stack of `s`; returns the word before.
 ///
 /// # Safety
-/// `p` is a live object of slab `s`, given up by the caller.
+/// `p` is a live object of slab `s`, given up by the caller; `key` is the
+/// key of the heap of `s`.
 #[inline]
-pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8) -> u64 {
-    // SAFETY: capacity is fixed while the slab has live objects.
-    let cap = unsafe { s.capacity.get() };
+pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8, key: usize) -> u64 {
+    // The class is fixed while the slab has live objects.
+    let cap = super::capacity(s);
+    #[cfg(feature = "debug")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        super::debug::on_free(s, p)
+    };
     let mut w = word(s).load(Ordering::Relaxed);
     loop {
         let n = rcnt(w) + 1;
         if n > cap {
             fatal(
-                "double free (remote free count exceeds slab capacity)",
+                "double free (the slab's free count would exceed its capacity)",
                 p as usize,
             );
         }
         // SAFETY: the object is ours until the CAS publishes it.
-        unsafe { *(p as *mut *mut u8) = rptr(w) };
+        unsafe { *(p as *mut usize) = super::key::encode(rptr(w), key) };
         let new = (p as u64 & PTR_MASK) | ((n as u64) << CNT_SHIFT) | (w & DETACHED);
         match word(s).compare_exchange_weak(
             w,

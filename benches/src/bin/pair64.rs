@@ -1,7 +1,7 @@
 //! N alloc/free pairs of 64 bytes through `GlobalAlloc`, for callgrind.
 //!
 //! ```text
-//! pair64 lifeboat|system|mimalloc|jemalloc [N (1000000)]
+//! pair64 lifeboat|system|mimalloc|jemalloc [N (1000000)] [SIZE (64)]
 //! ```
 //!
 //! `ci/callgrind.sh` runs it with two values of N and divides the
@@ -14,15 +14,15 @@ use std::process::ExitCode;
 
 use lifeboat_bench::{with_allocator, Which};
 
-const USAGE: &str = "usage: pair64 lifeboat|system|mimalloc|jemalloc [N (1000000)]";
+const USAGE: &str = "usage: pair64 lifeboat|system|mimalloc|jemalloc [N (1000000)] [SIZE (64)]";
 
 #[inline(never)]
-fn run<A: GlobalAlloc>(a: &A, n: u64) {
-    let layout = Layout::from_size_align(64, 8).expect("valid layout");
+fn run<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
+    let layout = Layout::from_size_align(size, 8).expect("valid layout");
     for _ in 0..n {
         // The size is opaque to the compiler, as it is to a C allocator.
         let l = black_box(layout);
-        // SAFETY: `l` has a non-zero size (64).
+        // SAFETY: `l` has a non-zero size (checked in `main`).
         let p = unsafe { a.alloc(l) };
         if p.is_null() {
             handle_alloc_error(l);
@@ -47,6 +47,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    with_allocator!(which, |a| run(a, n));
+    let size: usize = match args.next().map(|s| s.parse()) {
+        None => 64,
+        Some(Ok(s)) if s > 0 => s,
+        _ => {
+            eprintln!("pair64: SIZE must be a positive integer\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    with_allocator!(which, |a| run(a, n, size));
     ExitCode::SUCCESS
 }
