@@ -36,7 +36,7 @@
 //!   ordered.
 //!
 //! Slab free lists are read only through [`next_link`] and
-//! [`remote_next_link`], the single place to adapt if links are encoded.
+//! [`remote_next_link`], which decode them with the heap's key.
 
 use crate::arena::buddy::{MAX_ORDER, ORDERS};
 use crate::arena::desc::{
@@ -45,9 +45,9 @@ use crate::arena::desc::{
 };
 use crate::heap::HeapInner;
 use crate::os::{PAGE_SHIFT, PAGE_SIZE};
-use crate::slab::class::{CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
+use crate::slab::class::{NUM_CLASSES, SLAB_ORDER};
 use crate::slab::remote::{self, rcnt, rptr, DETACHED};
-use crate::slab::{list_threshold, slab_start};
+use crate::slab::{capacity, key, list_threshold, obj_size, slab_start};
 use crate::sync::Ordering;
 
 /// A broken invariant found by [`Heap::verify`](crate::Heap::verify).
@@ -89,10 +89,10 @@ fn check(ok: bool, what: &'static str, at: usize, value: usize) -> Res {
 /// # Safety
 /// `obj` is an object start inside slab `s`, which the caller may read.
 #[inline]
-unsafe fn next_link(_h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
+unsafe fn next_link(h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
     // SAFETY: per the caller, `obj` is a readable, aligned object start
     // (objects are at least 8 bytes and 8-byte aligned).
-    unsafe { *(obj as *const *mut u8) }
+    key::decode(unsafe { *(obj as *const usize) }, h.slabs.key)
 }
 
 /// The link stored in object `obj` on the remote stack of slab `s`.
@@ -100,9 +100,9 @@ unsafe fn next_link(_h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
 /// # Safety
 /// As for [`next_link`].
 #[inline]
-unsafe fn remote_next_link(_h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
+unsafe fn remote_next_link(h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
     // SAFETY: as in `next_link`.
-    unsafe { *(obj as *const *mut u8) }
+    key::decode(unsafe { *(obj as *const usize) }, h.slabs.key)
 }
 
 /// Bits for the objects of one slab, to find duplicates in its lists.
@@ -490,26 +490,22 @@ impl HeapInner {
             i,
             o,
         )?;
-        // SAFETY: fixed while the slab is live; every lock is held.
-        let (size, cap, bump) = unsafe {
-            (
-                d.size.get() as usize,
-                d.capacity.get() as usize,
-                d.bump.get() as usize,
-            )
-        };
-        check(
-            size == CLASS_SIZE[class] as usize,
-            "slab: object size differs from its class",
-            i,
-            size,
-        )?;
+        let (size, cap) = (obj_size(d), capacity(d) as usize);
         check(
             cap == (PAGE_SIZE << o) / size,
-            "slab: wrong capacity",
+            "slab: class capacity does not fill its order",
             i,
             cap,
         )?;
+        // SAFETY: fixed while the slab is live; every lock is held.
+        let (lo, span, bump) = unsafe { (d.lo.get(), d.span.get(), d.bump.get() as usize) };
+        check(
+            lo == slab_start(a, d) as usize,
+            "slab: object range does not start at the slab",
+            i,
+            lo,
+        )?;
+        check(span == cap * size, "slab: wrong object range", i, span)?;
         check(bump <= cap, "slab: bump beyond capacity", i, bump)?;
         let used = d.used.load(Ordering::Relaxed) as usize;
         let w = remote::word(d).load(Ordering::Acquire);
