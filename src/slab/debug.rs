@@ -30,6 +30,23 @@ pub(crate) const REDZONE: u8 = 0xFB;
 /// the stored size.
 pub(crate) const RZ_EXTRA: usize = 8;
 
+/// Index of the first byte of `bytes` that is not `v`: eight bytes at a
+/// time, then byte by byte.
+fn first_not(bytes: &[u8], v: u8) -> Option<usize> {
+    let word = u64::from_ne_bytes([v; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if u64::from_ne_bytes(w) != word {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|&x| x != v).map(|i| at + i)
+}
+
 /// Object index of `p` in `s`, if `p` is an object start.
 fn index_of(s: &PageDesc, p: *const u8) -> Option<usize> {
     if !in_slab(s, p) {
@@ -80,7 +97,7 @@ pub(crate) unsafe fn on_pop(s: &PageDesc, b: *mut u8, k: usize) {
     let size = obj_size(s);
     // SAFETY: `b` is an object of `s`, `size` bytes long.
     let body = unsafe { core::slice::from_raw_parts(b.add(8), size - 8) };
-    if let Some(at) = body.iter().position(|&x| x != POISON) {
+    if let Some(at) = first_not(body, POISON) {
         fatal(
             "use after free (a freed object was written to; found when handing it out)",
             b as usize + 8 + at,
@@ -176,7 +193,7 @@ pub(crate) unsafe fn check_redzone(s: &PageDesc, p: *const u8) {
     }
     // SAFETY: inside the object.
     let zone = unsafe { core::slice::from_raw_parts(p.add(size), osize - 4 - size) };
-    if let Some(at) = zone.iter().position(|&x| x != REDZONE) {
+    if let Some(at) = first_not(zone, REDZONE) {
         fatal(
             "heap overflow (a write past the end of the object hit its red zone)",
             p as usize + size + at,
