@@ -22,6 +22,7 @@
 # correct model / execution at which the twin was caught, wall time):
 #
 #   arena_accounting  178,126 / 1       35 s   twin WeakLockAcquire
+#   block_cache         2,412 / 1      0.2 s   twin BlockCacheSplitTake
 #   capture           169,620 / 18,566  57 s   twin CaptureTrustsPoll
 #   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
 #   mempool_wakeup        284 / 4      0.1 s   twin MempoolNotifyEarly

@@ -15,6 +15,7 @@ use crate::arena::buddy::{order_for_pages, MAX_ORDER};
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_CACHED, KIND_LARGE, KIND_SLAB, KIND_TAIL};
 use crate::arena::watermark::{Admit, Tier, Watermarks};
 use crate::arena::Arena;
+use crate::block_cache::BlockCache;
 use crate::config::Config;
 use crate::diag::fatal;
 use crate::error::{AllocError, Error};
@@ -80,6 +81,8 @@ pub(crate) struct HeapInner {
     meta_len: usize,
     pub(crate) budget_pages: usize,
     huge_cache: HugeCache,
+    /// Freed 512 KiB–1 MiB blocks of the process heap (`block_cache.rs`).
+    pub(crate) block_cache: BlockCache,
     pub(crate) config: Config,
     pub(crate) reclaim: Reclaim,
     pub(crate) counters: Counters,
@@ -155,6 +158,7 @@ impl HeapInner {
                 meta_len,
                 budget_pages: npages,
                 huge_cache: HugeCache::new(npages << PAGE_SHIFT),
+                block_cache: BlockCache::new(),
                 counters: Counters::new(),
                 gate: ReserveGate::new(config.max_reserve_users, config.reserve_wait_ms),
                 config: *config,
@@ -167,6 +171,11 @@ impl HeapInner {
             }
             Ok(NonNull::new_unchecked(inner))
         }
+    }
+
+    /// Returns the blocks parked in the heap's block cache to the arena.
+    pub(crate) fn drop_block_cache(&self) {
+        self.block_cache.drain(|idx| self.free_parked(idx));
     }
 
     /// Unmaps the cached free direct mappings; returns their bytes.
@@ -703,9 +712,19 @@ impl HeapInner {
                         p as usize,
                     );
                 }
-                if !d.has_flag(FLAG_RESERVE) && tc.park_large(idx, d.order()) {
-                    d.kind.store(KIND_CACHED, Ordering::Relaxed);
-                    return;
+                if !d.has_flag(FLAG_RESERVE) {
+                    if tc.park_large(idx, d.order()) {
+                        d.kind.store(KIND_CACHED, Ordering::Relaxed);
+                        return;
+                    }
+                    if tc.caches_large() {
+                        // Published by the slot's release: set it first.
+                        d.kind.store(KIND_CACHED, Ordering::Relaxed);
+                        if self.block_cache.park(idx, d.order()) {
+                            return;
+                        }
+                        d.kind.store(KIND_LARGE, Ordering::Relaxed);
+                    }
                 }
                 self.with_lock(|| {
                     if d.kind() != KIND_LARGE {
@@ -897,13 +916,19 @@ impl HeapInner {
             .desc(idx - d.back.load(Ordering::Relaxed) as usize)
     }
 
-    /// A large block of the right order parked in `tc`, if any.
+    /// A large block of the right order parked in `tc` (or, for the
+    /// process heap's caches, in the heap's block cache), if any.
     #[inline]
     pub(crate) fn take_parked(&self, tc: &mut ThreadCache, layout: Layout) -> Option<*mut u8> {
         if layout.size() <= crate::slab::class::MAX_SMALL_SIZE && layout.align() <= PAGE_SIZE {
             return None; // served by slabs
         }
-        let idx = tc.take_large(request_order(layout))?;
+        let order = request_order(layout);
+        let idx = match tc.take_large(order) {
+            Some(idx) => idx,
+            None if tc.caches_large() => self.block_cache.take(order)?,
+            None => return None,
+        };
         self.arena
             .desc(idx)
             .kind

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod arena;
+mod block_cache;
 mod config;
 mod diag;
 mod error;

@@ -201,6 +201,38 @@ pub fn kswapd_turn(heap: &Heap) -> bool {
     false
 }
 
+/// The process heap's block cache (`block_cache.rs`) on its own: its
+/// slots hold page indices, which a model treats as opaque block names.
+pub struct BlockSlots(crate::block_cache::BlockCache);
+
+impl BlockSlots {
+    /// The smallest order the cache parks.
+    pub const MIN_ORDER: usize = crate::block_cache::MIN_ORDER;
+
+    /// Empty slots.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(crate::block_cache::BlockCache::new())
+    }
+
+    /// Parks block `idx` of `order`; false if the slot is taken.
+    pub fn park(&self, idx: usize, order: usize) -> bool {
+        self.0.park(idx, order)
+    }
+
+    /// Takes the block parked for `order`, if any.
+    pub fn take(&self, order: usize) -> Option<usize> {
+        self.0.take(order)
+    }
+
+    /// Empties every slot; returns the blocks taken out.
+    pub fn drain(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.0.drain(|idx| out.push(idx));
+        out
+    }
+}
+
 /// Faults a loom model can inject into the shipped protocol code, to show
 /// that the model catches them (loom builds only). Each is read at exactly
 /// one protocol step through [`fault`]; with no fault injected every hook is
@@ -235,6 +267,9 @@ pub enum Fault {
     /// (and outside the lock): a waiter that checks the pool in between
     /// sleeps through the only wake-up.
     MempoolNotifyEarly,
+    /// `BlockCache::take` empties a slot with a load and a separate store
+    /// instead of one swap: two takers can both get the same block.
+    BlockCacheSplitTake,
 }
 
 #[cfg(loom)]

@@ -23,7 +23,8 @@
 //!   buffers in a loop skips the heap lock and the buddy split and merge.
 //!   Only the process heap's thread-local caches do this (`caches_large`);
 //!   parked blocks count as allocated and go back on `flush` (thread exit,
-//!   reclaim's drain). A parked block's kind is `CACHED`, so a second free
+//!   reclaim's drain; bigger blocks go to the heap's `block_cache`). A
+//!   parked block's kind is `CACHED`, so a second free
 //!   of it is caught.
 //! * Reserve slabs are owned under a second id, `id() | 1`: the free fast
 //!   path compares the owner with `id()` only, so frees into reserve slabs
@@ -292,6 +293,13 @@ impl ThreadCache {
                 }
             }
         }
+    }
+
+    /// Whether this cache parks large blocks (the process heap's caches,
+    /// which also use the heap's block cache for bigger ones).
+    #[inline]
+    pub(crate) fn caches_large(&self) -> bool {
+        self.caches_large
     }
 
     /// Takes a parked large block of `order`; returns its page index.

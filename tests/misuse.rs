@@ -310,7 +310,13 @@ fn free_twice(size: usize) {
 
 #[test]
 fn double_free_of_a_large_block() {
-    // 1 MiB: a buddy block, back on the free lists after the first free.
+    // 2 MiB: a buddy block, back on the free lists after the first free.
+    expect_abort(|| free_twice(2 << 20), "double free");
+}
+
+#[test]
+fn double_free_of_a_block_in_the_heap_block_cache() {
+    // 1 MiB: parked in the process heap's block cache by the first free.
     expect_abort(|| free_twice(1 << 20), "double free");
 }
 

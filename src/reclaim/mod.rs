@@ -343,6 +343,7 @@ impl HeapInner {
         priority: u32,
     ) -> (usize, usize) {
         self.reclaim.drain_gen.fetch_add(1, Ordering::Release);
+        self.drop_block_cache();
         let unmapped = self.drop_huge_cache();
         self.reclaim
             .c
@@ -501,6 +502,7 @@ impl HeapInner {
     /// the system calls. Blocks below `min_order` are left alone. Returns
     /// the bytes purged.
     pub(crate) fn purge(&self, min_order: usize) -> usize {
+        self.drop_block_cache();
         let mut total = self.drop_huge_cache();
         let mut batch = [(0u32, 0u8); 32];
         loop {
