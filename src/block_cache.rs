@@ -18,7 +18,9 @@
 //!   arena. `park` publishes with a compare-and-swap from empty (Release,
 //!   after the kind is set); `take` and `drain` empty a slot with one swap
 //!   (Acquire), so exactly one of any racing takers gets the block;
-//! * at most one block per order, so at most 1.5 MiB is held.
+//! * at most one block per order, so at most 1.5 MiB is held, and blocks
+//!   are parked only while free pages are at or above `low`: below it they
+//!   go back to the free count, where the watermarks decide who gets them.
 
 use crate::sync::{AtomicU32, Ordering};
 
@@ -41,11 +43,17 @@ impl BlockCache {
         }
     }
 
+    /// Whether blocks of `order` are parked here.
+    #[inline]
+    pub(crate) fn caches(order: usize) -> bool {
+        (MIN_ORDER..=MAX_ORDER).contains(&order)
+    }
+
     /// Takes the parked block of `order`, if any; returns its page index.
     /// The caller sets its kind back from `CACHED`.
     #[inline]
     pub(crate) fn take(&self, order: usize) -> Option<usize> {
-        if !(MIN_ORDER..=MAX_ORDER).contains(&order) {
+        if !Self::caches(order) {
             return None;
         }
         let slot = &self.slots[order - MIN_ORDER];
@@ -70,7 +78,7 @@ impl BlockCache {
     /// block's kind to `CACHED` and restores it on false.
     #[inline]
     pub(crate) fn park(&self, idx: usize, order: usize) -> bool {
-        if !(MIN_ORDER..=MAX_ORDER).contains(&order) {
+        if !Self::caches(order) {
             return false;
         }
         self.slots[order - MIN_ORDER]

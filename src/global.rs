@@ -316,6 +316,10 @@ fn alloc_process(
     )
 }
 
+/// The free slow path of the process heap.
+///
+/// # Safety
+/// `p` was returned by this allocator and is not used after.
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_slow(p: *mut u8) {
@@ -384,7 +388,7 @@ unsafe impl GlobalAlloc for Lifeboat {
                         return false;
                     }
                     // The link is stored encoded (see `slab::key`).
-                    *(p as *mut usize) = head as usize ^ (*tc).key;
+                    *(p as *mut usize) = crate::slab::key::encode(head, (*tc).key);
                     s.free.set(p);
                     s.used.store(used - 1, Ordering::Relaxed);
                     true

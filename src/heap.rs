@@ -173,9 +173,15 @@ impl HeapInner {
         }
     }
 
-    /// Returns the blocks parked in the heap's block cache to the arena.
-    pub(crate) fn drop_block_cache(&self) {
-        self.block_cache.drain(|idx| self.free_parked(idx));
+    /// Returns the blocks parked in the heap's block cache to the arena;
+    /// whether there were any.
+    pub(crate) fn drop_block_cache(&self) -> bool {
+        let mut any = false;
+        self.block_cache.drain(|idx| {
+            self.free_parked(idx);
+            any = true;
+        });
+        any
     }
 
     /// Unmaps the cached free direct mappings; returns their bytes.
@@ -329,6 +335,9 @@ impl HeapInner {
     /// mark); and only for memalloc callers refused by the mark, the
     /// reserve slot, a listed reserve slab, or a new one carved from the
     /// reserve.
+    ///
+    /// # Safety
+    /// As for [`HeapInner::alloc_small`].
     #[cold]
     unsafe fn alloc_small_slow(
         &self,
@@ -458,13 +467,8 @@ impl HeapInner {
                 tc.reserve[class] = tc.empty;
                 // SAFETY: `tc` owns `s`; it is detached before the flag changes.
                 unsafe { slab::detach(s, self.slabs.key) };
-                self.with_lock(|| {
-                    // SAFETY: under the heap lock; `s` is detached.
-                    unsafe {
-                        self.unreserve(s);
-                        slab::settle(&self.arena, &self.slabs, s);
-                    }
-                });
+                // SAFETY: under the heap lock; `s` is a descriptor of ours.
+                self.with_lock(|| unsafe { slab::unreserve_detached(&self.arena, &self.slabs, s) });
             }
         }
         self.with_lock(|| {
@@ -473,15 +477,6 @@ impl HeapInner {
                 unsafe { slab::unreserve_listed(&self.arena, &self.slabs, class) };
             }
         });
-    }
-
-    /// Clears the reserve flag of a detached slab.
-    ///
-    /// # Safety
-    /// The caller holds the heap lock.
-    unsafe fn unreserve(&self, s: &PageDesc) {
-        // SAFETY: forwarded.
-        unsafe { slab::unreserve(&self.arena, &self.slabs, s) };
     }
 
     // ---------------------------------------------------------------- pages
@@ -595,13 +590,6 @@ impl HeapInner {
                 }
             },
         };
-        // Direct mappings are counted as granted but never as reserve pages:
-        // they go back to the budget the moment they are freed.
-        self.counters.grant(if admit == Admit::Reserve {
-            Tier::Memalloc
-        } else {
-            r.tier
-        });
         // SAFETY: under the heap lock.
         if !self.with_lock(|| unsafe { self.huge_insert(p as usize, len) }) {
             // The table is full (many small mappings with alignments above
@@ -613,6 +601,13 @@ impl HeapInner {
             }
             return Err(AllocError::MapFailed);
         }
+        // Direct mappings are counted as granted but never as reserve pages:
+        // they go back to the budget the moment they are freed.
+        self.counters.grant(if admit == Admit::Reserve {
+            Tier::Memalloc
+        } else {
+            r.tier
+        });
         self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
         Ok((p, zeroed))
     }
@@ -642,6 +637,9 @@ impl HeapInner {
     }
 
     /// Finds (and with `remove`, removes) a direct mapping; returns its length.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
     pub(crate) unsafe fn huge_find(&self, addr: usize, remove: bool) -> Option<usize> {
         let mut i = hash(addr) & self.huge_mask;
         // SAFETY: indices are masked into the table; under the heap lock.
@@ -663,6 +661,9 @@ impl HeapInner {
     }
 
     /// Linear-probing deletion with backward shift (no tombstones).
+    ///
+    /// # Safety
+    /// The caller holds the heap lock; `hole` is an occupied slot.
     unsafe fn huge_remove_at(&self, mut hole: usize) {
         let mask = self.huge_mask;
         // SAFETY: indices are masked into the table; under the heap lock.
@@ -717,7 +718,13 @@ impl HeapInner {
                         d.kind.store(KIND_CACHED, Ordering::Relaxed);
                         return;
                     }
-                    if tc.caches_large() {
+                    // Parked only while free pages are above `low`: under
+                    // pressure the pages go back to the free count, where
+                    // the watermarks govern who gets them.
+                    if tc.caches_large()
+                        && BlockCache::caches(d.order())
+                        && self.arena.free_pages() >= self.arena.marks.low
+                    {
                         // Published by the slot's release: set it first.
                         d.kind.store(KIND_CACHED, Ordering::Relaxed);
                         if self.block_cache.park(idx, d.order()) {
@@ -801,6 +808,10 @@ impl HeapInner {
         }
     }
 
+    /// Frees a direct mapping (a pointer outside the arena).
+    ///
+    /// # Safety
+    /// As for [`HeapInner::free`].
     unsafe fn free_huge(&self, p: *mut u8) {
         let mut unmap = [(0, 0); huge_cache::SLOTS + 1];
         // SAFETY: under the heap lock.

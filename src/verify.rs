@@ -35,8 +35,8 @@
 //!   large blocks flagged `RESERVE`) match their counters; watermarks are
 //!   ordered.
 //!
-//! Slab free lists are read only through [`next_link`] and
-//! [`remote_next_link`], which decode them with the heap's key.
+//! Slab free lists are read only through [`next_link`], which decodes
+//! their links with the heap's key.
 
 use crate::arena::buddy::{MAX_ORDER, ORDERS};
 use crate::arena::desc::{
@@ -84,24 +84,15 @@ fn check(ok: bool, what: &'static str, at: usize, value: usize) -> Res {
     }
 }
 
-/// The link stored in free object `obj` of slab `s` (the local free list).
+/// The link stored in free object `obj` (local free lists and remote
+/// stacks encode links alike).
 ///
 /// # Safety
-/// `obj` is an object start inside slab `s`, which the caller may read.
+/// `obj` is a readable object start of a slab of `h`.
 #[inline]
-unsafe fn next_link(h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
+unsafe fn next_link(h: &HeapInner, obj: *mut u8) -> *mut u8 {
     // SAFETY: per the caller, `obj` is a readable, aligned object start
     // (objects are at least 8 bytes and 8-byte aligned).
-    key::decode(unsafe { *(obj as *const usize) }, h.slabs.key)
-}
-
-/// The link stored in object `obj` on the remote stack of slab `s`.
-///
-/// # Safety
-/// As for [`next_link`].
-#[inline]
-unsafe fn remote_next_link(h: &HeapInner, _s: &PageDesc, obj: *mut u8) -> *mut u8 {
-    // SAFETY: as in `next_link`.
     key::decode(unsafe { *(obj as *const usize) }, h.slabs.key)
 }
 
@@ -568,13 +559,7 @@ impl HeapInner {
                 }
                 // SAFETY: `p` was checked to be an object start inside the
                 // slab's mapped pages.
-                p = unsafe {
-                    if remote_list {
-                        remote_next_link(self, d, p)
-                    } else {
-                        next_link(self, d, p)
-                    }
-                };
+                p = unsafe { next_link(self, p) };
             }
             Ok(n)
         };

@@ -338,16 +338,17 @@ impl ModelShrinker {
         }
     }
 
+    /// Frees up to `n` held blocks, taking them one at a time so that a
+    /// scan allocates nothing (recursive reclaim rounds forbid it).
     fn free_n(&self, n: usize) -> usize {
-        let taken: Vec<Live> = {
-            let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-            let k = n.min(items.len());
-            items.drain(..k).collect()
-        };
         // SAFETY: the runner keeps the heap alive while the shrinker can be
         // called (it unregisters and empties it before the heap goes).
         let heap = unsafe { &*(self.heap.load(Ordering::Relaxed) as *const Heap) };
-        for b in &taken {
+        let mut freed = 0;
+        while freed < n {
+            let Some(b) = self.items.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+                break;
+            };
             if mismatch(b.addr, b.layout.size(), b.fill).is_some() {
                 self.corrupt.fetch_add(1, Ordering::Relaxed);
             }
@@ -355,9 +356,10 @@ impl ModelShrinker {
                 // SAFETY: the block is live and was handed to us.
                 unsafe { heap.dealloc(p, b.layout) };
             }
+            freed += 1;
         }
-        self.freed.fetch_add(taken.len(), Ordering::Relaxed);
-        taken.len()
+        self.freed.fetch_add(freed, Ordering::Relaxed);
+        freed
     }
 }
 

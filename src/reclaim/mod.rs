@@ -175,6 +175,11 @@ impl HeapInner {
         self.reclaim.kswapd.wake();
         let r = resolve(flags);
         if r.flags.contains(AllocFlags::ATOMIC) || r.flags.contains(AllocFlags::NORETRY) {
+            // No reclaim for these; blocks parked in the block cache are
+            // free memory all the same.
+            if self.drop_block_cache() {
+                return attempt().map(Got::Alloc);
+            }
             return Err(err);
         }
         let bits = memalloc::thread_bits();

@@ -229,6 +229,10 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc, keep_detached: bool, key: usiz
 
 /// Prepends a chain (ending in null) to the local list. Every link walked
 /// is checked to stay inside the slab.
+///
+/// # Safety
+/// The caller owns `s`; `chain` is null or a chain of free objects of `s`
+/// linked with `key`, taken off its remote stack.
 unsafe fn append_local(s: &PageDesc, chain: *mut u8, key: usize) {
     // SAFETY: the chain is owned by the caller and null-terminated; every
     // link followed was checked to lie inside the slab; the local list is
@@ -460,6 +464,30 @@ unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
         }
     }
     s.set_flag(FLAG_LISTED, false);
+}
+
+/// Pressure has lifted: clears the reserve flag of `s`, which its owner
+/// detached before taking the heap lock, and settles it on the ordinary
+/// lists. Between the detach and the lock a remote free may have listed
+/// it (on the reserve list, which the flag selects, so it is unlinked
+/// first), a reserve claimer may own it again (it is left alone), or it
+/// may have been released (nothing to do).
+///
+/// # Safety
+/// The caller holds the heap lock; `s` is a descriptor of this arena.
+pub(crate) unsafe fn unreserve_detached(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
+    if s.kind() != KIND_SLAB || remote::word(s).load(Ordering::Acquire) & DETACHED == 0 {
+        return;
+    }
+    // SAFETY: under the heap lock; `s` is a detached slab, so nobody but
+    // the lock holder changes its flags and links.
+    unsafe {
+        if s.has_flag(FLAG_LISTED) {
+            unlink(arena, lists, s);
+        }
+        unreserve(arena, lists, s);
+        settle(arena, lists, s);
+    }
 }
 
 /// Clears the reserve flag of every listed reserve-backed slab of `class`,
