@@ -758,7 +758,7 @@ impl HeapInner {
                         p as usize,
                     );
                 }
-                check_object_start(&self.arena, s, p);
+                check_object_start(s, p);
                 #[cfg(feature = "debug")]
                 {
                     if !slab::debug::is_live(s, p) {
@@ -1205,11 +1205,15 @@ fn request_order(layout: Layout) -> usize {
 
 /// Aborts if `p` is not the start of an object of slab `s`.
 #[inline]
-fn check_object_start(arena: &Arena, s: &PageDesc, p: *mut u8) {
-    let off = (p as usize).wrapping_sub(slab::slab_start(arena, s) as usize);
-    // The class is fixed while the slab is live.
-    let (size, cap) = (slab::obj_size(s), slab::capacity(s) as usize);
-    if size == 0 || !off.is_multiple_of(size) || off / size >= cap {
+fn check_object_start(s: &PageDesc, p: *mut u8) {
+    // SAFETY: `lo` and `span` are fixed while the slab is live (and zero,
+    // so nothing passes, on a released one).
+    let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };
+    let off = (p as usize).wrapping_sub(lo);
+    // `off < span` (at most a slab, far below 2^32) first: the multiple
+    // test needs it. The class is fixed while the slab is live.
+    let class = s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES;
+    if off >= span || !slab::class::is_object_offset(off, class) {
         fatal("invalid free (not the start of an object)", p as usize);
     }
 }

@@ -115,6 +115,29 @@ const fn build_lookup() -> [u8; LOOKUP_MAX / 8 + 1] {
     t
 }
 
+/// `u64::MAX / size + 1` of each class: `off` (below 2^32) is a multiple
+/// of the class size exactly when `off * CLASS_DIV_MAGIC` (wrapping) is
+/// below `CLASS_DIV_MAGIC` (Lemire, Kaser and Kurz, "Faster remainder by
+/// direct computation"), one multiply instead of a division.
+pub(crate) static CLASS_DIV_MAGIC: [u64; NUM_CLASSES] = build_div_magic();
+
+const fn build_div_magic() -> [u64; NUM_CLASSES] {
+    let mut t = [0u64; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        t[c] = u64::MAX / compute_size(c) as u64 + 1;
+        c += 1;
+    }
+    t
+}
+
+/// Whether `off` (below 2^32) is a multiple of the size of `class`.
+#[inline]
+pub(crate) fn is_object_offset(off: usize, class: usize) -> bool {
+    let m = CLASS_DIV_MAGIC[class];
+    (off as u64).wrapping_mul(m) < m
+}
+
 /// Object size of each class.
 pub(crate) static CLASS_SIZE: [u32; NUM_CLASSES] = build_sizes();
 /// Buddy order of each class's slabs.
@@ -195,6 +218,21 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_offsets_match_the_remainder() {
+        for c in 0..NUM_CLASSES {
+            let size = CLASS_SIZE[c] as usize;
+            let slab = 4096usize << SLAB_ORDER[c];
+            for off in (0..slab).chain([u32::MAX as usize - 7, u32::MAX as usize]) {
+                assert_eq!(
+                    is_object_offset(off, c),
+                    off % size == 0,
+                    "class {c} offset {off}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn medium_table_agrees_with_the_formula() {
