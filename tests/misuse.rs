@@ -61,6 +61,16 @@ fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
 }
 
+/// The message of a small double free: `plain` without `debug`; under
+/// `debug` the live bit, checked first, catches every case.
+fn double_free_message(plain: &'static str) -> &'static str {
+    if cfg!(feature = "debug") {
+        "double free (the object is not live)"
+    } else {
+        plain
+    }
+}
+
 #[test]
 fn double_free_of_the_free_list_head() {
     expect_abort(
@@ -75,12 +85,7 @@ fn double_free_of_the_free_list_head() {
                 h.dealloc(p, layout(96));
             }
         },
-        // Under `debug` the live bit, checked first, catches every case.
-        if cfg!(feature = "debug") {
-            "double free (the object is not live)"
-        } else {
-            "double free (the object is the head of its slab's free list)"
-        },
+        double_free_message("double free (the object is the head of its slab's free list)"),
     );
 }
 
@@ -100,11 +105,7 @@ fn double_free_overflowing_the_free_count() {
                 h.dealloc(a, layout(96));
             }
         },
-        if cfg!(feature = "debug") {
-            "double free (the object is not live)"
-        } else {
-            "double free (the slab's free count would exceed its capacity)"
-        },
+        double_free_message("double free (the slab's free count would exceed its capacity)"),
     );
 }
 
