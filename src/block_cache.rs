@@ -1,7 +1,8 @@
 //! One freed page block per order for the big buddy orders, shared by all
-//! threads of a heap: a program that allocates and frees 512 KiB–1 MiB
+//! threads of a heap: a program that allocates and frees 512 KiB–4 MiB
 //! buffers in a loop skips the heap lock and the buddy split and merge
-//! (about 850 instructions a pair without it).
+//! (730–870 instructions a pair without it, and a cache miss on a buddy's
+//! descriptor for each order merged).
 //!
 //! The thread caches park blocks of orders 4..=6 (`tcache.rs`); bigger
 //! blocks are parked here instead, at heap level, because a parked block
@@ -18,42 +19,57 @@
 //!   arena. `park` publishes with a compare-and-swap from empty (Release,
 //!   after the kind is set); `take` and `drain` empty a slot with one swap
 //!   (Acquire), so exactly one of any racing takers gets the block;
-//! * at most one block per order, so at most 1.5 MiB is held, and blocks
-//!   are parked only while free pages are at or above `low`: below it they
-//!   go back to the free count, where the watermarks decide who gets them.
+//! * at most one block per order, so at most 7.5 MiB is held; an order is
+//!   parked only if its block is at most 1/64 of the budget (`max_order`),
+//!   so a small heap holds at most 1/32 of its budget here, and blocks are
+//!   parked only while free pages are at or above `low`: below it they go
+//!   back to the free count, where the watermarks decide who gets them.
 
 use crate::sync::{AtomicU32, Ordering};
 
 /// Smallest order parked here (512 KiB).
 pub(crate) const MIN_ORDER: usize = 7;
-/// Largest order parked here (1 MiB).
-pub(crate) const MAX_ORDER: usize = 8;
+/// Largest order parked here (4 MiB, the largest buddy block).
+pub(crate) const MAX_ORDER: usize = crate::arena::buddy::MAX_ORDER;
+/// A block is parked only if it is at most this fraction of the budget.
+const BUDGET_SHARE: usize = 64;
 /// Number of slots.
 pub(crate) const SLOTS: usize = MAX_ORDER - MIN_ORDER + 1;
 
 /// The slots, one per order in `MIN_ORDER..=MAX_ORDER`.
 pub(crate) struct BlockCache {
     slots: [AtomicU32; SLOTS],
+    /// The largest order parked, from the budget; below `MIN_ORDER` when
+    /// the budget is too small for any.
+    max_order: usize,
 }
 
 impl BlockCache {
-    pub(crate) fn new() -> Self {
+    /// Empty slots for a heap of `budget_pages` pages.
+    pub(crate) fn new(budget_pages: usize) -> Self {
+        let share = budget_pages / BUDGET_SHARE;
+        let max_order = if share == 0 {
+            0
+        } else {
+            (share.ilog2() as usize).min(MAX_ORDER)
+        };
         Self {
             slots: core::array::from_fn(|_| AtomicU32::new(0)),
+            max_order,
         }
     }
 
     /// Whether blocks of `order` are parked here.
     #[inline]
-    pub(crate) fn caches(order: usize) -> bool {
-        (MIN_ORDER..=MAX_ORDER).contains(&order)
+    pub(crate) fn caches(&self, order: usize) -> bool {
+        (MIN_ORDER..=self.max_order).contains(&order)
     }
 
     /// Takes the parked block of `order`, if any; returns its page index.
     /// The caller sets its kind back from `CACHED`.
     #[inline]
     pub(crate) fn take(&self, order: usize) -> Option<usize> {
-        if !Self::caches(order) {
+        if !self.caches(order) {
             return None;
         }
         let slot = &self.slots[order - MIN_ORDER];
@@ -78,7 +94,7 @@ impl BlockCache {
     /// block's kind to `CACHED` and restores it on false.
     #[inline]
     pub(crate) fn park(&self, idx: usize, order: usize) -> bool {
-        if !Self::caches(order) {
+        if !self.caches(order) {
             return false;
         }
         self.slots[order - MIN_ORDER]
@@ -94,5 +110,26 @@ impl BlockCache {
                 release(v as usize - 1);
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_orders_follow_the_budget() {
+        // 24 GiB: every order from 512 KiB to 4 MiB.
+        let big = BlockCache::new(6 << 20);
+        assert!((MIN_ORDER..=MAX_ORDER).all(|o| big.caches(o)));
+        assert!(!big.caches(MIN_ORDER - 1) && !big.caches(MAX_ORDER + 1));
+        // 128 MiB = 32768 pages: blocks up to 512 pages (2 MiB).
+        let mid = BlockCache::new(32768);
+        assert!(mid.caches(9) && !mid.caches(10));
+        // 16 MiB: 4096 / 64 = 64 pages, below the smallest order parked.
+        let small = BlockCache::new(4096);
+        assert!((0..=MAX_ORDER).all(|o| !small.caches(o)));
+        assert!(!small.park(0, MIN_ORDER));
+        assert_eq!(BlockCache::new(0).max_order, 0);
     }
 }

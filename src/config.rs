@@ -17,6 +17,7 @@ pub struct Config {
     pub(crate) capture: bool,
     pub(crate) background_reclaim: bool,
     pub(crate) purge_interval_ms: u32,
+    pub(crate) huge_pages: bool,
 }
 
 impl Config {
@@ -34,6 +35,7 @@ impl Config {
             capture: true,
             background_reclaim: false,
             purge_interval_ms: 1000,
+            huge_pages: true,
         }
     }
 
@@ -86,6 +88,22 @@ impl Config {
     /// (default 1000 ms).
     pub const fn purge_interval_ms(mut self, ms: u32) -> Self {
         self.purge_interval_ms = ms;
+        self
+    }
+
+    /// Asks the kernel for transparent huge pages (`MADV_HUGEPAGE`) on
+    /// direct mappings, the requests above 4 MiB (default on). Each such
+    /// mapping is then 2 MiB-aligned and its touched 2 MiB regions are
+    /// backed by huge pages where the kernel has them: fewer page faults and
+    /// TLB misses. A region is backed whole once any byte of it is touched,
+    /// so the RSS of a mapping used only in part can exceed what was
+    /// touched, by less than 2 MiB a region, but never its length, which is
+    /// what the budget is charged. The slab and page-block arena keeps
+    /// ordinary pages either way. Without THP in the kernel
+    /// (`/sys/kernel/mm/transparent_hugepage/enabled` at `never`) this does
+    /// nothing.
+    pub const fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
         self
     }
 

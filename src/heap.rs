@@ -81,7 +81,7 @@ pub(crate) struct HeapInner {
     meta_len: usize,
     pub(crate) budget_pages: usize,
     huge_cache: HugeCache,
-    /// Freed 512 KiB–1 MiB blocks of the process heap (`block_cache.rs`).
+    /// Freed 512 KiB–4 MiB blocks of the process heap (`block_cache.rs`).
     pub(crate) block_cache: BlockCache,
     pub(crate) config: Config,
     pub(crate) reclaim: Reclaim,
@@ -158,7 +158,7 @@ impl HeapInner {
                 meta_len,
                 budget_pages: npages,
                 huge_cache: HugeCache::new(npages << PAGE_SHIFT),
-                block_cache: BlockCache::new(),
+                block_cache: BlockCache::new(npages),
                 counters: Counters::new(),
                 gate: ReserveGate::new(config.max_reserve_users, config.reserve_wait_ms),
                 config: *config,
@@ -552,44 +552,40 @@ impl HeapInner {
             .ok_or(AllocError::Layout)?
             & !(PAGE_SIZE - 1);
         let pages = len >> PAGE_SHIFT;
-        // SAFETY: under the heap lock.
-        let charge = |memalloc: bool| {
-            self.with_lock(|| unsafe { self.arena.charge(pages, r.tier, memalloc) })
-        };
-        let charged = match charge(false) {
-            Err(AllocError::Watermark) if r.memalloc => self.through_gate(|| charge(true)),
-            res => res,
-        };
-        let admit = charged?;
         let align = align.max(PAGE_SIZE);
-        // A cached mapping saves the mmap and the page faults; its extra
-        // length (at most a quarter) is charged too.
-        // SAFETY: under the heap lock.
-        let cached = self.with_lock(|| unsafe {
-            let (addr, real) = self.huge_cache.take(len, align)?;
-            if self
-                .arena
-                .charge((real - len) >> PAGE_SHIFT, Tier::Memalloc, true)
-                .is_err()
-            {
-                let mut out = [(0, 0); huge_cache::SLOTS + 1];
-                let n = self.huge_cache.keep(addr, real, &mut out);
-                debug_assert_eq!(n, 0);
-                return None;
-            }
-            Some((addr, real))
-        });
-        let (p, len, zeroed) = match cached {
-            Some((addr, real)) => (addr as *mut u8, real, false),
-            None => match os::reserve(len, align) {
-                Some(p) => (p, len, true),
-                None => {
-                    // SAFETY: charged just above.
-                    self.with_lock(|| unsafe { self.arena.uncharge(pages) });
-                    return Err(AllocError::MapFailed);
-                }
-            },
+        // One locked section charges the request and, when a cached mapping
+        // fits, takes and records it: a reuse costs one lock round trip.
+        let charge_and_reuse = |memalloc: bool| {
+            // SAFETY: under the heap lock.
+            self.with_lock(|| unsafe {
+                let admit = self.arena.charge(pages, r.tier, memalloc)?;
+                Ok((admit, self.reuse_cached_huge(len, align)))
+            })
         };
+        let (admit, cached) = match charge_and_reuse(false) {
+            Err(AllocError::Watermark) if r.memalloc => {
+                self.through_gate(|| charge_and_reuse(true))
+            }
+            res => res,
+        }?;
+        if let Some((addr, real)) = cached {
+            return Ok(self.huge_granted(addr as *mut u8, real, admit, r, false));
+        }
+        let thp = self.config.huge_pages && len >= os::HUGE_PAGE_SIZE;
+        let map_align = if thp {
+            align.max(os::HUGE_PAGE_SIZE)
+        } else {
+            align
+        };
+        let Some(p) = os::reserve(len, map_align) else {
+            // SAFETY: charged just above.
+            self.with_lock(|| unsafe { self.arena.uncharge(pages) });
+            return Err(AllocError::MapFailed);
+        };
+        if thp {
+            // SAFETY: the whole mapping just made.
+            unsafe { os::advise_huge_pages(p, len) };
+        }
         // SAFETY: under the heap lock.
         if !self.with_lock(|| unsafe { self.huge_insert(p as usize, len) }) {
             // The table is full (many small mappings with alignments above
@@ -601,6 +597,51 @@ impl HeapInner {
             }
             return Err(AllocError::MapFailed);
         }
+        Ok(self.huge_granted(p, len, admit, r, true))
+    }
+
+    /// A cached direct mapping for a charged request of `len` bytes at
+    /// `align`, its extra length charged too and the mapping recorded in the
+    /// table; `None` (nothing taken) when none fits, the extra cannot be
+    /// charged, or the table is full.
+    ///
+    /// # Safety
+    /// The caller holds the heap lock.
+    unsafe fn reuse_cached_huge(&self, len: usize, align: usize) -> Option<(usize, usize)> {
+        // SAFETY: under the heap lock (caller).
+        unsafe {
+            // Checked first, so that the insert below cannot fail.
+            if self.huge_used.get() >= self.huge_mask {
+                return None;
+            }
+            let (addr, real) = self.huge_cache.take(len, align)?;
+            // The extra length (at most a quarter) is charged too.
+            if self
+                .arena
+                .charge((real - len) >> PAGE_SHIFT, Tier::Memalloc, true)
+                .is_err()
+            {
+                let mut out = [(0, 0); huge_cache::SLOTS + 1];
+                let n = self.huge_cache.keep(addr, real, &mut out);
+                debug_assert_eq!(n, 0);
+                return None;
+            }
+            let inserted = self.huge_insert(addr, real);
+            debug_assert!(inserted);
+            Some((addr, real))
+        }
+    }
+
+    /// Counts a direct mapping of `len` bytes handed out; returns it with
+    /// whether it is known to be zero.
+    fn huge_granted(
+        &self,
+        p: *mut u8,
+        len: usize,
+        admit: Admit,
+        r: Rights,
+        zeroed: bool,
+    ) -> (*mut u8, bool) {
         // Direct mappings are counted as granted but never as reserve pages:
         // they go back to the budget the moment they are freed.
         self.counters.grant(if admit == Admit::Reserve {
@@ -609,7 +650,7 @@ impl HeapInner {
             r.tier
         });
         self.counters.huge_bytes.fetch_add(len, Ordering::Relaxed);
-        Ok((p, zeroed))
+        (p, zeroed)
     }
 
     /// Records a direct mapping; false if the table is full (it keeps one
@@ -722,7 +763,7 @@ impl HeapInner {
                     // pressure the pages go back to the free count, where
                     // the watermarks govern who gets them.
                     if tc.caches_large()
-                        && BlockCache::caches(d.order())
+                        && self.block_cache.caches(d.order())
                         && self.arena.free_pages() >= self.arena.marks.low
                     {
                         // Published by the slot's release: set it first.
@@ -933,6 +974,9 @@ impl HeapInner {
     pub(crate) fn take_parked(&self, tc: &mut ThreadCache, layout: Layout) -> Option<*mut u8> {
         if layout.size() <= crate::slab::class::MAX_SMALL_SIZE && layout.align() <= PAGE_SIZE {
             return None; // served by slabs
+        }
+        if layout.size() > MAX_BLOCK || layout.align() > MAX_BLOCK {
+            return None; // a direct mapping
         }
         let order = request_order(layout);
         let idx = match tc.take_large(order) {

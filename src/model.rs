@@ -209,10 +209,10 @@ impl BlockSlots {
     /// The smallest order the cache parks.
     pub const MIN_ORDER: usize = crate::block_cache::MIN_ORDER;
 
-    /// Empty slots.
+    /// Empty slots, for a budget that parks every order.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        Self(crate::block_cache::BlockCache::new())
+        Self(crate::block_cache::BlockCache::new(usize::MAX >> 1))
     }
 
     /// Parks block `idx` of `order`; false if the slot is taken.

@@ -54,6 +54,21 @@ pub(crate) fn reserve(bytes: usize, align: usize) -> Option<*mut u8> {
     Some(aligned as *mut u8)
 }
 
+/// Alignment of a transparent huge page on x86-64 and aarch64 (4 KiB
+/// base pages).
+pub(crate) const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+/// Asks for transparent huge pages on `[p, p + bytes)`. Advice only: a
+/// kernel without THP refuses it, and the range works the same.
+///
+/// # Safety
+/// `[p, p + bytes)` is a range returned by [`reserve`] (or a page-aligned
+/// part of one).
+pub(crate) unsafe fn advise_huge_pages(p: *mut u8, bytes: usize) {
+    // SAFETY: guaranteed by the caller; the advice changes no contents.
+    unsafe { libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE) };
+}
+
 /// Unmaps a range made by [`reserve`].
 ///
 /// # Safety
