@@ -20,7 +20,7 @@
 //!
 //! Everything else goes to `#[cold]` functions.
 
-use crate::arena::desc::PageDesc;
+use crate::arena::desc::{PageDesc, KIND_SLAB};
 use crate::config::Config;
 use crate::diag;
 use crate::flags::AllocFlags;
@@ -111,7 +111,7 @@ const T_BUSY: u8 = 4;
 
 std::thread_local! {
     static TC: UnsafeCell<ThreadCache> =
-        const { UnsafeCell::new(ThreadCache::with_large_cache(ptr::addr_of!(EMPTY), true)) };
+        const { UnsafeCell::new(ThreadCache::per_thread_cache(ptr::addr_of!(EMPTY), true)) };
     static TSTATE: Cell<u8> = const { Cell::new(T_FRESH) };
 }
 
@@ -270,12 +270,12 @@ fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
     let Some(h) = heap_or_init(config) else {
         return ptr::null_mut();
     };
-    // A block of 64-256 KiB parked in this thread's cache: no lock, no
-    // reclaim machinery.
+    // An object on this thread's foreign list, or a block of 64 KiB-4 MiB
+    // parked in its cache or the heap's: no lock, no reclaim machinery.
     if TSTATE.with(|s| s.get()) == T_LIVE {
         // SAFETY: the thread's own cache; no other borrow of it is live
         // (the state is LIVE, not BUSY).
-        if let Some(p) = TC.with(|tc| unsafe { h.take_parked(&mut *tc.get(), layout) }) {
+        if let Some(p) = TC.with(|tc| unsafe { h.take_cached(&mut *tc.get(), layout) }) {
             if zero {
                 // SAFETY: the block holds at least layout.size() bytes.
                 unsafe { ptr::write_bytes(p, 0, layout.size()) };
@@ -316,6 +316,35 @@ fn alloc_process(
     )
 }
 
+/// Keeps `p` on this thread's foreign list when it is an object of a
+/// detached ordinary slab and the list has room (`foreign.rs`), without
+/// the slow path's re-entry guard and lookups; false: nothing done.
+///
+/// # Safety
+/// `p` was returned by the process heap `h` and is not used after.
+#[inline]
+unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
+    // Not after the exit hook (the lists would strand their objects), nor
+    // inside the slow path (a signal handler's free).
+    if !crate::foreign::ENABLED || TSTATE.with(|st| st.get()) != T_LIVE {
+        return false;
+    }
+    let Some(idx) = h.arena.page_of(p) else {
+        return false;
+    };
+    let d = h.arena.desc(idx);
+    // `back` leads to the page itself or a live slab's first page.
+    let s = h.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+    if s.kind() != KIND_SLAB || s.owner.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    crate::heap::check_object_start(s, p);
+    // SAFETY: this thread's cache, not borrowed elsewhere (state LIVE); `p`
+    // is a live object start of the slab `s` (checked just above), given up
+    // by the caller; the heap's own key links the lists.
+    TC.with(|tc| unsafe { (*tc.get()).foreign.push(s, p, h.slabs.key) })
+}
+
 /// The free slow path of the process heap.
 ///
 /// # Safety
@@ -326,6 +355,10 @@ unsafe fn dealloc_slow(p: *mut u8) {
     let Some(h) = process_heap() else {
         diag::fatal("invalid free (no lifeboat heap exists)", p as usize)
     };
+    // SAFETY: forwarded from the caller.
+    if unsafe { free_foreign(h, p) } {
+        return;
+    }
     // SAFETY: the caller frees a pointer of the process heap.
     // A free re-entering lifeboat while this thread holds one of its locks
     // (from a signal handler) leaks the block rather than deadlock.

@@ -326,6 +326,11 @@ impl HeapInner {
         if !p.is_null() {
             return Ok(p);
         }
+        // SAFETY: the cache's lists hold objects of this heap (caller).
+        let p = unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) };
+        if !p.is_null() {
+            return Ok(p);
+        }
         // SAFETY: as guaranteed by the caller.
         unsafe { self.alloc_small_slow(tc, class, resolve(flags)) }
     }
@@ -762,7 +767,7 @@ impl HeapInner {
                     // Parked only while free pages are above `low`: under
                     // pressure the pages go back to the free count, where
                     // the watermarks govern who gets them.
-                    if tc.caches_large()
+                    if tc.per_thread()
                         && self.block_cache.caches(d.order())
                         && self.arena.free_pages() >= self.arena.marks.low
                     {
@@ -808,9 +813,17 @@ impl HeapInner {
                     // SAFETY: `p` is a live object start of `s`.
                     unsafe { slab::debug::check_redzone(s, p) };
                 }
-                if tc.owns(s.owner.load(Ordering::Relaxed)) {
+                let owner = s.owner.load(Ordering::Relaxed);
+                if tc.owns(owner) {
                     // SAFETY: we own the slab; `p` is one of its objects.
                     unsafe { tc.free_local(self, s, p) };
+                // A detached slab's object stays with this thread, for its
+                // next allocation of the class (`foreign.rs`).
+                // SAFETY: `p` is a live object start of `s`, given up.
+                } else if owner == 0
+                    && tc.per_thread()
+                    && unsafe { tc.foreign.push(s, p, self.slabs.key) }
+                {
                 } else {
                     // SAFETY: `p` is a live object of `s` (caller).
                     unsafe { self.free_remote(s, p) };
@@ -968,6 +981,26 @@ impl HeapInner {
             .desc(idx - d.back.load(Ordering::Relaxed) as usize)
     }
 
+    /// What `tc` keeps for `layout` without the heap lock: an object on its
+    /// foreign list of the class (`foreign.rs`), or a parked large block
+    /// (see [`HeapInner::take_parked`]). For the global allocator.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn take_cached(&self, tc: &mut ThreadCache, layout: Layout) -> Option<*mut u8> {
+        if layout.size() <= crate::slab::class::MAX_SMALL_SIZE && layout.align() <= PAGE_SIZE {
+            // (Under `debug` the lists are off and classes include the red
+            // zone: the slow path decides.)
+            if cfg!(feature = "debug") {
+                return None;
+            }
+            let class = class_for(layout.size(), layout.align())?;
+            // SAFETY: the cache's lists hold objects of this heap.
+            let p = unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) };
+            return (!p.is_null()).then_some(p);
+        }
+        self.take_parked(tc, layout)
+    }
+
     /// A large block of the right order parked in `tc` (or, for the
     /// process heap's caches, in the heap's block cache), if any.
     #[inline]
@@ -981,7 +1014,7 @@ impl HeapInner {
         let order = request_order(layout);
         let idx = match tc.take_large(order) {
             Some(idx) => idx,
-            None if tc.caches_large() => self.block_cache.take(order)?,
+            None if tc.per_thread() => self.block_cache.take(order)?,
             None => return None,
         };
         self.arena
@@ -1249,7 +1282,7 @@ fn request_order(layout: Layout) -> usize {
 
 /// Aborts if `p` is not the start of an object of slab `s`.
 #[inline]
-fn check_object_start(s: &PageDesc, p: *mut u8) {
+pub(crate) fn check_object_start(s: &PageDesc, p: *mut u8) {
     // SAFETY: `lo` and `span` are fixed while the slab is live (and zero,
     // so nothing passes, on a released one).
     let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };

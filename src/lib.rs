@@ -41,6 +41,7 @@ mod diag;
 mod error;
 mod fault;
 mod flags;
+mod foreign;
 #[cfg(not(loom))]
 mod global;
 mod heap;

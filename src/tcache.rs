@@ -21,17 +21,22 @@
 //! * `large[o]` parks one freed block of order 4..=6 (64–256 KiB), the
 //!   kernel's per-CPU page lists: a program that allocates and frees such
 //!   buffers in a loop skips the heap lock and the buddy split and merge.
-//!   Only the process heap's thread-local caches do this (`caches_large`);
+//!   Only the process heap's thread-local caches do this (`per_thread`);
 //!   parked blocks count as allocated and go back on `flush` (thread exit,
 //!   reclaim's drain; bigger blocks go to the heap's `block_cache`). A
 //!   parked block's kind is `CACHED`, so a second free
 //!   of it is caught.
+//! * `foreign` lists objects this thread freed into detached slabs, for
+//!   its own next allocations of their classes (`foreign.rs`); `flush`
+//!   returns them to their slabs. Only `per_thread` caches list them: a
+//!   private heap's shards are never flushed by a thread exit.
 //! * Reserve slabs are owned under a second id, `id() | 1`: the free fast
 //!   path compares the owner with `id()` only, so frees into reserve slabs
 //!   always take the slow path, which releases an emptied reserve slab at
 //!   once. The unprivileged fast path pays nothing for this.
 
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
+use crate::foreign::ForeignLists;
 use crate::heap::HeapInner;
 use crate::slab::class::NUM_CLASSES;
 use crate::slab::{self, pop_local};
@@ -51,7 +56,10 @@ pub(crate) struct ThreadCache {
     kept: [[*const PageDesc; KEEP]; NUM_CLASSES],
     /// Parked large blocks, by order - LARGE_MIN_ORDER: page index + 1.
     large: [usize; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
-    caches_large: bool,
+    per_thread: bool,
+    /// Objects freed into detached slabs, kept for this cache's next
+    /// allocations (`foreign.rs`).
+    pub(crate) foreign: ForeignLists,
     pub(crate) empty: *const PageDesc,
     /// The heap's drain generation this cache last flushed for.
     pub(crate) drain_seen: usize,
@@ -65,18 +73,20 @@ impl ThreadCache {
     /// A cache whose slots all point at `empty`, a descriptor in the
     /// `UNUSED` state with an empty local list.
     pub(crate) const fn new(empty: *const PageDesc) -> Self {
-        Self::with_large_cache(empty, false)
+        Self::per_thread_cache(empty, false)
     }
 
-    /// As [`ThreadCache::new`]; `caches_large` enables the large-block
-    /// cache (for a cache used by one thread only).
-    pub(crate) const fn with_large_cache(empty: *const PageDesc, caches_large: bool) -> Self {
+    /// As [`ThreadCache::new`]; `per_thread` (a cache used by one thread
+    /// only, flushed when it exits) enables the large-block cache and the
+    /// foreign lists.
+    pub(crate) const fn per_thread_cache(empty: *const PageDesc, per_thread: bool) -> Self {
         Self {
             active: [empty; NUM_CLASSES],
             reserve: [empty; NUM_CLASSES],
             kept: [[empty; KEEP]; NUM_CLASSES],
             large: [0; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
-            caches_large,
+            per_thread,
+            foreign: ForeignLists::new(),
             empty,
             drain_seen: 0,
             key: 0,
@@ -257,6 +267,20 @@ impl ThreadCache {
     /// # Safety
     /// The caller is the cache's thread (or holds its shard lock).
     pub(crate) unsafe fn flush(&mut self, heap: &HeapInner) {
+        // First the foreign objects: one may belong to a slab this cache
+        // has claimed since, which is detached below.
+        let mut foreign = core::mem::replace(&mut self.foreign, ForeignLists::new());
+        // SAFETY: the lists hold objects of `heap`'s slabs, linked with its
+        // key; each object is freed once, as an object given up.
+        unsafe {
+            foreign.drain(&heap.arena, heap.slabs.key, |s, p| {
+                if self.owns(s.owner.load(crate::sync::Ordering::Relaxed)) {
+                    self.free_local(heap, s, p);
+                } else {
+                    heap.free_remote(s, p);
+                }
+            });
+        }
         for slot in &mut self.large {
             if *slot != 0 {
                 let idx = *slot - 1;
@@ -295,11 +319,12 @@ impl ThreadCache {
         }
     }
 
-    /// Whether this cache parks large blocks (the process heap's caches,
-    /// which also use the heap's block cache for bigger ones).
+    /// Whether this cache belongs to one thread and is flushed when it
+    /// exits (the process heap's caches): it then parks large blocks (and
+    /// uses the heap's block cache for bigger ones) and keeps foreign lists.
     #[inline]
-    pub(crate) fn caches_large(&self) -> bool {
-        self.caches_large
+    pub(crate) fn per_thread(&self) -> bool {
+        self.per_thread
     }
 
     /// Takes a parked large block of `order`; returns its page index.
@@ -317,7 +342,7 @@ impl ThreadCache {
     /// blocks, the order is out of range, or its slot is taken.
     #[inline]
     pub(crate) fn park_large(&mut self, idx: usize, order: usize) -> bool {
-        if !self.caches_large || !(LARGE_MIN_ORDER..=LARGE_MAX_ORDER).contains(&order) {
+        if !self.per_thread || !(LARGE_MIN_ORDER..=LARGE_MAX_ORDER).contains(&order) {
             return false;
         }
         let slot = &mut self.large[order - LARGE_MIN_ORDER];

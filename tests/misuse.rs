@@ -348,3 +348,92 @@ fn remote_double_free_overflowing_a_slab() {
         "double free",
     );
 }
+
+/// Objects of a slab whose owner thread has exited: `n` of `size` bytes,
+/// allocated by a thread that is gone when this returns.
+#[cfg(not(feature = "debug"))]
+fn orphans(size: usize, n: usize) -> Vec<usize> {
+    let l = layout(size);
+    std::thread::spawn(move || {
+        (0..n)
+            // SAFETY: a non-zero size.
+            .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A thread that has allocated once (its exit hook armed), then `f`.
+#[cfg(not(feature = "debug"))]
+fn on_a_live_thread(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let warm = Box::new(1u8);
+        drop(warm);
+        f();
+    })
+    .join()
+    .unwrap();
+}
+
+// Without `debug`, a free into a slab nobody owns goes onto the freeing
+// thread's foreign list (`foreign.rs`); these cases check its guards.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_onto_a_foreign_list() {
+    expect_abort(
+        || {
+            let l = layout(320);
+            let v = orphans(320, 4);
+            on_a_live_thread(move || {
+                // SAFETY: deliberate misuse: the same object freed twice.
+                unsafe {
+                    GLOBAL.dealloc(v[0] as *mut u8, l);
+                    GLOBAL.dealloc(v[0] as *mut u8, l);
+                }
+            });
+        },
+        "double free (the object is the head of this thread's foreign list)",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn corrupted_link_on_a_foreign_list() {
+    expect_abort(
+        || {
+            let l = layout(320);
+            let v = orphans(320, 4);
+            on_a_live_thread(move || {
+                // SAFETY: deliberate misuse: a write to the link of an
+                // object on the foreign list, then two allocations of its
+                // class: the first hands it out, the second follows the
+                // forged link.
+                unsafe {
+                    GLOBAL.dealloc(v[1] as *mut u8, l);
+                    GLOBAL.dealloc(v[0] as *mut u8, l);
+                    (v[0] as *mut usize).write(v[0] + 8);
+                    let _ = GLOBAL.alloc(l);
+                    let _ = GLOBAL.alloc(l);
+                }
+            });
+        },
+        "free list corrupted",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn interior_pointer_into_a_slab_nobody_owns() {
+    expect_abort(
+        || {
+            let l = layout(320);
+            let v = orphans(320, 2);
+            on_a_live_thread(move || {
+                // SAFETY: deliberate misuse: 16 bytes into an object.
+                unsafe { GLOBAL.dealloc((v[0] + 16) as *mut u8, l) };
+            });
+        },
+        "invalid free (not the start of an object)",
+    );
+}

@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 
+/// The timer's period. Under `debug` the handler's four allocations fill
+/// and check poison over about 80 KiB, which takes longer than 50 µs on a
+/// loaded machine: signals would then arrive faster than the handler ends
+/// and the main loop would starve (a livelock, not the deadlock this test
+/// looks for).
+const TICK_US: libc::suseconds_t = if cfg!(feature = "debug") { 400 } else { 50 };
+
 static HEAP: AtomicPtr<Heap> = AtomicPtr::new(std::ptr::null_mut());
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
 static REENTERED: AtomicUsize = AtomicUsize::new(0);
@@ -48,11 +55,11 @@ fn child() -> ! {
         let it = libc::itimerval {
             it_interval: libc::timeval {
                 tv_sec: 0,
-                tv_usec: 50,
+                tv_usec: TICK_US,
             },
             it_value: libc::timeval {
                 tv_sec: 0,
-                tv_usec: 50,
+                tv_usec: TICK_US,
             },
         };
         libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut());

@@ -1,0 +1,209 @@
+//! Foreign lists: objects a thread freed into slabs that nobody owns,
+//! kept by that thread and handed out again to its own allocations.
+//!
+//! A thread that frees an object of a *detached* slab (its owner flushed,
+//! usually because the owning thread exited) would push it onto the slab's
+//! remote stack: an atomic read-modify-write on the slab's descriptor, and
+//! from time to time a settle under the heap lock; the object then waits in
+//! that slab until some thread claims it. In a server whose requests move
+//! between threads (larson), nearly every free is of this kind. Instead,
+//! the freeing thread keeps the object on a per-class list of its own and
+//! gives it to its next allocation of that class that its active slab
+//! cannot serve. No atomic, no lock, and the object is reused while its
+//! line is still in this core's cache (jemalloc's thread caches take
+//! foreign objects the same way).
+//!
+//! Invariants:
+//!
+//! * a listed object is, for its slab, an allocated object: the slab's
+//!   counts do not change when it is listed or handed out again, so a slab
+//!   with listed objects is never released, and whoever claims the slab
+//!   meanwhile sees consistent counts;
+//! * only objects of ordinary slabs are listed (a slab never becomes
+//!   reserve-backed after it is carved), so the list never gives a reserve
+//!   object to a caller without the right;
+//! * the lists of one thread hold at most [`MAX_BYTES`]; `flush` (thread
+//!   exit, reclaim's drain) returns every object to its slab through the
+//!   ordinary free path, so nothing stays out when the thread is gone;
+//! * links are encoded with the heap's key, like a slab's local list; a
+//!   pop checks that the object it hands out is an object start of a live
+//!   slab of the list's class, so a use-after-free write to a link ends in
+//!   an abort, not in a block at an address of the writer's choice.
+//!
+//! Off under the `debug` feature (whose live-object bitmap needs every
+//! free to reach the slab) and in loom builds (the models check the shared
+//! protocols; these lists are thread-local).
+
+use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
+use crate::arena::Arena;
+use crate::slab::class::{is_object_offset, CLASS_SIZE, NUM_CLASSES};
+use crate::slab::{bad_link, key};
+use crate::sync::Ordering;
+
+/// Most bytes one thread keeps on its foreign lists.
+pub(crate) const MAX_BYTES: usize = 256 << 10;
+
+/// Whether foreign lists are used in this build.
+pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
+
+/// The lists of one thread cache, one per size class.
+pub(crate) struct ForeignLists {
+    heads: [*mut u8; NUM_CLASSES],
+    bytes: usize,
+}
+
+impl ForeignLists {
+    pub(crate) const fn new() -> Self {
+        Self {
+            heads: [core::ptr::null_mut(); NUM_CLASSES],
+            bytes: 0,
+        }
+    }
+
+    /// Bytes listed now.
+    #[cfg(all(test, not(loom), not(feature = "debug")))]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Lists `p`, an object of the detached ordinary slab `s`, if there is
+    /// room; false (nothing done) otherwise.
+    ///
+    /// # Safety
+    /// `p` is a live object start of slab `s`, given up by the caller;
+    /// `key` is the key of the heap of `s`.
+    #[inline]
+    pub(crate) unsafe fn push(&mut self, s: &PageDesc, p: *mut u8, key: usize) -> bool {
+        if !ENABLED || s.has_flag(FLAG_RESERVE) {
+            return false;
+        }
+        // Fixed while the slab has live objects (`p` is one).
+        let class = s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES;
+        let size = CLASS_SIZE[class] as usize;
+        if self.bytes + size > MAX_BYTES {
+            return false;
+        }
+        let head = self.heads[class];
+        if head == p {
+            crate::diag::fatal(
+                "double free (the object is the head of this thread's foreign list)",
+                p as usize,
+            );
+        }
+        // SAFETY: `p` is ours (caller); its first word holds the link.
+        unsafe { *(p as *mut usize) = key::encode(head, key) };
+        self.heads[class] = p;
+        self.bytes += size;
+        true
+    }
+
+    /// Pops an object of `class`; null if the list is empty. Aborts if the
+    /// head is not an object start of a live slab of `class`.
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`; `arena` and `key` are those of the heap the
+    /// lists' objects belong to.
+    #[inline]
+    pub(crate) unsafe fn pop(&mut self, arena: &Arena, class: usize, key: usize) -> *mut u8 {
+        if !ENABLED {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: in range (caller).
+        let b = unsafe { *self.heads.get_unchecked(class) };
+        if b.is_null() {
+            return b;
+        }
+        if !is_listed_object(arena, b, class) {
+            bad_link(b);
+        }
+        // SAFETY: `b` is an object start of a live slab, listed here: its
+        // first word is the encoded link.
+        self.heads[class] = unsafe { key::decode(*(b as *const usize), key) };
+        self.bytes -= CLASS_SIZE[class] as usize;
+        b
+    }
+
+    /// Empties every list; `release(slab, object)` gets each object, to
+    /// free it through the ordinary path.
+    ///
+    /// # Safety
+    /// As for [`ForeignLists::pop`].
+    pub(crate) unsafe fn drain(
+        &mut self,
+        arena: &Arena,
+        key: usize,
+        mut release: impl FnMut(&PageDesc, *mut u8),
+    ) {
+        if self.bytes == 0 {
+            return;
+        }
+        for class in 0..NUM_CLASSES {
+            loop {
+                // SAFETY: forwarded.
+                let p = unsafe { self.pop(arena, class, key) };
+                if p.is_null() {
+                    break;
+                }
+                release(slab_of(arena, p), p);
+            }
+        }
+    }
+}
+
+/// The first-page descriptor of the slab holding `p`, an arena address.
+fn slab_of(arena: &Arena, p: *const u8) -> &PageDesc {
+    let idx = arena.page_of(p).unwrap_or(0);
+    let d = arena.desc(idx);
+    arena.desc(idx.wrapping_sub(d.back.load(Ordering::Relaxed) as usize))
+}
+
+/// Whether `b` is an object start of a live slab of `class`.
+fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
+    let Some(idx) = arena.page_of(b) else {
+        return false;
+    };
+    let back = arena.desc(idx).back.load(Ordering::Relaxed) as usize;
+    let Some(first) = idx.checked_sub(back) else {
+        return false;
+    };
+    let s = arena.desc(first);
+    // SAFETY: `lo` and `span` are fixed while the slab is live, and zero
+    // (nothing passes) on other pages.
+    let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };
+    let off = (b as usize).wrapping_sub(lo);
+    s.kind() == KIND_SLAB
+        && s.class.load(Ordering::Relaxed) as usize == class
+        && off < span
+        && is_object_offset(off, class)
+}
+
+#[cfg(all(test, not(loom), not(feature = "debug")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_objects_are_never_listed_and_bytes_are_bounded() {
+        let s = PageDesc::new();
+        s.class.store(3, Ordering::Relaxed);
+        let size = CLASS_SIZE[3] as usize;
+        // One word per stand-in object: only its link word is written.
+        let mut objects = vec![0usize; MAX_BYTES / size + 1];
+        let base = objects.as_mut_ptr();
+        let obj = |i: usize| base.wrapping_add(i) as *mut u8;
+        let mut lists = ForeignLists::new();
+
+        s.set_flag(FLAG_RESERVE, true);
+        // SAFETY: the "objects" are words of `objects`, unused elsewhere.
+        assert!(!unsafe { lists.push(&s, obj(0), 0) });
+        assert_eq!(lists.bytes(), 0, "a reserve object was listed");
+
+        s.set_flag(FLAG_RESERVE, false);
+        let mut n = 0;
+        // SAFETY: as above; each word is pushed once.
+        while unsafe { lists.push(&s, obj(n), 0) } {
+            n += 1;
+        }
+        assert_eq!(n, MAX_BYTES / size);
+        assert_eq!(lists.bytes(), n * size);
+    }
+}
