@@ -22,9 +22,16 @@
 //! * only objects of ordinary slabs are listed (a slab never becomes
 //!   reserve-backed after it is carved), so the list never gives a reserve
 //!   object to a caller without the right;
-//! * the lists of one thread hold at most [`MAX_BYTES`]; `flush` (thread
-//!   exit, reclaim's drain) returns every object to its slab through the
-//!   ordinary free path, so nothing stays out when the thread is gone;
+//! * the lists of one thread hold at most [`MAX_BYTES`] and
+//!   [`MAX_OBJECTS`]; `flush` (thread exit, reclaim's drain) returns every
+//!   object to its slab through the ordinary free path, so nothing stays
+//!   out when the thread is gone;
+//! * a listed object keeps its slab from being released, so the heap lists
+//!   nothing while its free pages are below the `low` watermark or a drain
+//!   the cache has not answered is pending, and hands nothing out while
+//!   such a drain is pending (the slow path flushes first): under pressure
+//!   the lists never hold slabs from reclaim, and [`MAX_OBJECTS`] bounds
+//!   how many slabs they can pin otherwise;
 //! * links are encoded with the heap's key, like a slab's local list; a
 //!   pop checks that the object it hands out is an object start of a live
 //!   slab of the list's class, so a use-after-free write to a link ends in
@@ -43,6 +50,10 @@ use crate::sync::Ordering;
 /// Most bytes one thread keeps on its foreign lists.
 pub(crate) const MAX_BYTES: usize = 256 << 10;
 
+/// Most objects one thread keeps on its foreign lists (each may pin a
+/// slab of its own).
+pub(crate) const MAX_OBJECTS: usize = 1024;
+
 /// Whether foreign lists are used in this build.
 pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 
@@ -50,6 +61,7 @@ pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 pub(crate) struct ForeignLists {
     heads: [*mut u8; NUM_CLASSES],
     bytes: usize,
+    objects: usize,
 }
 
 impl ForeignLists {
@@ -57,6 +69,7 @@ impl ForeignLists {
         Self {
             heads: [core::ptr::null_mut(); NUM_CLASSES],
             bytes: 0,
+            objects: 0,
         }
     }
 
@@ -80,7 +93,7 @@ impl ForeignLists {
         // Fixed while the slab has live objects (`p` is one).
         let class = s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES;
         let size = CLASS_SIZE[class] as usize;
-        if self.bytes + size > MAX_BYTES {
+        if self.bytes + size > MAX_BYTES || self.objects == MAX_OBJECTS {
             return false;
         }
         let head = self.heads[class];
@@ -94,6 +107,7 @@ impl ForeignLists {
         unsafe { *(p as *mut usize) = key::encode(head, key) };
         self.heads[class] = p;
         self.bytes += size;
+        self.objects += 1;
         true
     }
 
@@ -120,6 +134,7 @@ impl ForeignLists {
         // first word is the encoded link.
         self.heads[class] = unsafe { key::decode(*(b as *const usize), key) };
         self.bytes -= CLASS_SIZE[class] as usize;
+        self.objects -= 1;
         b
     }
 
@@ -181,29 +196,46 @@ fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reserve_objects_are_never_listed_and_bytes_are_bounded() {
-        let s = PageDesc::new();
-        s.class.store(3, Ordering::Relaxed);
-        let size = CLASS_SIZE[3] as usize;
-        // One word per stand-in object: only its link word is written.
-        let mut objects = vec![0usize; MAX_BYTES / size + 1];
-        let base = objects.as_mut_ptr();
-        let obj = |i: usize| base.wrapping_add(i) as *mut u8;
-        let mut lists = ForeignLists::new();
-
-        s.set_flag(FLAG_RESERVE, true);
-        // SAFETY: the "objects" are words of `objects`, unused elsewhere.
-        assert!(!unsafe { lists.push(&s, obj(0), 0) });
-        assert_eq!(lists.bytes(), 0, "a reserve object was listed");
-
-        s.set_flag(FLAG_RESERVE, false);
+    /// Pushes stand-in objects of `class` until refused; how many went in.
+    fn fill(lists: &mut ForeignLists, s: &PageDesc, class: usize, words: &mut [usize]) -> usize {
+        s.class.store(class as _, Ordering::Relaxed);
         let mut n = 0;
-        // SAFETY: as above; each word is pushed once.
-        while unsafe { lists.push(&s, obj(n), 0) } {
+        // SAFETY: the "objects" are words of `words` (only the link word is
+        // written), each pushed once; `n` stays in range because the bounds
+        // refuse a push before `words` runs out.
+        while n < words.len() && unsafe { lists.push(s, words.as_mut_ptr().add(n).cast(), 0) } {
             n += 1;
         }
-        assert_eq!(n, MAX_BYTES / size);
-        assert_eq!(lists.bytes(), n * size);
+        n
+    }
+
+    #[test]
+    fn reserve_objects_are_never_listed_and_both_bounds_hold() {
+        let s = PageDesc::new();
+        let mut words = vec![0usize; MAX_OBJECTS * 4];
+
+        s.set_flag(FLAG_RESERVE, true);
+        let mut lists = ForeignLists::new();
+        assert_eq!(
+            fill(&mut lists, &s, 3, &mut words),
+            0,
+            "a reserve object was listed"
+        );
+        assert_eq!(lists.bytes(), 0);
+
+        // Small objects: the object count is the bound.
+        s.set_flag(FLAG_RESERVE, false);
+        let small = 0;
+        assert!(MAX_BYTES / CLASS_SIZE[small] as usize > MAX_OBJECTS);
+        let mut lists = ForeignLists::new();
+        assert_eq!(fill(&mut lists, &s, small, &mut words), MAX_OBJECTS);
+        assert_eq!(lists.bytes(), MAX_OBJECTS * CLASS_SIZE[small] as usize);
+
+        // The biggest objects: the byte count is the bound.
+        let big = NUM_CLASSES - 1;
+        let size = CLASS_SIZE[big] as usize;
+        let mut lists = ForeignLists::new();
+        assert_eq!(fill(&mut lists, &s, big, &mut words), MAX_BYTES / size);
+        assert!(lists.bytes() <= MAX_BYTES);
     }
 }

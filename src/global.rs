@@ -34,7 +34,7 @@ use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// The lifeboat allocator. Install it with
 ///
@@ -160,16 +160,16 @@ fn init(config: &Config) -> Option<&'static HeapInner> {
     FAST.npages.store(heap.arena.npages, Ordering::Relaxed);
     FAST.descs
         .store(heap.arena.descs as usize, Ordering::Relaxed);
-    HEAP.store(h.as_ptr(), Ordering::Release);
+    // The exit key exists before the heap is published, so that every
+    // thread that finds the heap can arm its exit hook.
     let mut key: libc::pthread_key_t = 0;
-    // SAFETY: registering a key destructor and fork handlers; none of the
-    // callbacks unwinds.
-    unsafe {
-        if libc::pthread_key_create(&mut key, Some(on_thread_exit)) == 0 {
-            EXIT_KEY.store(key as usize, Ordering::Release);
-        }
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    // SAFETY: registering a key destructor; it never unwinds.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        EXIT_KEY.store(key as usize, Ordering::Release);
     }
+    HEAP.store(h.as_ptr(), Ordering::Release);
+    // SAFETY: registering fork handlers; none of them unwinds.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
     STATE.store(READY, Ordering::Release);
     Some(heap)
 }
@@ -222,7 +222,10 @@ fn enter() -> CacheRef {
     if st & (T_BUSY | T_DEAD) != 0 {
         return CacheRef::Shard;
     }
+    set_state(T_LIVE | T_BUSY);
     if st == T_FRESH {
+        // (Busy already: glibc may allocate for a key's slot, and that
+        // allocation must not come back here.)
         let key = EXIT_KEY.load(Ordering::Acquire);
         if key != usize::MAX {
             // SAFETY: the key was created by pthread_key_create; the value is
@@ -235,14 +238,39 @@ fn enter() -> CacheRef {
             };
         }
     }
-    TSTATE.with(|s| s.set(T_LIVE | T_BUSY));
     CacheRef::Local(TC.with(|tc| tc.get()))
 }
 
 fn leave(c: &CacheRef) {
     if let CacheRef::Local(_) = c {
-        TSTATE.with(|s| s.set(T_LIVE));
+        set_state(T_LIVE);
     }
+}
+
+/// Sets the thread state, ordered (for the compiler) against the cache
+/// accesses around it, as a signal handler on this thread must see them.
+#[inline(always)]
+fn set_state(st: u8) {
+    compiler_fence(Ordering::SeqCst);
+    TSTATE.with(|s| s.set(st));
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// Runs `f` on this thread's cache outside the slow path: only once the
+/// exit hook is armed and while no slow path runs on this thread, and with
+/// `T_BUSY` set meanwhile, so that an allocation or free of a signal
+/// handler that interrupts `f` uses a shard, not the cache `f` changes.
+#[inline(always)]
+fn with_idle_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R> {
+    if TSTATE.with(|s| s.get()) != T_LIVE {
+        return None;
+    }
+    set_state(T_LIVE | T_BUSY);
+    // SAFETY: this thread's cache; no other borrow of it is live (the state
+    // was LIVE, not BUSY, and is BUSY until `f` returns).
+    let r = TC.with(|tc| f(unsafe { &mut *tc.get() }));
+    set_state(T_LIVE);
+    r
 }
 
 /// Runs `f` with the cache the calling thread may use.
@@ -272,16 +300,13 @@ fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
     };
     // An object on this thread's foreign list, or a block of 64 KiB-4 MiB
     // parked in its cache or the heap's: no lock, no reclaim machinery.
-    if TSTATE.with(|s| s.get()) == T_LIVE {
-        // SAFETY: the thread's own cache; no other borrow of it is live
-        // (the state is LIVE, not BUSY).
-        if let Some(p) = TC.with(|tc| unsafe { h.take_cached(&mut *tc.get(), layout) }) {
-            if zero {
-                // SAFETY: the block holds at least layout.size() bytes.
-                unsafe { ptr::write_bytes(p, 0, layout.size()) };
-            }
-            return p;
+    // SAFETY: the cache of this thread, for the process heap.
+    if let Some(p) = with_idle_cache(|tc| unsafe { h.take_cached(tc, layout) }) {
+        if zero {
+            // SAFETY: the block holds at least layout.size() bytes.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
         }
+        return p;
     }
     match alloc_process(h, layout, AllocFlags::NORMAL) {
         Ok((p, zeroed)) => {
@@ -325,7 +350,8 @@ fn alloc_process(
 #[inline]
 unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
     // Not after the exit hook (the lists would strand their objects), nor
-    // inside the slow path (a signal handler's free).
+    // inside the slow path (a signal handler's free); `with_idle_cache`
+    // checks again, this is only the cheap early way out.
     if !crate::foreign::ENABLED || TSTATE.with(|st| st.get()) != T_LIVE {
         return false;
     }
@@ -339,10 +365,10 @@ unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
         return false;
     }
     crate::heap::check_object_start(s, p);
-    // SAFETY: this thread's cache, not borrowed elsewhere (state LIVE); `p`
-    // is a live object start of the slab `s` (checked just above), given up
-    // by the caller; the heap's own key links the lists.
-    TC.with(|tc| unsafe { (*tc.get()).foreign.push(s, p, h.slabs.key) })
+    // SAFETY: `p` is a live object start of the slab `s` (checked just
+    // above), given up by the caller; the cache is this thread's, of the
+    // process heap.
+    with_idle_cache(|tc| Some(unsafe { h.list_foreign(tc, s, p) })).unwrap_or(false)
 }
 
 /// The free slow path of the process heap.

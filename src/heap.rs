@@ -326,8 +326,8 @@ impl HeapInner {
         if !p.is_null() {
             return Ok(p);
         }
-        // SAFETY: the cache's lists hold objects of this heap (caller).
-        let p = unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) };
+        // SAFETY: as guaranteed by the caller.
+        let p = unsafe { self.pop_foreign(tc, class) };
         if !p.is_null() {
             return Ok(p);
         }
@@ -817,14 +817,14 @@ impl HeapInner {
                 if tc.owns(owner) {
                     // SAFETY: we own the slab; `p` is one of its objects.
                     unsafe { tc.free_local(self, s, p) };
-                // A detached slab's object stays with this thread, for its
-                // next allocation of the class (`foreign.rs`).
-                // SAFETY: `p` is a live object start of `s`, given up.
-                } else if owner == 0
-                    && tc.per_thread()
-                    && unsafe { tc.foreign.push(s, p, self.slabs.key) }
-                {
-                } else {
+                    return;
+                }
+                // A detached slab's object stays with this thread when it
+                // can, for its next allocation of the class (`foreign.rs`).
+                // SAFETY: `p` is a live object start of `s` (checked above),
+                // given up by the caller; `tc` belongs to this heap.
+                let listed = owner == 0 && unsafe { self.list_foreign(tc, s, p) };
+                if !listed {
                     // SAFETY: `p` is a live object of `s` (caller).
                     unsafe { self.free_remote(s, p) };
                 }
@@ -984,9 +984,16 @@ impl HeapInner {
     /// What `tc` keeps for `layout` without the heap lock: an object on its
     /// foreign list of the class (`foreign.rs`), or a parked large block
     /// (see [`HeapInner::take_parked`]). For the global allocator.
+    ///
+    /// # Safety
+    /// `tc` belongs to this heap and to the caller.
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) fn take_cached(&self, tc: &mut ThreadCache, layout: Layout) -> Option<*mut u8> {
+    pub(crate) unsafe fn take_cached(
+        &self,
+        tc: &mut ThreadCache,
+        layout: Layout,
+    ) -> Option<*mut u8> {
         if layout.size() <= crate::slab::class::MAX_SMALL_SIZE && layout.align() <= PAGE_SIZE {
             // (Under `debug` the lists are off and classes include the red
             // zone: the slow path decides.)
@@ -994,11 +1001,54 @@ impl HeapInner {
                 return None;
             }
             let class = class_for(layout.size(), layout.align())?;
-            // SAFETY: the cache's lists hold objects of this heap.
-            let p = unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) };
+            // SAFETY: as guaranteed by the caller.
+            let p = unsafe { self.pop_foreign(tc, class) };
             return (!p.is_null()).then_some(p);
         }
         self.take_parked(tc, layout)
+    }
+
+    /// Whether a drain that `tc` has not answered yet is pending: its slow
+    /// path must flush the foreign lists, not use them.
+    #[inline]
+    fn drain_pending(&self, tc: &ThreadCache) -> bool {
+        tc.drain_seen != self.reclaim.drain_gen.load(Ordering::Relaxed)
+    }
+
+    /// Lists `p`, an object of the detached slab `s`, on `tc`'s foreign
+    /// list when memory is not short, no drain is pending and there is
+    /// room; false: nothing done.
+    ///
+    /// # Safety
+    /// `p` is a live object start of `s`, a slab of this heap, given up by
+    /// the caller; `tc` belongs to this heap and to the caller.
+    #[inline]
+    pub(crate) unsafe fn list_foreign(
+        &self,
+        tc: &mut ThreadCache,
+        s: &PageDesc,
+        p: *mut u8,
+    ) -> bool {
+        // SAFETY: as guaranteed by the caller; the lists use the heap's key.
+        // Not while memory is short: a listed object pins its slab, which
+        // reclaim could otherwise release.
+        tc.per_thread()
+            && self.arena.free_pages() >= self.arena.marks.low
+            && !self.drain_pending(tc)
+            && unsafe { tc.foreign.push(s, p, self.slabs.key) }
+    }
+
+    /// An object of `class` from `tc`'s foreign list, or null.
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`; `tc` belongs to this heap and to the caller.
+    #[inline]
+    unsafe fn pop_foreign(&self, tc: &mut ThreadCache, class: usize) -> *mut u8 {
+        if !crate::foreign::ENABLED || self.drain_pending(tc) {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: as guaranteed by the caller; the lists use the heap's key.
+        unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) }
     }
 
     /// A large block of the right order parked in `tc` (or, for the
