@@ -17,32 +17,14 @@ static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 /// counts are this test's.
 const SIZE: usize = 1500;
 
-/// Live objects of the class that serves `SIZE`.
+mod common;
+
 fn live_objects() -> usize {
-    let st = lifeboat::stats();
-    st.classes
-        .iter()
-        .find(|c| c.size >= SIZE)
-        .map_or(0, |c| c.live_objects)
+    common::live_objects_of(SIZE)
 }
 
-/// `n` objects of `SIZE`, allocated by a thread that has exited.
 fn orphans(n: usize) -> Vec<usize> {
-    let l = Layout::from_size_align(SIZE, 8).unwrap();
-    std::thread::spawn(move || {
-        (0..n)
-            .map(|i| {
-                // SAFETY: a non-zero size.
-                let p = unsafe { GLOBAL.alloc(l) };
-                assert!(!p.is_null());
-                // SAFETY: `p` holds SIZE bytes.
-                unsafe { p.write_bytes(i as u8, SIZE) };
-                p as usize
-            })
-            .collect()
-    })
-    .join()
-    .unwrap()
+    common::orphans(SIZE, n)
 }
 
 #[test]

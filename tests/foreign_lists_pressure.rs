@@ -17,26 +17,14 @@ static GLOBAL: lifeboat::Lifeboat =
 /// A size no other code in this binary is likely to use.
 const SIZE: usize = 1500;
 
+mod common;
+
 fn live_objects() -> usize {
-    let st = lifeboat::stats();
-    st.classes
-        .iter()
-        .find(|c| c.size >= SIZE)
-        .map_or(0, |c| c.live_objects)
+    common::live_objects_of(SIZE)
 }
 
-/// `n` objects of `SIZE`, allocated by a thread that has exited.
 fn orphans(n: usize) -> Vec<usize> {
-    let l = Layout::from_size_align(SIZE, 8).unwrap();
-    std::thread::spawn(move || {
-        (0..n)
-            // SAFETY: a non-zero size.
-            .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
-            .inspect(|&p| assert_ne!(p, 0))
-            .collect()
-    })
-    .join()
-    .unwrap()
+    common::orphans(SIZE, n)
 }
 
 /// How many of `v` a fresh thread keeps on its foreign list when it frees

@@ -1,6 +1,10 @@
 //! Misuse is reported with a fixed message and an abort, never silent
 //! corruption. Each case runs in a forked child whose stderr is captured.
 
+mod common;
+
+#[cfg(not(feature = "debug"))]
+use common::orphans;
 use lifeboat::{AllocFlags, Config, Heap};
 use std::alloc::{GlobalAlloc, Layout};
 use std::io::Read;
@@ -10,7 +14,7 @@ use std::os::fd::FromRawFd;
 static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 
 /// Runs `f` in a child; returns (terminating signal, stderr).
-fn in_child(f: fn()) -> (i32, String) {
+fn in_child(f: impl FnOnce()) -> (i32, String) {
     let mut fds = [0; 2];
     // SAFETY: pipe writes two descriptors into `fds`.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -44,7 +48,7 @@ fn in_child(f: fn()) -> (i32, String) {
     (sig, err)
 }
 
-fn expect_abort(f: fn(), message: &str) {
+fn expect_abort(f: impl FnOnce(), message: &str) {
     let (sig, err) = in_child(f);
     assert_eq!(sig, libc::SIGABRT, "expected an abort; stderr: {err}");
     assert!(err.contains("lifeboat: fatal: "), "no fixed prefix: {err}");
@@ -349,31 +353,23 @@ fn remote_double_free_overflowing_a_slab() {
     );
 }
 
-/// Objects of a slab whose owner thread has exited: `n` of `size` bytes,
-/// allocated by a thread that is gone when this returns.
+/// Expects `misuse`, run on a thread that has allocated once (its exit
+/// hook armed) with four objects of 320 bytes whose allocating thread has
+/// exited, to abort with `message`.
 #[cfg(not(feature = "debug"))]
-fn orphans(size: usize, n: usize) -> Vec<usize> {
-    let l = layout(size);
-    std::thread::spawn(move || {
-        (0..n)
-            // SAFETY: a non-zero size.
-            .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
-            .collect::<Vec<_>>()
-    })
-    .join()
-    .unwrap()
-}
-
-/// A thread that has allocated once (its exit hook armed), then `f`.
-#[cfg(not(feature = "debug"))]
-fn on_a_live_thread(f: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(move || {
-        let warm = Box::new(1u8);
-        drop(warm);
-        f();
-    })
-    .join()
-    .unwrap();
+fn expect_abort_on_orphans(misuse: fn(&[usize], Layout), message: &str) {
+    expect_abort(
+        move || {
+            let v = orphans(320, 4);
+            std::thread::spawn(move || {
+                drop(Box::new(1u8));
+                misuse(&v, layout(320));
+            })
+            .join()
+            .unwrap();
+        },
+        message,
+    );
 }
 
 // Without `debug`, a free into a slab nobody owns goes onto the freeing
@@ -381,17 +377,13 @@ fn on_a_live_thread(f: impl FnOnce() + Send + 'static) {
 #[test]
 #[cfg(not(feature = "debug"))]
 fn double_free_onto_a_foreign_list() {
-    expect_abort(
-        || {
-            let l = layout(320);
-            let v = orphans(320, 4);
-            on_a_live_thread(move || {
-                // SAFETY: deliberate misuse: the same object freed twice.
-                unsafe {
-                    GLOBAL.dealloc(v[0] as *mut u8, l);
-                    GLOBAL.dealloc(v[0] as *mut u8, l);
-                }
-            });
+    expect_abort_on_orphans(
+        |v, l| {
+            // SAFETY: deliberate misuse: the same object freed twice.
+            unsafe {
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+            }
         },
         "double free (the object is the head of this thread's foreign list)",
     );
@@ -400,23 +392,18 @@ fn double_free_onto_a_foreign_list() {
 #[test]
 #[cfg(not(feature = "debug"))]
 fn corrupted_link_on_a_foreign_list() {
-    expect_abort(
-        || {
-            let l = layout(320);
-            let v = orphans(320, 4);
-            on_a_live_thread(move || {
-                // SAFETY: deliberate misuse: a write to the link of an
-                // object on the foreign list, then two allocations of its
-                // class: the first hands it out, the second follows the
-                // forged link.
-                unsafe {
-                    GLOBAL.dealloc(v[1] as *mut u8, l);
-                    GLOBAL.dealloc(v[0] as *mut u8, l);
-                    (v[0] as *mut usize).write(v[0] + 8);
-                    let _ = GLOBAL.alloc(l);
-                    let _ = GLOBAL.alloc(l);
-                }
-            });
+    expect_abort_on_orphans(
+        |v, l| {
+            // SAFETY: deliberate misuse: a write to the link of an object
+            // on the foreign list, then two allocations of its class: the
+            // first hands it out, the second follows the forged link.
+            unsafe {
+                GLOBAL.dealloc(v[1] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                (v[0] as *mut usize).write(v[0] + 8);
+                let _ = GLOBAL.alloc(l);
+                let _ = GLOBAL.alloc(l);
+            }
         },
         "free list corrupted",
     );
@@ -425,14 +412,10 @@ fn corrupted_link_on_a_foreign_list() {
 #[test]
 #[cfg(not(feature = "debug"))]
 fn interior_pointer_into_a_slab_nobody_owns() {
-    expect_abort(
-        || {
-            let l = layout(320);
-            let v = orphans(320, 2);
-            on_a_live_thread(move || {
-                // SAFETY: deliberate misuse: 16 bytes into an object.
-                unsafe { GLOBAL.dealloc((v[0] + 16) as *mut u8, l) };
-            });
+    expect_abort_on_orphans(
+        |v, l| {
+            // SAFETY: deliberate misuse: 16 bytes into an object.
+            unsafe { GLOBAL.dealloc((v[0] + 16) as *mut u8, l) };
         },
         "invalid free (not the start of an object)",
     );

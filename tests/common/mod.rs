@@ -23,3 +23,32 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// `n` objects of `size` bytes (8-aligned) from the global allocator,
+/// allocated by a thread that has exited: their slabs have no owner.
+#[allow(dead_code)]
+pub fn orphans(size: usize, n: usize) -> Vec<usize> {
+    let l = std::alloc::Layout::from_size_align(size, 8).unwrap();
+    std::thread::spawn(move || {
+        (0..n)
+            .map(|_| {
+                // SAFETY: a non-zero size.
+                let p = unsafe { std::alloc::alloc(l) };
+                assert!(!p.is_null());
+                p as usize
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Live objects of the process heap's size class that serves `size`.
+#[allow(dead_code)]
+pub fn live_objects_of(size: usize) -> usize {
+    lifeboat::stats()
+        .classes
+        .iter()
+        .find(|c| c.size >= size)
+        .map_or(0, |c| c.live_objects)
+}
