@@ -91,7 +91,7 @@ impl ForeignLists {
             return false;
         }
         // Fixed while the slab has live objects (`p` is one).
-        let class = s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES;
+        let class = crate::slab::class_index(s);
         let size = CLASS_SIZE[class] as usize;
         if self.bytes + size > MAX_BYTES || self.objects == MAX_OBJECTS {
             return false;

@@ -295,19 +295,30 @@ fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> Option
 #[cold]
 #[inline(never)]
 fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
+    // An object on this thread's foreign list, or a block of 64 KiB-4 MiB
+    // parked in its cache or the heap's: no lock, no reclaim machinery.
+    // (Kept apart from the rest, whose stack frame costs a dozen
+    // instructions a call.)
+    if let Some(h) = process_heap() {
+        // SAFETY: the cache of this thread, for the process heap.
+        if let Some(p) = with_idle_cache(|tc| unsafe { h.take_cached(tc, layout) }) {
+            if zero {
+                // SAFETY: the block holds at least layout.size() bytes.
+                unsafe { ptr::write_bytes(p, 0, layout.size()) };
+            }
+            return p;
+        }
+    }
+    alloc_uncached(config, layout, zero)
+}
+
+/// The allocation slow path past the thread's own caches.
+#[cold]
+#[inline(never)]
+fn alloc_uncached(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
     let Some(h) = heap_or_init(config) else {
         return ptr::null_mut();
     };
-    // An object on this thread's foreign list, or a block of 64 KiB-4 MiB
-    // parked in its cache or the heap's: no lock, no reclaim machinery.
-    // SAFETY: the cache of this thread, for the process heap.
-    if let Some(p) = with_idle_cache(|tc| unsafe { h.take_cached(tc, layout) }) {
-        if zero {
-            // SAFETY: the block holds at least layout.size() bytes.
-            unsafe { ptr::write_bytes(p, 0, layout.size()) };
-        }
-        return p;
-    }
     match alloc_process(h, layout, AllocFlags::NORMAL) {
         Ok((p, zeroed)) => {
             if zero && !zeroed {
@@ -378,13 +389,28 @@ unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_slow(p: *mut u8) {
+    // (The foreign list first, apart from the rest, whose stack frame
+    // costs a dozen instructions a call.)
+    if let Some(h) = process_heap() {
+        // SAFETY: forwarded from the caller.
+        if unsafe { free_foreign(h, p) } {
+            return;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_uncached(p) }
+}
+
+/// The free slow path past the thread's foreign list.
+///
+/// # Safety
+/// As for [`dealloc_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_uncached(p: *mut u8) {
     let Some(h) = process_heap() else {
         diag::fatal("invalid free (no lifeboat heap exists)", p as usize)
     };
-    // SAFETY: forwarded from the caller.
-    if unsafe { free_foreign(h, p) } {
-        return;
-    }
     // SAFETY: the caller frees a pointer of the process heap.
     // A free re-entering lifeboat while this thread holds one of its locks
     // (from a signal handler) leaks the block rather than deadlock.

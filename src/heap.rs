@@ -1339,7 +1339,7 @@ pub(crate) fn check_object_start(s: &PageDesc, p: *mut u8) {
     let off = (p as usize).wrapping_sub(lo);
     // `off < span` (at most a slab, far below 2^32) first: the multiple
     // test needs it. The class is fixed while the slab is live.
-    let class = s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES;
+    let class = slab::class_index(s);
     if off >= span || !slab::class::is_object_offset(off, class) {
         fatal("invalid free (not the start of an object)", p as usize);
     }

@@ -64,16 +64,24 @@ impl SlabLists {
     }
 }
 
+/// Size class of slab `s` (a live slab's first page), clamped into the
+/// tables' range (a compare and a move, where `%` by the class count
+/// would be a multiply sequence) so no lookup needs a bounds check.
+#[inline(always)]
+pub(crate) fn class_index(s: &PageDesc) -> usize {
+    (s.class.load(Ordering::Relaxed) as usize).min(NUM_CLASSES - 1)
+}
+
 /// Object size of slab `s` (a live slab's first page).
 #[inline]
 pub(crate) fn obj_size(s: &PageDesc) -> usize {
-    CLASS_SIZE[s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES] as usize
+    CLASS_SIZE[class_index(s)] as usize
 }
 
 /// Capacity of slab `s` (a live slab's first page).
 #[inline]
 pub(crate) fn capacity(s: &PageDesc) -> u32 {
-    CLASS_CAP[s.class.load(Ordering::Relaxed) as usize % NUM_CLASSES]
+    CLASS_CAP[class_index(s)]
 }
 
 /// Whether `b` lies in the object range of slab `s`: `b - lo < span`.
