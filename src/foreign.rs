@@ -26,16 +26,25 @@
 //!   [`MAX_OBJECTS`]; `flush` (thread exit, reclaim's drain) returns every
 //!   object to its slab through the ordinary free path, so nothing stays
 //!   out when the thread is gone;
-//! * a listed object keeps its slab from being released, so the heap lists
-//!   nothing while its free pages are below the `low` watermark or a drain
-//!   the cache has not answered is pending, and hands nothing out while
-//!   such a drain is pending (the slow path flushes first): under pressure
-//!   the lists never hold slabs from reclaim, and [`MAX_OBJECTS`] bounds
-//!   how many slabs they can pin otherwise;
+//! * a listed object keeps its slab from being released, so: an object is
+//!   listed only while at least a quarter of its slab is live (the last
+//!   objects of a slab go back to it, so it can empty); while the heap's
+//!   free pages are below the `low` watermark, or a drain that the cache
+//!   has not answered is pending, nothing is listed and the thread's next
+//!   free or allocation slow path gives back all it holds. A thread that
+//!   neither frees nor allocates keeps its lists (at most [`MAX_OBJECTS`]
+//!   objects, so at most that many slabs pinned) until it does or exits:
+//!   other threads cannot reach a thread's lists without an atomic on
+//!   every push and pop;
 //! * links are encoded with the heap's key, like a slab's local list; a
 //!   pop checks that the object it hands out is an object start of a live
-//!   slab of the list's class, so a use-after-free write to a link ends in
-//!   an abort, not in a block at an address of the writer's choice.
+//!   ordinary slab of the list's class, so a use-after-free write to a link
+//!   ends in an abort, not in a block at an address of the writer's choice
+//!   or in a reserve object;
+//! * a double free of one of the first two objects of a list aborts at
+//!   the free; a deeper one makes the list a loop, which aborts when a pop
+//!   finds the count of listed objects exhausted with the list not empty
+//!   (after the looped objects may have been handed out twice).
 //!
 //! Off under the `debug` feature (whose live-object bitmap needs every
 //! free to reach the slab) and in loom builds (the models check the shared
@@ -43,8 +52,8 @@
 
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::arena::Arena;
-use crate::slab::class::{is_object_offset, CLASS_SIZE, NUM_CLASSES};
-use crate::slab::{bad_link, key};
+use crate::slab::class::{is_object_offset, CLASS_CAP, CLASS_SIZE, NUM_CLASSES};
+use crate::slab::{bad_link, key, remote};
 use crate::sync::Ordering;
 
 /// Most bytes one thread keeps on its foreign lists.
@@ -53,6 +62,10 @@ pub(crate) const MAX_BYTES: usize = 256 << 10;
 /// Most objects one thread keeps on its foreign lists (each may pin a
 /// slab of its own).
 pub(crate) const MAX_OBJECTS: usize = 1024;
+
+/// An object is listed only while at least 1/`MIN_LIVE_DIVISOR` of its
+/// slab's objects are live.
+const MIN_LIVE_DIVISOR: u32 = 4;
 
 /// Whether foreign lists are used in this build.
 pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
@@ -71,6 +84,12 @@ impl ForeignLists {
             bytes: 0,
             objects: 0,
         }
+    }
+
+    /// Whether no object is listed.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.objects == 0
     }
 
     /// Bytes listed now.
@@ -96,10 +115,25 @@ impl ForeignLists {
         if self.bytes + size > MAX_BYTES || self.objects == MAX_OBJECTS {
             return false;
         }
+        // One of the last live objects of its slab goes back to the slab:
+        // listed, it would keep a nearly empty slab from being released.
+        // (Racy reads of a detached slab's counts: a heuristic only.)
+        let remote = remote::rcnt(remote::word(s).load(Ordering::Relaxed));
+        let live = s.used.load(Ordering::Relaxed).saturating_sub(remote);
+        if live.saturating_mul(MIN_LIVE_DIVISOR) < CLASS_CAP[class] {
+            return false;
+        }
         let head = self.heads[class];
-        if head == p {
+        // The head and the one after it: a second free of either would
+        // make the list a loop. (Deeper ones are caught when a pop finds
+        // the count exhausted with objects still linked.)
+        // SAFETY: a non-null head is a listed object, whose first word
+        // holds the encoded link.
+        if head == p
+            || (!head.is_null() && unsafe { key::decode(*(head as *const usize), key) } == p)
+        {
             crate::diag::fatal(
-                "double free (the object is the head of this thread's foreign list)",
+                "double free (the object is already on this thread's foreign list)",
                 p as usize,
             );
         }
@@ -127,13 +161,21 @@ impl ForeignLists {
         if b.is_null() {
             return b;
         }
+        if self.objects == 0 {
+            // More pops than pushes: a double free deeper in a list made
+            // it a loop.
+            crate::diag::fatal(
+                "double free (this thread's foreign list loops back on itself)",
+                b as usize,
+            );
+        }
         if !is_listed_object(arena, b, class) {
             bad_link(b);
         }
         // SAFETY: `b` is an object start of a live slab, listed here: its
         // first word is the encoded link.
         self.heads[class] = unsafe { key::decode(*(b as *const usize), key) };
-        self.bytes -= CLASS_SIZE[class] as usize;
+        self.bytes = self.bytes.saturating_sub(CLASS_SIZE[class] as usize);
         self.objects -= 1;
         b
     }
@@ -149,9 +191,6 @@ impl ForeignLists {
         key: usize,
         mut release: impl FnMut(&PageDesc, *mut u8),
     ) {
-        if self.bytes == 0 {
-            return;
-        }
         for class in 0..NUM_CLASSES {
             loop {
                 // SAFETY: forwarded.
@@ -187,6 +226,7 @@ fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
     let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };
     let off = (b as usize).wrapping_sub(lo);
     s.kind() == KIND_SLAB
+        && !s.has_flag(FLAG_RESERVE)
         && s.class.load(Ordering::Relaxed) as usize == class
         && off < span
         && is_object_offset(off, class)
@@ -199,10 +239,12 @@ mod tests {
     /// Pushes stand-in objects of `class` until refused; how many went in.
     fn fill(lists: &mut ForeignLists, s: &PageDesc, class: usize, words: &mut [usize]) -> usize {
         s.class.store(class as _, Ordering::Relaxed);
+        s.used.store(CLASS_CAP[class], Ordering::Relaxed);
         let mut n = 0;
         // SAFETY: the "objects" are words of `words` (only the link word is
         // written), each pushed once; `n` stays in range because the bounds
-        // refuse a push before `words` runs out.
+        // refuse a push before `words` runs out; `s` is the first of two
+        // descriptors, like a slab's.
         while n < words.len() && unsafe { lists.push(s, words.as_mut_ptr().add(n).cast(), 0) } {
             n += 1;
         }
@@ -211,13 +253,16 @@ mod tests {
 
     #[test]
     fn reserve_objects_are_never_listed_and_both_bounds_hold() {
-        let s = PageDesc::new();
+        // A slab's first two page descriptors (the second holds the
+        // remote word).
+        let descs = [PageDesc::new(), PageDesc::new()];
+        let s = &descs[0];
         let mut words = vec![0usize; MAX_OBJECTS * 4];
 
         s.set_flag(FLAG_RESERVE, true);
         let mut lists = ForeignLists::new();
         assert_eq!(
-            fill(&mut lists, &s, 3, &mut words),
+            fill(&mut lists, s, 3, &mut words),
             0,
             "a reserve object was listed"
         );
@@ -228,14 +273,38 @@ mod tests {
         let small = 0;
         assert!(MAX_BYTES / CLASS_SIZE[small] as usize > MAX_OBJECTS);
         let mut lists = ForeignLists::new();
-        assert_eq!(fill(&mut lists, &s, small, &mut words), MAX_OBJECTS);
+        assert_eq!(fill(&mut lists, s, small, &mut words), MAX_OBJECTS);
         assert_eq!(lists.bytes(), MAX_OBJECTS * CLASS_SIZE[small] as usize);
 
         // The biggest objects: the byte count is the bound.
         let big = NUM_CLASSES - 1;
         let size = CLASS_SIZE[big] as usize;
         let mut lists = ForeignLists::new();
-        assert_eq!(fill(&mut lists, &s, big, &mut words), MAX_BYTES / size);
+        assert_eq!(fill(&mut lists, s, big, &mut words), MAX_BYTES / size);
         assert!(lists.bytes() <= MAX_BYTES);
+    }
+
+    #[test]
+    fn the_last_live_objects_of_a_slab_are_not_listed() {
+        let descs = [PageDesc::new(), PageDesc::new()];
+        let s = &descs[0];
+        let class = 5;
+        let cap = CLASS_CAP[class];
+        s.class.store(class as _, Ordering::Relaxed);
+        let mut word = 0usize;
+        let obj = &mut word as *mut usize as *mut u8;
+        let try_push = |used: u32, remote: u64| {
+            s.used.store(used, Ordering::Relaxed);
+            // (The count sits above the 48 address bits: `slab::remote`.)
+            remote::word(s).store(remote << 48, Ordering::Relaxed);
+            let mut lists = ForeignLists::new();
+            // SAFETY: a stand-in object (one word), pushed once per list.
+            unsafe { lists.push(s, obj, 0) }
+        };
+        assert!(try_push(cap, 0), "an object of a full slab was not listed");
+        assert!(try_push(cap / MIN_LIVE_DIVISOR + 1, 0));
+        assert!(!try_push(cap / MIN_LIVE_DIVISOR - 1, 0));
+        // Objects on the remote stack are free, not live.
+        assert!(!try_push(cap, u64::from(cap - 1)));
     }
 }

@@ -104,7 +104,8 @@ static FAST: Fast = Fast {
 const T_FRESH: u8 = 0;
 /// The exit hook is armed.
 const T_LIVE: u8 = 1;
-/// The exit hook ran: the cache is flushed and unused from now on.
+/// The exit hook ran, or could not be armed: the cache is flushed (or was
+/// never used) and unused from now on.
 const T_DEAD: u8 = 2;
 /// Bit set while the slow path runs on this thread (re-entry detection).
 const T_BUSY: u8 = 4;
@@ -223,22 +224,26 @@ fn enter() -> CacheRef {
         return CacheRef::Shard;
     }
     set_state(T_LIVE | T_BUSY);
-    if st == T_FRESH {
-        // (Busy already: glibc may allocate for a key's slot, and that
-        // allocation must not come back here.)
-        let key = EXIT_KEY.load(Ordering::Acquire);
-        if key != usize::MAX {
-            // SAFETY: the key was created by pthread_key_create; the value is
-            // only a non-null marker so the destructor runs.
-            unsafe {
-                libc::pthread_setspecific(
-                    key as libc::pthread_key_t,
-                    ptr::dangling::<libc::c_void>(),
-                )
-            };
-        }
+    if st == T_FRESH && !arm_exit_hook() {
+        // Without the hook, the cache would be lost with the thread: this
+        // thread uses the shared shards from now on.
+        set_state(T_DEAD);
+        return CacheRef::Shard;
     }
     CacheRef::Local(TC.with(|tc| tc.get()))
+}
+
+/// Arms the calling thread's exit hook; false if that failed. (Called
+/// with the thread marked busy: glibc may allocate a key's slot, and that
+/// allocation must not come back here.)
+fn arm_exit_hook() -> bool {
+    let key = EXIT_KEY.load(Ordering::Acquire);
+    // SAFETY: the key was created by pthread_key_create; the value is only
+    // a non-null marker so that the destructor runs.
+    key != usize::MAX
+        && unsafe {
+            libc::pthread_setspecific(key as libc::pthread_key_t, ptr::dangling::<libc::c_void>())
+        } == 0
 }
 
 fn leave(c: &CacheRef) {
@@ -258,16 +263,20 @@ fn set_state(st: u8) {
 
 /// Runs `f` on this thread's cache outside the slow path: only once the
 /// exit hook is armed and while no slow path runs on this thread, and with
-/// `T_BUSY` set meanwhile, so that an allocation or free of a signal
-/// handler that interrupts `f` uses a shard, not the cache `f` changes.
+/// `T_BUSY` set meanwhile, so that the slow path of an allocation or free
+/// of a signal handler that interrupts `f` uses a shard, not the cache `f`
+/// changes. (The fast paths do not look at the state: like `malloc`, the
+/// global allocator is not async-signal-safe; see the README.)
 #[inline(always)]
 fn with_idle_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R> {
     if TSTATE.with(|s| s.get()) != T_LIVE {
         return None;
     }
     set_state(T_LIVE | T_BUSY);
-    // SAFETY: this thread's cache; no other borrow of it is live (the state
-    // was LIVE, not BUSY, and is BUSY until `f` returns).
+    // SAFETY: this thread's cache; no other borrow of it is live: the
+    // state was LIVE, not BUSY (no slow path of this thread is using it),
+    // and stays BUSY until `f` returns. (A handler interrupting a fast
+    // path is the unsupported case the doc above names.)
     let r = TC.with(|tc| f(unsafe { &mut *tc.get() }));
     set_state(T_LIVE);
     r

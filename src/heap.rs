@@ -1029,22 +1029,46 @@ impl HeapInner {
         s: &PageDesc,
         p: *mut u8,
     ) -> bool {
+        if !tc.per_thread() {
+            return false;
+        }
+        // Not while memory is short or a drain is pending: a listed object
+        // pins its slab, which reclaim could otherwise release. Such a
+        // free also gives back what the lists hold.
+        if self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc) {
+            // SAFETY: as guaranteed by the caller.
+            unsafe { self.give_back_foreign(tc) };
+            return false;
+        }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.
-        // Not while memory is short: a listed object pins its slab, which
-        // reclaim could otherwise release.
-        tc.per_thread()
-            && self.arena.free_pages() >= self.arena.marks.low
-            && !self.drain_pending(tc)
-            && unsafe { tc.foreign.push(s, p, self.slabs.key) }
+        unsafe { tc.foreign.push(s, p, self.slabs.key) }
+    }
+
+    /// Returns what `tc`'s foreign lists hold to the slabs (out of line:
+    /// rare, and kept out of the list paths' frames).
+    ///
+    /// # Safety
+    /// `tc` belongs to this heap and to the caller.
+    #[cold]
+    #[inline(never)]
+    unsafe fn give_back_foreign(&self, tc: &mut ThreadCache) {
+        // SAFETY: as guaranteed by the caller.
+        unsafe { tc.flush_foreign(self) };
     }
 
     /// An object of `class` from `tc`'s foreign list, or null.
     ///
     /// # Safety
     /// `class < NUM_CLASSES`; `tc` belongs to this heap and to the caller.
-    #[inline]
+    #[inline(always)]
     unsafe fn pop_foreign(&self, tc: &mut ThreadCache, class: usize) -> *mut u8 {
-        if !crate::foreign::ENABLED || self.drain_pending(tc) {
+        if !crate::foreign::ENABLED {
+            return core::ptr::null_mut();
+        }
+        if self.drain_pending(tc) {
+            // (The slow path that follows answers the drain in full.)
+            // SAFETY: as guaranteed by the caller.
+            unsafe { self.give_back_foreign(tc) };
             return core::ptr::null_mut();
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.

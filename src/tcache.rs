@@ -269,18 +269,8 @@ impl ThreadCache {
     pub(crate) unsafe fn flush(&mut self, heap: &HeapInner) {
         // First the foreign objects: one may belong to a slab this cache
         // has claimed since, which is detached below.
-        let mut foreign = core::mem::replace(&mut self.foreign, ForeignLists::new());
-        // SAFETY: the lists hold objects of `heap`'s slabs, linked with its
-        // key; each object is freed once, as an object given up.
-        unsafe {
-            foreign.drain(&heap.arena, heap.slabs.key, |s, p| {
-                if self.owns(s.owner.load(crate::sync::Ordering::Relaxed)) {
-                    self.free_local(heap, s, p);
-                } else {
-                    heap.free_remote(s, p);
-                }
-            });
-        }
+        // SAFETY: as guaranteed by the caller.
+        unsafe { self.flush_foreign(heap) };
         for slot in &mut self.large {
             if *slot != 0 {
                 let idx = *slot - 1;
@@ -316,6 +306,29 @@ impl ThreadCache {
                     heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, s) });
                 }
             }
+        }
+    }
+
+    /// Returns every object on the foreign lists to its slab.
+    ///
+    /// # Safety
+    /// The caller is the cache's thread (or holds its shard lock); `heap`
+    /// is the cache's heap.
+    pub(crate) unsafe fn flush_foreign(&mut self, heap: &HeapInner) {
+        if self.foreign.is_empty() {
+            return;
+        }
+        let mut foreign = core::mem::replace(&mut self.foreign, ForeignLists::new());
+        // SAFETY: the lists hold objects of `heap`'s slabs, linked with its
+        // key; each object is freed once, as an object given up.
+        unsafe {
+            foreign.drain(&heap.arena, heap.slabs.key, |s, p| {
+                if self.owns(s.owner.load(crate::sync::Ordering::Relaxed)) {
+                    self.free_local(heap, s, p);
+                } else {
+                    heap.free_remote(s, p);
+                }
+            });
         }
     }
 

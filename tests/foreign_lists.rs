@@ -33,8 +33,12 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
     let base = live_objects();
 
     // Reuse: a thread frees eight orphans, then allocates eight objects of
-    // the class; it gets the same objects back, last freed first.
-    let v = orphans(8);
+    // the class; it gets the same objects back, last freed first. (Every
+    // fourth of 64 orphans: their slabs stay mostly live, as listing
+    // needs.)
+    let all = orphans(64);
+    let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
+    let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
     let got = std::thread::spawn({
         let v = v.clone();
         move || {
@@ -50,8 +54,8 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
                 // SAFETY: a non-zero size.
                 .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
                 .collect();
-            for &p in &got {
-                // SAFETY: allocated just above.
+            for &p in got.iter().chain(&rest) {
+                // SAFETY: allocated just above, or an orphan not freed yet.
                 unsafe { GLOBAL.dealloc(p as *mut u8, l) };
             }
             (listed, got)

@@ -1,7 +1,8 @@
 //! Foreign lists under memory pressure (`src/foreign.rs`): a listed object
 //! keeps its slab from being released, so while the heap's free pages are
 //! below the `low` watermark a thread that frees objects of exited threads
-//! gives them straight back to their slabs and keeps none.
+//! gives them straight back to their slabs, keeps none, and gives back
+//! what it listed before.
 //!
 //! Its own binary: it drives the process heap (a 256 MiB budget) below
 //! `low`, which would disturb any other test. Without `debug` only: under
@@ -9,6 +10,7 @@
 #![cfg(not(feature = "debug"))]
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[global_allocator]
 static GLOBAL: lifeboat::Lifeboat =
@@ -46,23 +48,13 @@ fn kept_by_a_thread_freeing(v: Vec<usize>) -> usize {
     .unwrap()
 }
 
-#[test]
-fn nothing_is_listed_while_memory_is_short() {
-    const N: usize = 64;
-    // With memory to spare the freeing thread keeps the orphans (so the
-    // assertion below can fail).
-    assert!(
-        kept_by_a_thread_freeing(orphans(N)) > 0,
-        "no orphan was listed"
-    );
-
-    let v = orphans(N);
-    // Halfway from `low` down to `min` (ordinary requests still succeed
-    // there), 64 KiB at a time: far enough below `low` that the slabs
-    // released by the frees below do not lift the heap above it.
+/// Runs `f` with the heap halfway from `low` down to `min` (ordinary
+/// requests still succeed there), reached 64 KiB at a time: far enough
+/// below `low` that slabs released meanwhile do not lift the heap above
+/// it. `None` if the heap could not be brought there. (`f` must not
+/// panic: the panic machinery itself needs memory.)
+fn short_of_memory<R>(f: impl FnOnce() -> R) -> Option<R> {
     let block = Layout::from_size_align(64 << 10, 8).unwrap();
-    // (No assertion fails while memory is short: the panic machinery
-    // itself needs memory.)
     let mut held: Vec<usize> = Vec::with_capacity(4096);
     let low = loop {
         let st = lifeboat::stats();
@@ -77,14 +69,73 @@ fn nothing_is_listed_while_memory_is_short() {
         }
         held.push(p as usize);
     };
-    let kept = low.then(|| kept_by_a_thread_freeing(v));
+    let r = low.then(f);
     for &p in &held {
         // SAFETY: allocated above, freed once.
         unsafe { GLOBAL.dealloc(p as *mut u8, block) };
     }
-    let kept = kept.expect("the heap never went below `low` with every request granted");
+    r
+}
+
+/// One test function: the steps read the process heap's counts and drive
+/// it low, which a concurrent test in this binary would disturb.
+#[test]
+fn lists_hold_nothing_while_memory_is_short() {
+    const N: usize = 64;
+    let l = Layout::from_size_align(SIZE, 8).unwrap();
+    // With memory to spare the freeing thread keeps the orphans (so the
+    // assertions below can fail).
+    assert!(
+        kept_by_a_thread_freeing(orphans(N)) > 0,
+        "no orphan was listed"
+    );
+
+    // Short of memory, nothing is listed.
+    let v = orphans(N);
+    let kept = short_of_memory(|| kept_by_a_thread_freeing(v))
+        .expect("the heap never went below `low` with every request granted");
     assert_eq!(
         kept, 0,
         "a thread listed foreign objects below the low watermark"
+    );
+
+    // A thread that listed objects while memory was plentiful gives them
+    // all back at its first free once memory is short.
+    static PHASE: AtomicUsize = AtomicUsize::new(0);
+    let wait_for = |phase| {
+        while PHASE.load(Ordering::Acquire) != phase {
+            std::thread::yield_now();
+        }
+    };
+    let v = orphans(N);
+    let t = std::thread::spawn(move || {
+        drop(Box::new(0u64)); // arms this thread's exit hook
+        let before = live_objects();
+        for &p in &v[..N - 1] {
+            // SAFETY: each orphan is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        let listed = live_objects() + (N - 1) - before;
+        PHASE.store(1, Ordering::Release);
+        wait_for(2);
+        let before = live_objects();
+        // SAFETY: the last orphan, live, freed once.
+        unsafe { GLOBAL.dealloc(v[N - 1] as *mut u8, l) };
+        let given_back = before - live_objects();
+        PHASE.store(3, Ordering::Release);
+        (listed, given_back)
+    });
+    wait_for(1);
+    let reached = short_of_memory(|| {
+        PHASE.store(2, Ordering::Release);
+        wait_for(3);
+    });
+    let (listed, given_back) = t.join().unwrap();
+    assert!(reached.is_some(), "the heap never went below `low`");
+    assert!(listed > 0, "no orphan was listed");
+    assert_eq!(
+        given_back,
+        listed + 1,
+        "the free under pressure did not give back the {listed} listed objects"
     );
 }

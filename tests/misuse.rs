@@ -354,13 +354,14 @@ fn remote_double_free_overflowing_a_slab() {
 }
 
 /// Expects `misuse`, run on a thread that has allocated once (its exit
-/// hook armed) with four objects of 320 bytes whose allocating thread has
-/// exited, to abort with `message`.
+/// hook armed) with 64 objects of 320 bytes whose allocating thread has
+/// exited (their slabs full, so freed ones are listed), to abort with
+/// `message`.
 #[cfg(not(feature = "debug"))]
 fn expect_abort_on_orphans(misuse: fn(&[usize], Layout), message: &str) {
     expect_abort(
         move || {
-            let v = orphans(320, 4);
+            let v = orphans(320, 64);
             std::thread::spawn(move || {
                 drop(Box::new(1u8));
                 misuse(&v, layout(320));
@@ -385,7 +386,44 @@ fn double_free_onto_a_foreign_list() {
                 GLOBAL.dealloc(v[0] as *mut u8, l);
             }
         },
-        "double free (the object is the head of this thread's foreign list)",
+        "double free (the object is already on this thread's foreign list)",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_of_the_second_object_on_a_foreign_list() {
+    expect_abort_on_orphans(
+        |v, l| {
+            // SAFETY: deliberate misuse: `v[0]` freed twice, `v[1]` between.
+            unsafe {
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                GLOBAL.dealloc(v[1] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+            }
+        },
+        "double free (the object is already on this thread's foreign list)",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn deeper_double_free_on_a_foreign_list_is_caught_at_the_loop() {
+    expect_abort_on_orphans(
+        |v, l| {
+            // SAFETY: deliberate misuse: `v[0]` freed twice, two objects
+            // between, which makes the list a loop; then more allocations
+            // of the class than objects listed.
+            unsafe {
+                for i in [0, 1, 2, 0] {
+                    GLOBAL.dealloc(v[i] as *mut u8, l);
+                }
+                for _ in 0..5 {
+                    let _ = GLOBAL.alloc(l);
+                }
+            }
+        },
+        "double free (this thread's foreign list loops back on itself)",
     );
 }
 
