@@ -361,18 +361,20 @@ fn alloc_process(
     )
 }
 
-/// Keeps `p` on this thread's foreign list when it is an object of a
-/// detached ordinary slab and the list has room (`foreign.rs`), without
-/// the slow path's re-entry guard and lookups; false: nothing done.
+/// Frees `p` when it is an object of a slab this thread does not own,
+/// without the slow path's re-entry guard, cache selection and second
+/// lookups: onto this thread's foreign list when the slab is detached and
+/// the list takes it (`foreign.rs`), else onto the slab's remote stack.
+/// False: nothing done (not such an object, a lock of ours is held, or the
+/// `debug` feature's checks need the full path).
 ///
 /// # Safety
 /// `p` was returned by the process heap `h` and is not used after.
 #[inline]
-unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
-    // Not after the exit hook (the lists would strand their objects), nor
-    // inside the slow path (a signal handler's free); `with_idle_cache`
-    // checks again, this is only the cheap early way out.
-    if !crate::foreign::ENABLED || TSTATE.with(|st| st.get()) != T_LIVE {
+unsafe fn free_unowned(h: &HeapInner, p: *mut u8) -> bool {
+    // Under a lock of ours (a signal handler) the full path decides; it
+    // never waits for the lock.
+    if cfg!(feature = "debug") || crate::sync::holds_lock() {
         return false;
     }
     let Some(idx) = h.arena.page_of(p) else {
@@ -381,14 +383,26 @@ unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
     let d = h.arena.desc(idx);
     // `back` leads to the page itself or a live slab's first page.
     let s = h.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
-    if s.kind() != KIND_SLAB || s.owner.load(Ordering::Relaxed) != 0 {
-        return false;
+    let owner = s.owner.load(Ordering::Relaxed);
+    if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
+        return false; // not a slab object, or one of this thread's slabs
     }
     crate::heap::check_object_start(s, p);
+    // (`with_idle_cache` refuses after the exit hook, whose lists would
+    // strand their objects, and inside the slow path.)
     // SAFETY: `p` is a live object start of the slab `s` (checked just
     // above), given up by the caller; the cache is this thread's, of the
     // process heap.
-    with_idle_cache(|tc| Some(unsafe { h.list_foreign(tc, s, p) })).unwrap_or(false)
+    if crate::foreign::ENABLED
+        && owner == 0
+        && with_idle_cache(|tc| Some(unsafe { h.list_foreign(tc, s, p) })) == Some(true)
+    {
+        return true;
+    }
+    // SAFETY: as above; a slab's remote stack takes objects from any
+    // thread, whoever owns the slab by now.
+    unsafe { h.free_remote(s, p) };
+    true
 }
 
 /// The free slow path of the process heap.
@@ -398,11 +412,11 @@ unsafe fn free_foreign(h: &HeapInner, p: *mut u8) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_slow(p: *mut u8) {
-    // (The foreign list first, apart from the rest, whose stack frame
-    // costs a dozen instructions a call.)
+    // (Objects of other threads' slabs first, apart from the rest, whose
+    // stack frame costs a dozen instructions a call.)
     if let Some(h) = process_heap() {
         // SAFETY: forwarded from the caller.
-        if unsafe { free_foreign(h, p) } {
+        if unsafe { free_unowned(h, p) } {
             return;
         }
     }
@@ -410,7 +424,7 @@ unsafe fn dealloc_slow(p: *mut u8) {
     unsafe { dealloc_uncached(p) }
 }
 
-/// The free slow path past the thread's foreign list.
+/// The free slow path for what [`free_unowned`] does not take.
 ///
 /// # Safety
 /// As for [`dealloc_slow`].

@@ -840,25 +840,35 @@ impl HeapInner {
     ///
     /// # Safety
     /// `p` is a live object of slab `s`.
+    #[inline]
     pub(crate) unsafe fn free_remote(&self, s: &PageDesc, p: *mut u8) {
         // Read before the push: once `p` is pushed the slab may be emptied,
         // released and carved anew by other threads.
         // Fixed while the slab has live objects (`p` is one).
         let cap = slab::capacity(s);
         // SAFETY: forwarded from the caller.
-        let w = unsafe { remote::push(s, p, self.slabs.key) };
+        let w = unsafe { remote::push(s, p, self.slabs.key, cap) };
         if w & DETACHED != 0 {
-            let n = rcnt(w) + 1;
-            let used = s.used.load(Ordering::Acquire);
-            // Each push adds one free object, so exactly one freer sees the
-            // count reach the listing threshold. (A stale `used` after a
-            // claim only adds a harmless extra settle, or skips one that the
-            // new owner does not need.)
-            let avail = cap.saturating_sub(used.saturating_sub(n));
-            if n == used || avail == slab::list_threshold(cap) {
-                // SAFETY: `s` is a descriptor of this heap; under the lock.
-                self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
-            }
+            self.after_detached_push(s, w, cap);
+        }
+    }
+
+    /// After a remote push onto the detached slab `s` (the word was `w`
+    /// before it, the capacity is `cap`): settles the slab when this push
+    /// freed its last live object or brought its free objects to the
+    /// listing threshold.
+    #[inline(never)]
+    fn after_detached_push(&self, s: &PageDesc, w: u64, cap: u32) {
+        let n = rcnt(w) + 1;
+        let used = s.used.load(Ordering::Acquire);
+        // Each push adds one free object, so exactly one freer sees the
+        // count reach the listing threshold. (A stale `used` after a
+        // claim only adds a harmless extra settle, or skips one that the
+        // new owner does not need.)
+        let avail = cap.saturating_sub(used.saturating_sub(n));
+        if n == used || avail == slab::list_threshold(cap) {
+            // SAFETY: `s` is a descriptor of this heap; under the lock.
+            self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
         }
     }
 

@@ -52,11 +52,10 @@ pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
 ///
 /// # Safety
 /// `p` is a live object of slab `s`, given up by the caller; `key` is the
-/// key of the heap of `s`.
+/// key of the heap of `s`; `cap` is the capacity of `s` (read before the
+/// push: the class is fixed while the slab has live objects).
 #[inline]
-pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8, key: usize) -> u64 {
-    // The class is fixed while the slab has live objects.
-    let cap = super::capacity(s);
+pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8, key: usize, cap: u32) -> u64 {
     #[cfg(feature = "debug")]
     // SAFETY: forwarded from the caller.
     unsafe {
