@@ -26,6 +26,7 @@
 #   capture           169,620 / 18,566  57 s   twin CaptureTrustsPoll
 #   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
 #   mempool_wakeup        284 / 4      0.1 s   twin MempoolNotifyEarly
+#   remote_batch        1,756 / 1        1 s   twin ChainCountedAsOne
 #   remote_free       105,733 / 1       39 s   twin WeakRemotePush
 #   reserve_slabs      36,812 / 1       23 s   twin ReserveListedAsOrdinary
 #   slab_ownership     31,950 / 226     17 s   twin SettleSkipsRecheck

@@ -233,6 +233,17 @@ fn enter() -> CacheRef {
     CacheRef::Local(TC.with(|tc| tc.get()))
 }
 
+/// Makes a fresh thread's cache usable outside the slow path (arms its
+/// exit hook); false if the thread must use the shards.
+#[cold]
+#[inline(never)]
+fn arm_fresh_thread() -> bool {
+    let c = enter();
+    let local = matches!(c, CacheRef::Local(_));
+    leave(&c);
+    local
+}
+
 /// Arms the calling thread's exit hook; false if that failed. (Called
 /// with the thread marked busy: glibc may allocate a key's slot, and that
 /// allocation must not come back here.)
@@ -266,10 +277,13 @@ fn set_state(st: u8) {
 /// `T_BUSY` set meanwhile, so that the slow path of an allocation or free
 /// of a signal handler that interrupts `f` uses a shard, not the cache `f`
 /// changes. (The fast paths do not look at the state: like `malloc`, the
-/// global allocator is not async-signal-safe; see the README.)
+/// global allocator is not async-signal-safe; see the README.) A thread
+/// that has not used its cache yet (one that only frees, like a consumer)
+/// arms its exit hook first.
 #[inline(always)]
 fn with_idle_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R> {
-    if TSTATE.with(|s| s.get()) != T_LIVE {
+    let st = TSTATE.with(|s| s.get());
+    if st != T_LIVE && (st != T_FRESH || !arm_fresh_thread()) {
         return None;
     }
     set_state(T_LIVE | T_BUSY);
@@ -388,14 +402,22 @@ unsafe fn free_unowned(h: &HeapInner, p: *mut u8) -> bool {
         return false; // not a slab object, or one of this thread's slabs
     }
     crate::heap::check_object_start(s, p);
-    // (`with_idle_cache` refuses after the exit hook, whose lists would
-    // strand their objects, and inside the slow path.)
-    // SAFETY: `p` is a live object start of the slab `s` (checked just
-    // above), given up by the caller; the cache is this thread's, of the
-    // process heap.
+    // A detached slab's object goes on the foreign list, another thread's
+    // into the remote batch. (`with_idle_cache` refuses after the exit
+    // hook, whose lists would strand their objects, and inside the slow
+    // path.)
     if crate::foreign::ENABLED
-        && owner == 0
-        && with_idle_cache(|tc| Some(unsafe { h.list_foreign(tc, s, p) })) == Some(true)
+        && with_idle_cache(|tc| {
+            Some(if owner == 0 {
+                // SAFETY: `p` is a live object start of the slab `s`
+                // (checked just above), given up by the caller; the cache
+                // is this thread's, of the process heap.
+                unsafe { h.list_foreign(tc, s, p) }
+            } else {
+                // SAFETY: as for `list_foreign`.
+                unsafe { h.batch_remote(tc, s, p) }
+            })
+        }) == Some(true)
     {
         return true;
     }

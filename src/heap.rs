@@ -25,6 +25,7 @@ use crate::memalloc::{resolve, Rights};
 use crate::os::{self, PAGE_SHIFT, PAGE_SIZE};
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::{Got, OomHandler, Reclaim};
+use crate::remote_batch::Chain;
 use crate::slab::class::{class_for, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
 use crate::slab::remote::{self, rcnt, DETACHED};
 use crate::slab::{self, SlabLists};
@@ -140,35 +141,61 @@ impl HeapInner {
                 config.min_free,
                 config.atomic_reserve >> PAGE_SHIFT,
             );
-            inner.write(HeapInner {
-                arena: Arena::new(base, descs, npages, marks, config.capture),
-                slabs: SlabLists::new(slab::key::new_key(inner as usize)),
-                lock: RawLock::new(),
-                shards: core::array::from_fn(|_| {
-                    CachePadded::new(Shard {
-                        lock: RawLock::new(),
-                        cache: UnsafeCell::new(ThreadCache::new(ptr::null())),
-                    })
-                }),
-                empty: PageDesc::new(),
-                huge,
-                huge_mask: huge_slots - 1,
-                huge_used: crate::sync::RacyCell::new(0),
-                meta,
-                meta_len,
-                budget_pages: npages,
-                huge_cache: HugeCache::new(npages << PAGE_SHIFT),
-                block_cache: BlockCache::new(npages),
-                counters: Counters::new(),
-                gate: ReserveGate::new(config.max_reserve_users, config.reserve_wait_ms),
-                config: *config,
-                reclaim: Reclaim::new(),
-            });
-            let empty: *const PageDesc = ptr::addr_of!((*inner).empty);
-            for shard in &(*inner).shards {
-                *shard.cache.get() = ThreadCache::new(empty);
-                (*shard.cache.get()).key = (*inner).slabs.key;
+            // Field by field, in place: the whole struct (four shard caches)
+            // built on the stack first would not fit a small stack (loom's
+            // model threads have 32 KiB). Every field is written once.
+            use core::ptr::addr_of_mut as field;
+            field!((*inner).arena).write(Arena::new(base, descs, npages, marks, config.capture));
+            field!((*inner).slabs).write(SlabLists::new(slab::key::new_key(inner as usize)));
+            field!((*inner).lock).write(RawLock::new());
+            field!((*inner).empty).write(PageDesc::new());
+            let empty: *const PageDesc = field!((*inner).empty);
+            for i in 0..SHARDS {
+                let mut cache = ThreadCache::new(empty);
+                cache.key = (*inner).slabs.key;
+                field!((*inner).shards[i]).write(CachePadded::new(Shard {
+                    lock: RawLock::new(),
+                    cache: UnsafeCell::new(cache),
+                }));
             }
+            field!((*inner).huge).write(huge);
+            field!((*inner).huge_mask).write(huge_slots - 1);
+            field!((*inner).huge_used).write(crate::sync::RacyCell::new(0));
+            field!((*inner).meta).write(meta);
+            field!((*inner).meta_len).write(meta_len);
+            field!((*inner).budget_pages).write(npages);
+            field!((*inner).huge_cache).write(HugeCache::new(npages << PAGE_SHIFT));
+            field!((*inner).block_cache).write(BlockCache::new(npages));
+            field!((*inner).counters).write(Counters::new());
+            field!((*inner).gate).write(ReserveGate::new(
+                config.max_reserve_users,
+                config.reserve_wait_ms,
+            ));
+            field!((*inner).config).write(*config);
+            field!((*inner).reclaim).write(Reclaim::new());
+            // (A field added to `HeapInner` must be written above: this
+            // exhaustive pattern stops compiling until it is listed here.)
+            let _: fn(&HeapInner) = |h| {
+                let HeapInner {
+                    arena: _,
+                    slabs: _,
+                    lock: _,
+                    shards: _,
+                    empty: _,
+                    huge: _,
+                    huge_mask: _,
+                    huge_used: _,
+                    meta: _,
+                    meta_len: _,
+                    budget_pages: _,
+                    huge_cache: _,
+                    block_cache: _,
+                    config: _,
+                    reclaim: _,
+                    counters: _,
+                    gate: _,
+                } = h;
+            };
             Ok(NonNull::new_unchecked(inner))
         }
     }
@@ -849,24 +876,49 @@ impl HeapInner {
         // SAFETY: forwarded from the caller.
         let w = unsafe { remote::push(s, p, self.slabs.key, cap) };
         if w & DETACHED != 0 {
-            self.after_detached_push(s, w, cap);
+            self.after_detached_push(s, w, 1, cap);
         }
     }
 
-    /// After a remote push onto the detached slab `s` (the word was `w`
-    /// before it, the capacity is `cap`): settles the slab when this push
-    /// freed its last live object or brought its free objects to the
-    /// listing threshold.
+    /// Pushes a remote batch's chain onto its slab's remote stack.
+    ///
+    /// # Safety
+    /// The chain came from a `RemoteBatch` of a cache of this heap: its
+    /// objects are distinct live objects of its slab, given up.
     #[inline(never)]
-    fn after_detached_push(&self, s: &PageDesc, w: u64, cap: u32) {
-        let n = rcnt(w) + 1;
+    pub(crate) unsafe fn free_chain(&self, c: Chain) {
+        // SAFETY: the chain's slab is a live slab of this heap (its objects
+        // are live); read before the push, as in `free_remote`.
+        let s = unsafe { &*c.slab };
+        let cap = slab::capacity(s);
+        // SAFETY: forwarded from the caller.
+        let w = unsafe { remote::push_chain(s, c.head, c.tail, c.objects, self.slabs.key, cap) };
+        if w & DETACHED != 0 {
+            self.after_detached_push(s, w, c.objects, cap);
+        }
+    }
+
+    /// After a remote push of `k` objects onto the detached slab `s` (the
+    /// word was `w` before it, the capacity is `cap`): settles the slab
+    /// when the push freed its last live object or brought its free
+    /// objects to the listing threshold.
+    #[inline(never)]
+    fn after_detached_push(&self, s: &PageDesc, w: u64, k: u32, cap: u32) {
+        let k = if crate::model::fault_injected!(ChainCountedAsOne) {
+            1
+        } else {
+            k
+        };
+        let n = rcnt(w) + k;
         let used = s.used.load(Ordering::Acquire);
-        // Each push adds one free object, so exactly one freer sees the
-        // count reach the listing threshold. (A stale `used` after a
-        // claim only adds a harmless extra settle, or skips one that the
-        // new owner does not need.)
+        // Each push adds its objects to the free count, so exactly one
+        // pusher sees the count cross the listing threshold. (A stale
+        // `used` after a claim only adds a harmless extra settle, or skips
+        // one that the new owner does not need.)
         let avail = cap.saturating_sub(used.saturating_sub(n));
-        if n == used || avail == slab::list_threshold(cap) {
+        let before = avail.saturating_sub(k);
+        let threshold = slab::list_threshold(cap);
+        if n == used || (before < threshold && avail >= threshold) {
             // SAFETY: `s` is a descriptor of this heap; under the lock.
             self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
         }
@@ -1054,7 +1106,52 @@ impl HeapInner {
         unsafe { tc.foreign.push(s, p, self.slabs.key) }
     }
 
-    /// Returns what `tc`'s foreign lists hold to the slabs (out of line:
+    /// Adds `p`, an object of the slab `s` that another thread owns, to
+    /// `tc`'s remote batch (`remote_batch.rs`), pushing the batch it ends;
+    /// false: nothing done (memory short, a drain pending, a reserve slab
+    /// or a shared cache).
+    ///
+    /// # Safety
+    /// `p` is a live object start of `s`, a slab of this heap, given up by
+    /// the caller; `tc` belongs to this heap and to the caller.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn batch_remote(
+        &self,
+        tc: &mut ThreadCache,
+        s: &PageDesc,
+        p: *mut u8,
+    ) -> bool {
+        if !crate::remote_batch::ENABLED || !tc.per_thread() || s.has_flag(FLAG_RESERVE) {
+            return false;
+        }
+        // As for the foreign lists: a batched object pins its slab.
+        if self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc) {
+            // SAFETY: as guaranteed by the caller.
+            unsafe { self.give_back_foreign(tc) };
+            return false;
+        }
+        // SAFETY: as guaranteed by the caller.
+        unsafe { self.add_to_batch(tc, s, p) };
+        true
+    }
+
+    /// Adds `p` to `tc`'s remote batch, pushing the chain it ends.
+    ///
+    /// # Safety
+    /// As for [`HeapInner::batch_remote`].
+    #[inline]
+    pub(crate) unsafe fn add_to_batch(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) {
+        let class = slab::class_index(s);
+        // SAFETY: as guaranteed by the caller; the batch uses the heap's key.
+        if let Some(c) = unsafe { tc.remote_batch.add(s, class, p, self.slabs.key) } {
+            // SAFETY: a chain of this cache's batch.
+            unsafe { self.free_chain(c) };
+        }
+    }
+
+    /// Returns what `tc`'s foreign lists and remote batch hold to the
+    /// slabs (out of line:
     /// rare, and kept out of the list paths' frames).
     ///
     /// # Safety

@@ -52,6 +52,7 @@ mod mempool;
 pub mod model;
 mod os;
 mod reclaim;
+mod remote_batch;
 mod reserve;
 mod slab;
 mod stats;

@@ -57,6 +57,30 @@ impl<'h> Cache<'h> {
         unsafe { h.free(&mut self.tc, p.as_ptr()) };
     }
 
+    /// Frees `p`, an object of a slab another cache owns, into this
+    /// cache's remote batch (`remote_batch.rs`): pushed onto the slab when
+    /// a free of another slab of the class ends the chain, or at `flush`.
+    /// (The process heap's caches do this for such frees; the policy of
+    /// when to batch is left out here.)
+    ///
+    /// # Safety
+    /// `p` is a live small object of this cache's heap, of a slab this
+    /// cache does not own.
+    pub unsafe fn free_batched(&mut self, p: NonNull<u8>) {
+        let h = self.heap.inner();
+        let idx = h.arena.page_of(p.as_ptr()).expect("an object of this heap");
+        let d = h.arena.desc(idx);
+        let s = h
+            .arena
+            .desc(idx - d.back.load(crate::sync::Ordering::Relaxed) as usize);
+        assert!(
+            !self.tc.owns(s.owner.load(crate::sync::Ordering::Relaxed)),
+            "free_batched takes objects of other caches' slabs"
+        );
+        // SAFETY: forwarded from the caller; the cache is ours.
+        unsafe { h.add_to_batch(&mut self.tc, s, p.as_ptr()) };
+    }
+
     /// Detaches every slab the cache owns (what thread exit does).
     pub fn flush(&mut self) {
         // SAFETY: the cache is ours.
@@ -270,6 +294,11 @@ pub enum Fault {
     /// `BlockCache::take` empties a slot with a load and a separate store
     /// instead of one swap: two takers can both get the same block.
     BlockCacheSplitTake,
+    /// A push of a remote batch's chain onto a detached slab is judged as
+    /// if it freed one object (`HeapInner::after_detached_push`): the push
+    /// that frees the slab's last objects does not see it, and the slab is
+    /// never released.
+    ChainCountedAsOne,
 }
 
 #[cfg(loom)]

@@ -38,6 +38,7 @@
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::foreign::ForeignLists;
 use crate::heap::HeapInner;
+use crate::remote_batch::RemoteBatch;
 use crate::slab::class::NUM_CLASSES;
 use crate::slab::{self, pop_local};
 
@@ -60,6 +61,9 @@ pub(crate) struct ThreadCache {
     /// Objects freed into detached slabs, kept for this cache's next
     /// allocations (`foreign.rs`).
     pub(crate) foreign: ForeignLists,
+    /// Frees into one slab of another thread, pushed together
+    /// (`remote_batch.rs`).
+    pub(crate) remote_batch: RemoteBatch,
     pub(crate) empty: *const PageDesc,
     /// The heap's drain generation this cache last flushed for.
     pub(crate) drain_seen: usize,
@@ -87,6 +91,7 @@ impl ThreadCache {
             large: [0; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
             per_thread,
             foreign: ForeignLists::new(),
+            remote_batch: RemoteBatch::new(),
             empty,
             drain_seen: 0,
             key: 0,
@@ -309,12 +314,16 @@ impl ThreadCache {
         }
     }
 
-    /// Returns every object on the foreign lists to its slab.
+    /// Returns every object on the foreign lists and in the remote batch
+    /// to its slab.
     ///
     /// # Safety
     /// The caller is the cache's thread (or holds its shard lock); `heap`
     /// is the cache's heap.
     pub(crate) unsafe fn flush_foreign(&mut self, heap: &HeapInner) {
+        // SAFETY: the batch holds objects of `heap`'s slabs, given up.
+        self.remote_batch
+            .take_all(|c| unsafe { heap.free_chain(c) });
         if self.foreign.is_empty() {
             return;
         }

@@ -373,6 +373,71 @@ fn expect_abort_on_orphans(misuse: fn(&[usize], Layout), message: &str) {
     );
 }
 
+/// Expects `misuse`, run on this thread with objects of 96 bytes of one
+/// slab of a live thread (so frees go into this thread's remote batch,
+/// `remote_batch.rs`), to abort with `message`.
+#[cfg(not(feature = "debug"))]
+fn expect_abort_in_batch(misuse: fn(&[usize], Layout), message: &str) {
+    expect_abort(
+        move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (_done, wait) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                // SAFETY: a non-zero size.
+                let v: Vec<usize> = (0..64)
+                    .map(|_| unsafe { GLOBAL.alloc(layout(96)) } as usize)
+                    .collect();
+                tx.send(v).unwrap();
+                let _ = wait.recv(); // stays alive, owning the slab
+            });
+            let v: Vec<usize> = rx.recv().unwrap();
+            // Only objects of one slab: of the 16 KiB-aligned window (a
+            // slab of this class is at least that, and aligned to its
+            // size) that holds most of them.
+            let window = |p: usize| p & !((16 << 10) - 1);
+            let most = v
+                .iter()
+                .map(|&p| window(p))
+                .max_by_key(|&w| v.iter().filter(|&&p| window(p) == w).count())
+                .unwrap();
+            let v: Vec<usize> = v.into_iter().filter(|&p| window(p) == most).collect();
+            misuse(&v, layout(96));
+        },
+        message,
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_into_a_remote_batch() {
+    expect_abort_in_batch(
+        |v, l| {
+            // SAFETY: deliberate misuse: the same object freed twice.
+            unsafe {
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+            }
+        },
+        "double free (the object is already in this thread's remote batch)",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_of_the_second_object_of_a_remote_batch() {
+    expect_abort_in_batch(
+        |v, l| {
+            // SAFETY: deliberate misuse: `v[0]` freed twice, `v[1]` between.
+            unsafe {
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                GLOBAL.dealloc(v[1] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+            }
+        },
+        "double free (the object is already in this thread's remote batch)",
+    );
+}
+
 // Without `debug`, a free into a slab nobody owns goes onto the freeing
 // thread's foreign list (`foreign.rs`); these cases check its guards.
 #[test]

@@ -20,7 +20,8 @@
 
 use lifeboat::model::{Cache, Fault};
 use lifeboat_loom_tests::{
-    assert_all_free, check, check_catches, heap, layout, note, Obj, Shadow, NORMAL,
+    alloc_taken, assert_all_free, check, check_catches, free_held, heap, layout, note, Obj, Shadow,
+    NORMAL,
 };
 use loom::thread;
 use std::sync::Arc;
@@ -42,13 +43,7 @@ fn model() {
 
     let mut a = Cache::new(&heap);
     // A takes every object of its first slab.
-    let mut held: Vec<Obj> = (0..PER_SLAB)
-        .map(|_| {
-            let o = Obj::new(a.alloc(l, NORMAL).expect("fresh heap"));
-            shadow.take(o, SIZE, A);
-            o
-        })
-        .collect();
+    let mut held = alloc_taken(&mut a, &shadow, SIZE, PER_SLAB, A);
     let to_b = vec![held.remove(0), held.remove(0)];
     let to_c = vec![held.remove(0)];
     for o in &to_b {
@@ -97,11 +92,7 @@ fn model() {
 
     // A frees everything it holds (remote frees, for objects of a slab it
     // gave up) and exits, while B and C may still be freeing.
-    for o in held {
-        shadow.give(o, SIZE, A);
-        // SAFETY: A's live objects, each freed once.
-        unsafe { a.free(o.ptr()) };
-    }
+    free_held(&mut a, &shadow, SIZE, held, A);
     let ra = a.exit();
     let retired: Vec<_> = freers
         .into_iter()

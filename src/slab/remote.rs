@@ -61,18 +61,39 @@ pub(crate) unsafe fn push(s: &PageDesc, p: *mut u8, key: usize, cap: u32) -> u64
     unsafe {
         super::debug::on_free(s, p)
     };
+    // SAFETY: forwarded from the caller; one object is a chain of one.
+    unsafe { push_chain(s, p, p, 1, key, cap) }
+}
+
+/// Pushes the chain of `n` objects from `head` to `tail` (linked with
+/// `key`; `tail`'s link is set here) onto the remote stack of `s` in one
+/// CAS; returns the word before.
+///
+/// # Safety
+/// The chain's objects are distinct live objects of slab `s`, given up by
+/// the caller; `key` and `cap` as for [`push`]. (The `debug` feature's
+/// bookkeeping is done by [`push`] only: chains are not built under it.)
+#[inline]
+pub(crate) unsafe fn push_chain(
+    s: &PageDesc,
+    head: *mut u8,
+    tail: *mut u8,
+    n: u32,
+    key: usize,
+    cap: u32,
+) -> u64 {
     let mut w = word(s).load(Ordering::Relaxed);
     loop {
-        let n = rcnt(w) + 1;
-        if n > cap {
+        let total = rcnt(w) + n;
+        if total > cap {
             fatal(
                 "double free (the slab's free count would exceed its capacity)",
-                p as usize,
+                head as usize,
             );
         }
-        // SAFETY: the object is ours until the CAS publishes it.
-        unsafe { *(p as *mut usize) = super::key::encode(rptr(w), key) };
-        let new = (p as u64 & PTR_MASK) | ((n as u64) << CNT_SHIFT) | (w & DETACHED);
+        // SAFETY: the chain is ours until the CAS publishes it.
+        unsafe { *(tail as *mut usize) = super::key::encode(rptr(w), key) };
+        let new = (head as u64 & PTR_MASK) | ((total as u64) << CNT_SHIFT) | (w & DETACHED);
         match word(s).compare_exchange_weak(
             w,
             new,

@@ -1,0 +1,218 @@
+//! Remote batches: a thread's frees into a slab that another live thread
+//! owns, linked into a chain and pushed onto the slab's remote stack with
+//! one atomic operation.
+//!
+//! Each free into another thread's slab is otherwise one CAS on the slab's
+//! remote word, a line that the owner takes back with a swap whenever it
+//! collects. A consumer freeing what a producer allocated frees objects
+//! of each class mostly in allocation order, so in runs of one slab: the
+//! batch links such a run on the freeing thread, with plain stores, and
+//! pushes it as a whole when a free of another slab of the class arrives,
+//! when it holds [`MAX_OBJECTS`], or when the cache is flushed (jemalloc and snmalloc
+//! batch cross-thread frees likewise; mimalloc pays one CAS an object).
+//!
+//! Invariants:
+//!
+//! * a batched object is, for its slab, still allocated: the slab's live
+//!   count includes it and no remote count does, so the slab is not
+//!   released while the batch holds it. If the owner exits meanwhile the
+//!   slab is only detached; the batch's push then settles it as any push
+//!   onto a detached slab does, for a count of several objects
+//!   (`HeapInner::after_detached_push`);
+//! * at most [`SLOTS`] chains a thread (one a slot, a slot per class
+//!   modulo `SLOTS`), each of one slab and at most [`MAX_OBJECTS`]
+//!   objects, so at most `SLOTS` slabs pinned; nothing is
+//!   batched while the heap's free pages are below the `low` watermark or
+//!   a drain the cache has not answered is pending (such a free pushes the
+//!   batch first), and `flush` (thread exit, reclaim's drain) pushes it,
+//!   so nothing stays out when the thread is gone. A thread that stops
+//!   freeing into other threads' slabs keeps its batch until its next slow
+//!   path that flushes, or its exit;
+//! * only objects of ordinary slabs are batched: a reserve object goes back
+//!   to its slab at once;
+//! * links are encoded with the heap's key, like every free list; the push
+//!   adds the chain's count to the stack's in the same CAS, and a count
+//!   beyond the slab's capacity (a double free) aborts as for one object.
+//!   A double free of one of a chain's two newest objects aborts at the
+//!   free; a deeper one is caught only if the count then exceeds the
+//!   capacity (as for a double free deep in any free list).
+//!
+//! Off under the `debug` feature (whose checks need every free to reach
+//! the slab) and in loom builds, like the foreign lists.
+
+use crate::arena::desc::PageDesc;
+use crate::diag::fatal;
+use crate::slab::key;
+
+/// Most objects one batch holds before it is pushed.
+pub(crate) const MAX_OBJECTS: u32 = 64;
+
+/// Batches per thread cache; a class uses slot `class % SLOTS` (classes
+/// that share a slot end each other's chains early, nothing worse). Few,
+/// so the cache stays small: it is built on small stacks (loom's model
+/// threads).
+const SLOTS: usize = 16;
+
+/// Whether remote batches are used in this build.
+#[cfg(not(loom))]
+pub(crate) const ENABLED: bool = crate::foreign::ENABLED;
+
+/// A chain of objects of one slab, linked newest first with the heap's
+/// key: `head` to `tail`, whose link is left for the push to set.
+pub(crate) struct Chain {
+    pub(crate) slab: *const PageDesc,
+    pub(crate) head: *mut u8,
+    pub(crate) tail: *mut u8,
+    pub(crate) objects: u32,
+}
+
+/// The batches of one thread cache.
+pub(crate) struct RemoteBatch {
+    chains: [Chain; SLOTS],
+    /// Objects in all chains.
+    objects: u32,
+}
+
+const EMPTY: Chain = Chain {
+    slab: core::ptr::null(),
+    head: core::ptr::null_mut(),
+    tail: core::ptr::null_mut(),
+    objects: 0,
+};
+
+impl RemoteBatch {
+    pub(crate) const fn new() -> Self {
+        Self {
+            chains: [EMPTY; SLOTS],
+            objects: 0,
+        }
+    }
+
+    /// Adds `p`, an object of slab `s` of `class`. Returns the chain to
+    /// push first when the class's slot held another slab's objects or
+    /// was full; `p` then starts a new chain.
+    ///
+    /// # Safety
+    /// `p` is a live object start of slab `s`, given up by the caller;
+    /// `class` is the class of `s`; `key` is the key of the heap of `s`,
+    /// the same for every call.
+    #[inline]
+    pub(crate) unsafe fn add(
+        &mut self,
+        s: &PageDesc,
+        class: usize,
+        p: *mut u8,
+        key: usize,
+    ) -> Option<Chain> {
+        let c = &mut self.chains[class % SLOTS];
+        if core::ptr::eq(c.slab, s) && c.objects < MAX_OBJECTS {
+            // The chain's first two objects: a cheap check, the links are
+            // hot. (`objects >= 1` here, so `head` is an object.)
+            // SAFETY: `head` is an object of the chain, ours until pushed.
+            if c.head == p
+                || (c.objects > 1 && key::decode(unsafe { *(c.head as *const usize) }, key) == p)
+            {
+                fatal(
+                    "double free (the object is already in this thread's remote batch)",
+                    p as usize,
+                );
+            }
+            // SAFETY: `p` is ours (given up); the link is encoded like
+            // every free-list link of the heap.
+            unsafe { *(p as *mut usize) = key::encode(c.head, key) };
+            c.head = p;
+            c.objects += 1;
+            self.objects += 1;
+            return None;
+        }
+        let full = core::mem::replace(
+            c,
+            Chain {
+                slab: s,
+                head: p,
+                tail: p,
+                objects: 1,
+            },
+        );
+        self.objects = self.objects + 1 - full.objects;
+        (full.objects != 0).then_some(full)
+    }
+
+    /// Takes every chain, each passed to `f`.
+    #[inline]
+    pub(crate) fn take_all(&mut self, mut f: impl FnMut(Chain)) {
+        if self.objects == 0 {
+            return;
+        }
+        self.objects = 0;
+        for c in &mut self.chains {
+            if c.objects != 0 {
+                f(core::mem::replace(c, EMPTY));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walks a chain's links from head to tail.
+    fn walk(c: &Chain, k: usize) -> Vec<*mut u8> {
+        let mut out = vec![c.head];
+        let mut p = c.head;
+        while p != c.tail {
+            // SAFETY: the test's objects are live `usize`-aligned cells.
+            p = key::decode(unsafe { *(p as *const usize) }, k);
+            out.push(p);
+        }
+        out
+    }
+
+    #[test]
+    fn runs_of_one_slab_are_chained_and_handed_back_whole() {
+        let [a, b, c2, d] = [(); 4].map(|_| PageDesc::new());
+        let mut cells = [[0usize; 2]; 72];
+        let objs: Vec<*mut u8> = cells
+            .iter_mut()
+            .map(|c| c.as_mut_ptr() as *mut u8)
+            .collect();
+        let k = 0x5a5a_1234;
+        let mut batch = RemoteBatch::new();
+        // SAFETY (every add below): the cells stand in for live objects,
+        // each added once.
+        unsafe {
+            assert!(batch.add(&a, 0, objs[0], k).is_none());
+            // Another class keeps its own chain.
+            assert!(batch.add(&c2, 1, objs[70], k).is_none());
+            assert!(batch.add(&a, 0, objs[1], k).is_none());
+            assert!(batch.add(&a, 0, objs[2], k).is_none());
+        }
+        // Another slab of the class: its chain comes back, newest first.
+        // A class sharing the slot of class 1 ends its chain.
+        let c = unsafe { batch.add(&d, 1 + SLOTS, objs[71], k) }.expect("chain of class 1");
+        assert_eq!((c.objects, c.head, c.tail), (1, objs[70], objs[70]));
+        let c = unsafe { batch.add(&b, 0, objs[3], k) }.expect("chain of slab a");
+        assert!(core::ptr::eq(c.slab, &a));
+        assert_eq!(c.objects, 3);
+        assert_eq!(walk(&c, k), vec![objs[2], objs[1], objs[0]]);
+        // A full chain comes back at the next add, which starts anew.
+        for &p in &objs[4..4 + MAX_OBJECTS as usize - 1] {
+            assert!(unsafe { batch.add(&b, 0, p, k) }.is_none());
+        }
+        let c = unsafe { batch.add(&b, 0, objs[67], k) }.expect("a full chain");
+        assert_eq!(c.objects, MAX_OBJECTS);
+        assert_eq!(walk(&c, k).len(), MAX_OBJECTS as usize);
+        let mut rest = Vec::new();
+        batch.take_all(|c| rest.push((c.slab, c.objects, c.head, c.tail)));
+        assert_eq!(
+            rest,
+            vec![
+                (&b as *const PageDesc, 1, objs[67], objs[67]),
+                (&d as *const PageDesc, 1, objs[71], objs[71]),
+            ]
+        );
+        assert_eq!(batch.objects, 0);
+        batch.take_all(|_| panic!("nothing is left"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Objects a thread holds for slabs it does not own, under memory
+//! pressure: foreign lists (`src/foreign.rs`, objects of exited threads'
+//! slabs) and remote batches (`src/remote_batch.rs`, objects of live
+//! threads' slabs). A held object keeps its slab from being released, so
+//! while the heap's free pages are below the `low` watermark a thread that
+//! frees such objects gives them straight back to their slabs, holds
+//! none, and gives back what it held before; and whatever it holds goes
+//! back when it exits.
+//!
+//! Its own binary: it drives the process heap (a 256 MiB budget) below
+//! `low`, which would disturb any other test. Without `debug` only: under
+//! `debug` every free goes to its slab.
+#![cfg(not(feature = "debug"))]
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+#[global_allocator]
+static GLOBAL: lifeboat::Lifeboat =
+    lifeboat::Lifeboat::with_config(lifeboat::Config::new().budget(256 << 20));
+
+/// Sizes no other code in this binary is likely to use, one for each kind
+/// of owner. (For live owners, 64 objects fit one slab of that class, so
+/// they all stay in the owner's active slab: full slabs an owner leaves
+/// are detached, and their objects go onto foreign lists.)
+const SIZE_EXITED: usize = 1500;
+const SIZE_LIVE: usize = 168;
+
+mod common;
+
+/// Whose slabs the objects a test thread frees belong to.
+#[derive(Clone, Copy, Debug)]
+enum Owner {
+    /// A thread that has exited: frees go onto foreign lists.
+    Exited,
+    /// A live thread: frees go into remote batches.
+    Live,
+}
+
+impl Owner {
+    fn size(self) -> usize {
+        match self {
+            Owner::Exited => SIZE_EXITED,
+            Owner::Live => SIZE_LIVE,
+        }
+    }
+
+    /// Live objects of the process heap in the class of this kind's size.
+    fn live_objects(self) -> usize {
+        common::live_objects_of(self.size())
+    }
+}
+
+/// The thread that allocated a set of objects, kept alive (owning their
+/// slabs) until dropped.
+struct LiveOwner(Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+
+impl Drop for LiveOwner {
+    fn drop(&mut self) {
+        if let Some((done, t)) = self.0.take() {
+            drop(done);
+            t.join().unwrap();
+        }
+    }
+}
+
+/// `n` objects of `owner.size()` allocated by a thread of kind `owner`.
+fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
+    match owner {
+        Owner::Exited => (common::orphans(SIZE_EXITED, n), LiveOwner(None)),
+        Owner::Live => {
+            let (tx, rx) = mpsc::channel();
+            let (done, wait) = mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                let l = Layout::from_size_align(SIZE_LIVE, 8).unwrap();
+                let v: Vec<usize> = (0..n)
+                    // SAFETY: a non-zero size.
+                    .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
+                    .collect();
+                assert!(v.iter().all(|&p| p != 0));
+                tx.send(v).unwrap();
+                let _ = wait.recv(); // until the owner is dropped
+            });
+            (rx.recv().unwrap(), LiveOwner(Some((done, t))))
+        }
+    }
+}
+
+/// How many of `v` (objects of `owner`'s size) a fresh thread holds when
+/// it has freed them all (measured before it exits), and how many it still
+/// held after its exit.
+fn held_by_a_thread_freeing(owner: Owner, v: Vec<usize>) -> (usize, usize) {
+    let l = Layout::from_size_align(owner.size(), 8).unwrap();
+    let n = v.len();
+    let before = owner.live_objects();
+    let held = std::thread::spawn(move || {
+        drop(Box::new(0u64)); // arms this thread's exit hook
+                              // (Measured here, after the spawn's own allocations.)
+        let before = owner.live_objects();
+        for &p in &v {
+            // SAFETY: each object is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        // Objects freed to their slabs leave the live count; held ones
+        // stay in it.
+        owner.live_objects() + n - before
+    })
+    .join()
+    .unwrap();
+    (held, owner.live_objects() + n - before)
+}
+
+/// Runs `f` with the heap halfway from `low` down to `min` (ordinary
+/// requests still succeed there), reached 64 KiB at a time: far enough
+/// below `low` that slabs released meanwhile do not lift the heap above
+/// it. `None` if the heap could not be brought there. (`f` must not
+/// panic: the panic machinery itself needs memory.)
+fn short_of_memory<R>(f: impl FnOnce() -> R) -> Option<R> {
+    let block = Layout::from_size_align(64 << 10, 8).unwrap();
+    let mut held: Vec<usize> = Vec::with_capacity(4096);
+    let low = loop {
+        let st = lifeboat::stats();
+        let target = (st.min_pages + st.low_pages) / 2;
+        if st.free_pages < target || held.len() == held.capacity() {
+            break st.free_pages < target;
+        }
+        // SAFETY: a non-zero size.
+        let p = unsafe { GLOBAL.alloc(block) };
+        if p.is_null() {
+            break false;
+        }
+        held.push(p as usize);
+    };
+    let r = low.then(f);
+    for &p in &held {
+        // SAFETY: allocated above, freed once.
+        unsafe { GLOBAL.dealloc(p as *mut u8, block) };
+    }
+    r
+}
+
+/// One test function: the steps read the process heap's counts and drive
+/// it low, which a concurrent test in this binary would disturb.
+#[test]
+fn threads_hold_nothing_while_memory_is_short() {
+    // A failure must report, not hang: the default hook's backtrace (with
+    // RUST_BACKTRACE set) loads debug info in megabyte blocks, which the
+    // 256 MiB heap, fragmented by the steps, may refuse, and std's
+    // allocation-error handler then waits for the backtrace lock.
+    std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+    for owner in [Owner::Exited, Owner::Live] {
+        short_of_memory_steps(owner);
+    }
+}
+
+fn short_of_memory_steps(owner: Owner) {
+    const N: usize = 64;
+    let l = Layout::from_size_align(owner.size(), 8).unwrap();
+    // With memory to spare the freeing thread holds objects (so the
+    // assertions below can fail), at most a chain's 64 in a batch, and
+    // gives them all back when it exits.
+    let (v, _owner) = objects(owner, N);
+    let (held, after_exit) = held_by_a_thread_freeing(owner, v);
+    assert!(held > 0, "{owner:?}: no object was held");
+    if let Owner::Live = owner {
+        assert!(
+            held <= 64,
+            "{owner:?}: {held} objects held in one class's chain"
+        );
+    }
+    assert_eq!(
+        after_exit, 0,
+        "{owner:?}: objects still held after the thread exited"
+    );
+
+    // Short of memory, nothing is held.
+    let (v, _owner) = objects(owner, N);
+    let (held, _) = short_of_memory(|| held_by_a_thread_freeing(owner, v))
+        .expect("the heap never went below `low` with every request granted");
+    assert_eq!(
+        held, 0,
+        "{owner:?}: a thread held objects below the low watermark"
+    );
+
+    // A thread that held objects while memory was plentiful gives them all
+    // back at its first free once memory is short.
+    static PHASE: AtomicUsize = AtomicUsize::new(0);
+    PHASE.store(0, Ordering::Release);
+    let wait_for = |phase| {
+        while PHASE.load(Ordering::Acquire) != phase {
+            std::thread::yield_now();
+        }
+    };
+    let (v, _owner) = objects(owner, N);
+    let t = std::thread::spawn(move || {
+        drop(Box::new(0u64)); // arms this thread's exit hook
+        let before = owner.live_objects();
+        for &p in &v[..N - 1] {
+            // SAFETY: each object is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        let held = owner.live_objects() + (N - 1) - before;
+        PHASE.store(1, Ordering::Release);
+        wait_for(2);
+        let before = owner.live_objects();
+        // SAFETY: the last object, live, freed once.
+        unsafe { GLOBAL.dealloc(v[N - 1] as *mut u8, l) };
+        let given_back = before - owner.live_objects();
+        PHASE.store(3, Ordering::Release);
+        (held, given_back)
+    });
+    wait_for(1);
+    let reached = short_of_memory(|| {
+        PHASE.store(2, Ordering::Release);
+        wait_for(3);
+    });
+    let (held, given_back) = t.join().unwrap();
+    assert!(reached.is_some(), "the heap never went below `low`");
+    assert!(held > 0, "{owner:?}: no object was held");
+    assert_eq!(
+        given_back,
+        held + 1,
+        "{owner:?}: the free under pressure did not give back the {held} held objects"
+    );
+}
