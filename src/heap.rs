@@ -1091,19 +1091,30 @@ impl HeapInner {
         s: &PageDesc,
         p: *mut u8,
     ) -> bool {
-        if !tc.per_thread() {
-            return false;
-        }
-        // Not while memory is short or a drain is pending: a listed object
-        // pins its slab, which reclaim could otherwise release. Such a
-        // free also gives back what the lists hold.
-        if self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc) {
-            // SAFETY: as guaranteed by the caller.
-            unsafe { self.give_back_foreign(tc) };
+        // SAFETY: `tc` belongs to this heap and to the caller.
+        if !tc.per_thread() || !unsafe { self.may_hold(tc) } {
             return false;
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.
         unsafe { tc.foreign.push(s, p, self.slabs.key) }
+    }
+
+    /// Whether `tc` may hold objects of slabs it does not own (on its
+    /// foreign lists or in its remote batch): not while memory is short or
+    /// a drain is pending, since a held object pins its slab, which
+    /// reclaim could otherwise release. When it may not, this gives back
+    /// everything `tc` holds.
+    ///
+    /// # Safety
+    /// `tc` belongs to this heap and to the caller.
+    #[inline]
+    unsafe fn may_hold(&self, tc: &mut ThreadCache) -> bool {
+        if self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc) {
+            // SAFETY: as guaranteed by the caller.
+            unsafe { self.give_back_held(tc) };
+            return false;
+        }
+        true
     }
 
     /// Adds `p`, an object of the slab `s` that another thread owns, to
@@ -1125,10 +1136,8 @@ impl HeapInner {
         if !crate::remote_batch::ENABLED || !tc.per_thread() || s.has_flag(FLAG_RESERVE) {
             return false;
         }
-        // As for the foreign lists: a batched object pins its slab.
-        if self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc) {
-            // SAFETY: as guaranteed by the caller.
-            unsafe { self.give_back_foreign(tc) };
+        // SAFETY: as guaranteed by the caller.
+        if !unsafe { self.may_hold(tc) } {
             return false;
         }
         // SAFETY: as guaranteed by the caller.
@@ -1151,16 +1160,15 @@ impl HeapInner {
     }
 
     /// Returns what `tc`'s foreign lists and remote batch hold to the
-    /// slabs (out of line:
-    /// rare, and kept out of the list paths' frames).
+    /// slabs (out of line: rare, and kept out of the list paths' frames).
     ///
     /// # Safety
     /// `tc` belongs to this heap and to the caller.
     #[cold]
     #[inline(never)]
-    unsafe fn give_back_foreign(&self, tc: &mut ThreadCache) {
+    unsafe fn give_back_held(&self, tc: &mut ThreadCache) {
         // SAFETY: as guaranteed by the caller.
-        unsafe { tc.flush_foreign(self) };
+        unsafe { tc.flush_held(self) };
     }
 
     /// An object of `class` from `tc`'s foreign list, or null.
@@ -1175,7 +1183,7 @@ impl HeapInner {
         if self.drain_pending(tc) {
             // (The slow path that follows answers the drain in full.)
             // SAFETY: as guaranteed by the caller.
-            unsafe { self.give_back_foreign(tc) };
+            unsafe { self.give_back_held(tc) };
             return core::ptr::null_mut();
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.

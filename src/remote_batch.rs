@@ -69,8 +69,6 @@ pub(crate) struct Chain {
 /// The batches of one thread cache.
 pub(crate) struct RemoteBatch {
     chains: [Chain; SLOTS],
-    /// Objects in all chains.
-    objects: u32,
 }
 
 const EMPTY: Chain = Chain {
@@ -84,7 +82,6 @@ impl RemoteBatch {
     pub(crate) const fn new() -> Self {
         Self {
             chains: [EMPTY; SLOTS],
-            objects: 0,
         }
     }
 
@@ -122,7 +119,6 @@ impl RemoteBatch {
             unsafe { *(p as *mut usize) = key::encode(c.head, key) };
             c.head = p;
             c.objects += 1;
-            self.objects += 1;
             return None;
         }
         let full = core::mem::replace(
@@ -134,17 +130,12 @@ impl RemoteBatch {
                 objects: 1,
             },
         );
-        self.objects = self.objects + 1 - full.objects;
         (full.objects != 0).then_some(full)
     }
 
     /// Takes every chain, each passed to `f`.
     #[inline]
     pub(crate) fn take_all(&mut self, mut f: impl FnMut(Chain)) {
-        if self.objects == 0 {
-            return;
-        }
-        self.objects = 0;
         for c in &mut self.chains {
             if c.objects != 0 {
                 f(core::mem::replace(c, EMPTY));
@@ -212,7 +203,6 @@ mod tests {
                 (&d as *const PageDesc, 1, objs[71], objs[71]),
             ]
         );
-        assert_eq!(batch.objects, 0);
         batch.take_all(|_| panic!("nothing is left"));
     }
 }

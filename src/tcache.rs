@@ -61,8 +61,8 @@ pub(crate) struct ThreadCache {
     /// Objects freed into detached slabs, kept for this cache's next
     /// allocations (`foreign.rs`).
     pub(crate) foreign: ForeignLists,
-    /// Frees into one slab of another thread, pushed together
-    /// (`remote_batch.rs`).
+    /// Frees into slabs of other live threads, chained per slab and
+    /// pushed together (`remote_batch.rs`).
     pub(crate) remote_batch: RemoteBatch,
     pub(crate) empty: *const PageDesc,
     /// The heap's drain generation this cache last flushed for.
@@ -275,7 +275,7 @@ impl ThreadCache {
         // First the foreign objects: one may belong to a slab this cache
         // has claimed since, which is detached below.
         // SAFETY: as guaranteed by the caller.
-        unsafe { self.flush_foreign(heap) };
+        unsafe { self.flush_held(heap) };
         for slot in &mut self.large {
             if *slot != 0 {
                 let idx = *slot - 1;
@@ -320,7 +320,7 @@ impl ThreadCache {
     /// # Safety
     /// The caller is the cache's thread (or holds its shard lock); `heap`
     /// is the cache's heap.
-    pub(crate) unsafe fn flush_foreign(&mut self, heap: &HeapInner) {
+    pub(crate) unsafe fn flush_held(&mut self, heap: &HeapInner) {
         // SAFETY: the batch holds objects of `heap`'s slabs, given up.
         self.remote_batch
             .take_all(|c| unsafe { heap.free_chain(c) });
