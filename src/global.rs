@@ -315,6 +315,23 @@ fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> Option
     Some(r)
 }
 
+/// The slow path of an allocation whose class the inline path found and
+/// whose active slab is empty: an object of `class` on this thread's
+/// foreign list first (no second class lookup, no layout tests), then the
+/// full slow path.
+#[cold]
+#[inline(never)]
+fn alloc_class_miss(config: &Config, layout: Layout, class: usize) -> *mut u8 {
+    if let Some(h) = process_heap() {
+        // SAFETY: the cache of this thread, for the process heap; `class`
+        // is the class of `layout` (alignment at most 8).
+        if let Some(p) = with_idle_cache(|tc| unsafe { h.take_foreign(tc, class) }) {
+            return p;
+        }
+    }
+    alloc_uncached(config, layout, false)
+}
+
 #[cold]
 #[inline(never)]
 fn alloc_slow(config: &Config, layout: Layout, zero: bool) -> *mut u8 {
@@ -386,17 +403,29 @@ fn alloc_process(
 /// `p` was returned by the process heap `h` and is not used after.
 #[inline]
 unsafe fn free_unowned(h: &HeapInner, p: *mut u8) -> bool {
-    // Under a lock of ours (a signal handler) the full path decides; it
-    // never waits for the lock.
-    if cfg!(feature = "debug") || crate::sync::holds_lock() {
-        return false;
-    }
     let Some(idx) = h.arena.page_of(p) else {
         return false;
     };
     let d = h.arena.desc(idx);
     // `back` leads to the page itself or a live slab's first page.
     let s = h.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+    // SAFETY: forwarded from the caller; `s` is the descriptor `back` leads
+    // to from `p`'s page.
+    unsafe { free_unowned_in(h, s, p) }
+}
+
+/// [`free_unowned`] for a caller that has already found `s`, the
+/// descriptor that the `back` offset of `p`'s page leads to.
+///
+/// # Safety
+/// As for [`free_unowned`]; `s` is that descriptor, in `h`'s arena.
+#[inline]
+unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
+    // Under a lock of ours (a signal handler) the full path decides; it
+    // never waits for the lock.
+    if cfg!(feature = "debug") || crate::sync::holds_lock() {
+        return false;
+    }
     let owner = s.owner.load(Ordering::Relaxed);
     if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
         return false; // not a slab object, or one of this thread's slabs
@@ -439,6 +468,26 @@ unsafe fn dealloc_slow(p: *mut u8) {
     if let Some(h) = process_heap() {
         // SAFETY: forwarded from the caller.
         if unsafe { free_unowned(h, p) } {
+            return;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_uncached(p) }
+}
+
+/// The free of an object whose slab descriptor `s` the inline path found
+/// owned by someone else (or by nobody): [`free_unowned_in`] without a
+/// second lookup, else the full slow path.
+///
+/// # Safety
+/// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
+/// of `p`'s page leads to, in the process heap's arena.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
+    if let Some(h) = process_heap() {
+        // SAFETY: forwarded from the caller.
+        if unsafe { free_unowned_in(h, s, p) } {
             return;
         }
     }
@@ -489,6 +538,7 @@ unsafe impl GlobalAlloc for Lifeboat {
             if !p.is_null() {
                 return p;
             }
+            return alloc_class_miss(&self.config, layout, class);
         }
         alloc_slow(&self.config, layout, false)
     }
@@ -502,30 +552,32 @@ unsafe impl GlobalAlloc for Lifeboat {
             let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
             // SAFETY: idx is below npages, so the descriptor exists; `back`
             // leads to the page itself or a live slab's first page (desc.rs).
-            let done = unsafe {
+            let s = unsafe {
                 let d = &*descs.add(idx);
-                let s = &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize);
-                TC.with(|tc| {
-                    let tc = tc.get();
-                    if s.owner.load(Ordering::Relaxed) != tc as usize {
-                        return false;
-                    }
-                    let used = s.used.load(Ordering::Relaxed);
-                    let head = s.free.get();
-                    // An empty slab or a free of the list head is a double
-                    // free: the slow path reports it.
-                    if used == 0 || head == p {
-                        return false;
-                    }
+                &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize)
+            };
+            let tc = TC.with(|tc| tc.get());
+            if s.owner.load(Ordering::Relaxed) != tc as usize {
+                // Another thread's slab, a detached one, or no slab.
+                // SAFETY: forwarded from the caller; `s` is what `back`
+                // leads to from `p`'s page.
+                return unsafe { dealloc_unowned(p, s) };
+            }
+            // SAFETY: this thread owns the slab `s`, so its local list and
+            // count are ours; `p` is one of its objects, given up by the
+            // caller, so its first word is ours to write.
+            unsafe {
+                let used = s.used.load(Ordering::Relaxed);
+                let head = s.free.get();
+                // An empty slab or a free of the list head is a double
+                // free: the slow path reports it.
+                if used != 0 && head != p {
                     // The link is stored encoded (see `slab::key`).
                     *(p as *mut usize) = crate::slab::key::encode(head, (*tc).key);
                     s.free.set(p);
                     s.used.store(used - 1, Ordering::Relaxed);
-                    true
-                })
-            };
-            if done {
-                return;
+                    return;
+                }
             }
         }
         // SAFETY: forwarded from the caller.

@@ -1063,11 +1063,27 @@ impl HeapInner {
                 return None;
             }
             let class = class_for(layout.size(), layout.align())?;
-            // SAFETY: as guaranteed by the caller.
-            let p = unsafe { self.pop_foreign(tc, class) };
-            return (!p.is_null()).then_some(p);
+            // SAFETY: as guaranteed by the caller; `class` is in range.
+            return unsafe { self.take_foreign(tc, class) };
         }
         self.take_parked(tc, layout)
+    }
+
+    /// An object of `class` on `tc`'s foreign list (`foreign.rs`), if any.
+    /// For the global allocator, whose inline path knows the class.
+    ///
+    /// # Safety
+    /// `tc` belongs to this heap and to the caller; `class < NUM_CLASSES`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn take_foreign(
+        &self,
+        tc: &mut ThreadCache,
+        class: usize,
+    ) -> Option<*mut u8> {
+        // SAFETY: as guaranteed by the caller.
+        let p = unsafe { self.pop_foreign(tc, class) };
+        (!p.is_null()).then_some(p)
     }
 
     /// Whether a drain that `tc` has not answered yet is pending: its slow

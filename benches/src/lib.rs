@@ -434,15 +434,32 @@ pub fn realloc_growth<A: GlobalAlloc>(a: &A, growth: Growth, iters: u64) -> Dura
 /// Sizes of the big-block workload.
 pub const BIG_SIZES: [usize; 3] = [1 << 20, 4 << 20, 16 << 20];
 
+/// Cache-line size assumed when spreading the touches of a big block.
+const LINE: usize = 64;
+
+/// Offset of the byte written in page `page` of a big block: the pages
+/// cycle through all 64 cache lines of a page (7 is coprime to 64).
+///
+/// A write at the same offset of every page would put all of a block's
+/// touches in the few cache sets that one page offset selects, and the
+/// benchmark would then measure conflict misses that depend on where in a
+/// page each allocator starts its blocks (3–5× slower for every allocator
+/// on the machine of `docs/benchmarks.md`), not the allocators.
+pub const fn touch_offset(page: usize) -> usize {
+    page * PAGE + (page * 7 % (PAGE / LINE)) * LINE
+}
+
 /// `iters` times: allocate `size` bytes (align 16), write one byte in every
-/// page, free.
+/// page (at [`touch_offset`]), free.
 pub fn big_block<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
     let layout = Layout::from_size_align(size.max(1), 16).expect("valid layout");
+    let pages = size.div_ceil(PAGE);
     let start = Instant::now();
     for _ in 0..iters {
         // SAFETY: the size is non-zero.
         let p = unsafe { alloc_or_abort(a, black_box(layout)) };
-        for off in (0..size).step_by(PAGE) {
+        for page in 0..pages {
+            let off = touch_offset(page).min(size - 1);
             // SAFETY: `off < size`, so the byte is inside the block;
             // volatile so that the page really is touched.
             unsafe { p.add(off).write_volatile(1) };
@@ -470,6 +487,18 @@ mod tests {
     fn growth_steps() {
         assert_eq!(Growth::Double.steps(), 16);
         assert_eq!(Growth::Half.steps(), 27);
+    }
+
+    #[test]
+    fn touch_offsets_stay_in_their_page_and_cover_every_line() {
+        let mut lines = [false; PAGE / LINE];
+        for page in 0..PAGE / LINE {
+            let off = touch_offset(page);
+            assert_eq!(off / PAGE, page);
+            assert_eq!(off % LINE, 0);
+            lines[off % PAGE / LINE] = true;
+        }
+        assert!(lines.iter().all(|&hit| hit));
     }
 
     #[test]
