@@ -8,8 +8,9 @@
 //! of each class mostly in allocation order, so in runs of one slab: the
 //! batch links such a run on the freeing thread, with plain stores, and
 //! pushes it as a whole when a free of another slab of the class arrives,
-//! when it holds [`MAX_OBJECTS`], or when the cache is flushed (jemalloc and snmalloc
-//! batch cross-thread frees likewise; mimalloc pays one CAS an object).
+//! when it holds [`MAX_OBJECTS`] or [`MAX_CHAIN_BYTES`], or when the cache
+//! is flushed (jemalloc and snmalloc batch cross-thread frees likewise;
+//! mimalloc pays one CAS an object).
 //!
 //! Invariants:
 //!
@@ -19,9 +20,10 @@
 //!   slab is only detached; the batch's push then settles it as any push
 //!   onto a detached slab does, for a count of several objects
 //!   (`HeapInner::after_detached_push`);
-//! * at most [`SLOTS`] chains a thread (one a slot, a slot per class
-//!   modulo `SLOTS`), each of one slab and at most [`MAX_OBJECTS`]
-//!   objects, so at most `SLOTS` slabs pinned; nothing is
+//! * at most one chain a size class a thread, each of one slab and at
+//!   most [`MAX_OBJECTS`] objects and [`MAX_CHAIN_BYTES`] (one object of
+//!   a class larger than that), so at most 80 slabs pinned and 2.5 MiB
+//!   held; nothing is
 //!   batched while the heap's free pages are below the `low` watermark or
 //!   a drain the cache has not answered is pending (such a free pushes the
 //!   batch first), and `flush` (thread exit, reclaim's drain) pushes it,
@@ -42,16 +44,40 @@
 
 use crate::arena::desc::PageDesc;
 use crate::diag::fatal;
+use crate::slab::class::{compute_size, NUM_CLASSES};
 use crate::slab::key;
 
-/// Most objects one batch holds before it is pushed.
+/// Most objects one chain holds before it is pushed.
 pub(crate) const MAX_OBJECTS: u32 = 64;
 
-/// Batches per thread cache; a class uses slot `class % SLOTS` (classes
-/// that share a slot end each other's chains early, nothing worse). Few,
-/// so the cache stays small: it is built on small stacks (loom's model
-/// threads).
-const SLOTS: usize = 16;
+/// Most bytes one chain holds before it is pushed (a chain of a class
+/// above this size holds one object).
+pub(crate) const MAX_CHAIN_BYTES: usize = 32 << 10;
+
+/// Chains per thread cache: one a class. (Loom builds, where batches are
+/// off, keep one, so that the caches stay small on the models' 32 KiB
+/// stacks; a class then uses slot `class % SLOTS`.)
+const SLOTS: usize = if cfg!(loom) { 1 } else { NUM_CLASSES };
+
+/// Objects a chain of each class holds at most.
+static CHAIN_CAP: [u32; NUM_CLASSES] = build_chain_caps();
+
+const fn build_chain_caps() -> [u32; NUM_CLASSES] {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let fit = MAX_CHAIN_BYTES / compute_size(c);
+        t[c] = if fit == 0 {
+            1
+        } else if fit > MAX_OBJECTS as usize {
+            MAX_OBJECTS
+        } else {
+            fit as u32
+        };
+        c += 1;
+    }
+    t
+}
 
 /// Whether remote batches are used in this build.
 #[cfg(not(loom))]
@@ -91,8 +117,8 @@ impl RemoteBatch {
     ///
     /// # Safety
     /// `p` is a live object start of slab `s`, given up by the caller;
-    /// `class` is the class of `s`; `key` is the key of the heap of `s`,
-    /// the same for every call.
+    /// `class` is the class of `s` (below `NUM_CLASSES`); `key` is the key
+    /// of the heap of `s`, the same for every call.
     #[inline]
     pub(crate) unsafe fn add(
         &mut self,
@@ -101,8 +127,12 @@ impl RemoteBatch {
         p: *mut u8,
         key: usize,
     ) -> Option<Chain> {
-        let c = &mut self.chains[class % SLOTS];
-        if core::ptr::eq(c.slab, s) && c.objects < MAX_OBJECTS {
+        let c = &mut self.chains[if SLOTS == NUM_CLASSES {
+            class
+        } else {
+            class % SLOTS
+        }];
+        if core::ptr::eq(c.slab, s) && c.objects < CHAIN_CAP[class] {
             // The chain's first two objects: a cheap check, the links are
             // hot. (`objects >= 1` here, so `head` is an object.)
             // SAFETY: `head` is an object of the chain, ours until pushed.
@@ -179,10 +209,9 @@ mod tests {
             assert!(batch.add(&a, 0, objs[1], k).is_none());
             assert!(batch.add(&a, 0, objs[2], k).is_none());
         }
+        // Every class has its own chain.
+        assert!(unsafe { batch.add(&d, 2, objs[71], k) }.is_none());
         // Another slab of the class: its chain comes back, newest first.
-        // A class sharing the slot of class 1 ends its chain.
-        let c = unsafe { batch.add(&d, 1 + SLOTS, objs[71], k) }.expect("chain of class 1");
-        assert_eq!((c.objects, c.head, c.tail), (1, objs[70], objs[70]));
         let c = unsafe { batch.add(&b, 0, objs[3], k) }.expect("chain of slab a");
         assert!(core::ptr::eq(c.slab, &a));
         assert_eq!(c.objects, 3);
@@ -200,9 +229,36 @@ mod tests {
             rest,
             vec![
                 (&b as *const PageDesc, 1, objs[67], objs[67]),
+                (&c2 as *const PageDesc, 1, objs[70], objs[70]),
                 (&d as *const PageDesc, 1, objs[71], objs[71]),
             ]
         );
         batch.take_all(|_| panic!("nothing is left"));
+    }
+
+    #[test]
+    fn chains_of_big_classes_stop_at_the_byte_cap() {
+        use crate::slab::class::CLASS_SIZE;
+        for class in 0..NUM_CLASSES {
+            let cap = CHAIN_CAP[class] as usize;
+            let size = CLASS_SIZE[class] as usize;
+            assert!((1..=MAX_OBJECTS as usize).contains(&cap));
+            assert!(cap == 1 || cap * size <= MAX_CHAIN_BYTES, "class {class}");
+        }
+        // A class of 4 KiB: eight objects make a chain, the ninth starts
+        // the next one.
+        let class = (0..NUM_CLASSES)
+            .find(|&c| CLASS_SIZE[c] == 4096)
+            .expect("a 4 KiB class");
+        let s = PageDesc::new();
+        let mut cells = [[0usize; 2]; 9];
+        let k = 0x77;
+        let mut batch = RemoteBatch::new();
+        let mut pushed = None;
+        for cell in &mut cells {
+            // SAFETY: the cells stand in for live objects, each added once.
+            pushed = unsafe { batch.add(&s, class, cell.as_mut_ptr() as *mut u8, k) };
+        }
+        assert_eq!(pushed.expect("the ninth object ends the chain").objects, 8);
     }
 }

@@ -20,7 +20,7 @@ pub const MAX_SMALL_SIZE: usize = 32 * 1024;
 /// Sizes up to this use the direct lookup table.
 pub(crate) const LOOKUP_MAX: usize = 1024;
 
-const fn compute_size(c: usize) -> usize {
+pub(crate) const fn compute_size(c: usize) -> usize {
     if c < 8 {
         (c + 1) * 8
     } else {
