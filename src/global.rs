@@ -24,7 +24,7 @@ use crate::arena::desc::{PageDesc, KIND_SLAB};
 use crate::config::Config;
 use crate::diag;
 use crate::flags::AllocFlags;
-use crate::heap::HeapInner;
+use crate::heap::{HeapInner, Hold};
 use crate::os::PAGE_SHIFT;
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
@@ -282,8 +282,17 @@ fn set_state(st: u8) {
 /// arms its exit hook first.
 #[inline(always)]
 fn with_idle_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R> {
-    let st = TSTATE.with(|s| s.get());
-    if st != T_LIVE && (st != T_FRESH || !arm_fresh_thread()) {
+    if TSTATE.with(|s| s.get()) == T_FRESH && !arm_fresh_thread() {
+        return None;
+    }
+    with_live_cache(f)
+}
+
+/// [`with_idle_cache`] for a thread whose exit hook is armed already;
+/// `None` for any other (and nothing called out of line).
+#[inline(always)]
+fn with_live_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R> {
+    if TSTATE.with(|s| s.get()) != T_LIVE {
         return None;
     }
     set_state(T_LIVE | T_BUSY);
@@ -475,9 +484,36 @@ unsafe fn dealloc_slow(p: *mut u8) {
     unsafe { dealloc_uncached(p) }
 }
 
+/// Holds `p`, an object of a slab this thread does not own, on its
+/// foreign list or in its remote batch, with nothing called out of line
+/// (`HeapInner::try_hold`), so that the caller needs no stack frame when
+/// it is held. [`Hold::Full`] for everything else: not such an object, a
+/// lock of ours held, a thread without a live cache, memory short, a chain
+/// to push.
+///
+/// # Safety
+/// As for [`free_unowned_in`].
+#[inline(always)]
+unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
+    if cfg!(feature = "debug") || !crate::foreign::ENABLED || crate::sync::holds_lock() {
+        return Hold::Full;
+    }
+    let owner = s.owner.load(Ordering::Relaxed);
+    if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
+        return Hold::Full; // not a slab object, or one of this thread's slabs
+    }
+    crate::heap::check_object_start(s, p);
+    // SAFETY: `p` is a live object start of the slab `s` (checked just
+    // above), given up by the caller; the cache is this thread's, of the
+    // process heap.
+    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, p, owner == 0) })).unwrap_or(Hold::Full)
+}
+
 /// The free of an object whose slab descriptor `s` the inline path found
-/// owned by someone else (or by nobody): [`free_unowned_in`] without a
-/// second lookup, else the full slow path.
+/// owned by someone else (or by nobody): held by this thread
+/// ([`hold_unowned`]), else pushed onto its slab's remote stack, else
+/// [`dealloc_unowned_full`]. The last two are tail calls, so the held
+/// case runs without a stack frame.
 ///
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
@@ -487,12 +523,45 @@ unsafe fn dealloc_slow(p: *mut u8) {
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
     if let Some(h) = process_heap() {
         // SAFETY: forwarded from the caller.
+        match unsafe { hold_unowned(h, s, p) } {
+            Hold::Held => return,
+            // SAFETY: `hold_unowned` checked that `p` is a live object
+            // start of the slab `s`, given up by the caller.
+            Hold::Remote => return unsafe { free_remote_out_of_line(h, s, p) },
+            Hold::Full => {}
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_unowned_full(p, s) }
+}
+
+/// [`dealloc_unowned`] past its held case: [`free_unowned_in`] (which
+/// also pushes chains and gives back what the cache holds), else the full
+/// slow path.
+///
+/// # Safety
+/// As for [`dealloc_unowned`].
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_unowned_full(p: *mut u8, s: &PageDesc) {
+    if let Some(h) = process_heap() {
+        // SAFETY: forwarded from the caller.
         if unsafe { free_unowned_in(h, s, p) } {
             return;
         }
     }
     // SAFETY: forwarded from the caller.
     unsafe { dealloc_uncached(p) }
+}
+
+/// `HeapInner::free_remote` as a function of its own, for a tail call.
+///
+/// # Safety
+/// As for `HeapInner::free_remote`.
+#[inline(never)]
+unsafe fn free_remote_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe { h.free_remote(s, p) }
 }
 
 /// The free slow path for what [`free_unowned`] does not take.

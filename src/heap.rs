@@ -49,6 +49,19 @@ pub(crate) const GROWTH_BLOCK_MIN: usize = PAGE_SIZE;
 /// Orders of free buddies [`HeapInner::alloc_growth`] asks for above a
 /// moved buffer: room to grow 256 times in place.
 const GROWTH_SPARE: usize = 8;
+/// What [`HeapInner::try_hold`] did with an object of another's slab.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Held by the cache: on its foreign list or in its remote batch.
+    Held,
+    /// Not held: it goes onto its slab's remote stack now.
+    Remote,
+    /// Not decided: the full free path decides (it may give back what the
+    /// cache holds, or push a chain first).
+    Full,
+}
+
 /// Locked caches of a private heap (and of threads past their exit hook).
 pub(crate) const SHARDS: usize = 4;
 
@@ -1125,12 +1138,65 @@ impl HeapInner {
     /// `tc` belongs to this heap and to the caller.
     #[inline]
     unsafe fn may_hold(&self, tc: &mut ThreadCache) -> bool {
-        if self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc) {
+        if self.must_give_back(tc) {
             // SAFETY: as guaranteed by the caller.
             unsafe { self.give_back_held(tc) };
             return false;
         }
         true
+    }
+
+    /// Whether `tc` must give back what it holds of others' slabs (and
+    /// hold nothing more): memory is short or a drain is pending.
+    #[inline(always)]
+    fn must_give_back(&self, tc: &ThreadCache) -> bool {
+        self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc)
+    }
+
+    /// Holds `p`, an object of the slab `s` that `tc` does not own, with
+    /// nothing called out of line: onto the foreign list when `s` is
+    /// `detached`, else into the remote batch's chain of its class when
+    /// that chain is empty or of `s` with room. For the global
+    /// allocator's free path, which leaves the rest (pushing a chain,
+    /// giving back, settling a slab) to out-of-line code.
+    ///
+    /// # Safety
+    /// As for [`HeapInner::list_foreign`].
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) unsafe fn try_hold(
+        &self,
+        tc: &mut ThreadCache,
+        s: &PageDesc,
+        p: *mut u8,
+        detached: bool,
+    ) -> Hold {
+        if !tc.per_thread() || self.must_give_back(tc) {
+            return Hold::Full;
+        }
+        let key = self.slabs.key;
+        if detached {
+            // SAFETY: as guaranteed by the caller; the lists use the
+            // heap's key.
+            return if unsafe { tc.foreign.push(s, p, key) } {
+                Hold::Held
+            } else {
+                Hold::Remote
+            };
+        }
+        if !crate::remote_batch::ENABLED || s.has_flag(FLAG_RESERVE) {
+            return Hold::Remote;
+        }
+        // SAFETY: as guaranteed by the caller; `class_index(s)` is the
+        // slab's class.
+        if unsafe {
+            tc.remote_batch
+                .add_in_place(s, slab::class_index(s), p, key)
+        } {
+            Hold::Held
+        } else {
+            Hold::Full
+        }
     }
 
     /// Adds `p`, an object of the slab `s` that another thread owns, to

@@ -55,9 +55,19 @@ pub(crate) const MAX_OBJECTS: u32 = 64;
 pub(crate) const MAX_CHAIN_BYTES: usize = 32 << 10;
 
 /// Chains per thread cache: one a class. (Loom builds, where batches are
-/// off, keep one, so that the caches stay small on the models' 32 KiB
-/// stacks; a class then uses slot `class % SLOTS`.)
+/// off, keep one, which every class shares, so that the caches stay small
+/// on the models' 32 KiB stacks.)
 const SLOTS: usize = if cfg!(loom) { 1 } else { NUM_CLASSES };
+
+/// The slot of `class`.
+#[inline(always)]
+const fn slot(class: usize) -> usize {
+    if cfg!(loom) {
+        0
+    } else {
+        class
+    }
+}
 
 /// Objects a chain of each class holds at most.
 static CHAIN_CAP: [u32; NUM_CLASSES] = build_chain_caps();
@@ -127,11 +137,48 @@ impl RemoteBatch {
         p: *mut u8,
         key: usize,
     ) -> Option<Chain> {
-        let c = &mut self.chains[if SLOTS == NUM_CLASSES {
-            class
-        } else {
-            class % SLOTS
-        }];
+        // SAFETY: forwarded from the caller.
+        if unsafe { self.add_in_place(s, class, p, key) } {
+            return None;
+        }
+        // The slot holds a chain of another slab, or a full one.
+        let c = &mut self.chains[slot(class)];
+        let full = core::mem::replace(
+            c,
+            Chain {
+                slab: s,
+                head: p,
+                tail: p,
+                objects: 1,
+            },
+        );
+        Some(full)
+    }
+
+    /// Adds `p` as [`RemoteBatch::add`] does when that returns no chain:
+    /// when the class's slot is empty, or holds a chain of `s` with room.
+    /// False: nothing done.
+    ///
+    /// # Safety
+    /// As for [`RemoteBatch::add`].
+    #[inline(always)]
+    pub(crate) unsafe fn add_in_place(
+        &mut self,
+        s: &PageDesc,
+        class: usize,
+        p: *mut u8,
+        key: usize,
+    ) -> bool {
+        let c = &mut self.chains[slot(class)];
+        if c.objects == 0 {
+            *c = Chain {
+                slab: s,
+                head: p,
+                tail: p,
+                objects: 1,
+            };
+            return true;
+        }
         if core::ptr::eq(c.slab, s) && c.objects < CHAIN_CAP[class] {
             // The chain's first two objects: a cheap check, the links are
             // hot. (`objects >= 1` here, so `head` is an object.)
@@ -149,18 +196,9 @@ impl RemoteBatch {
             unsafe { *(p as *mut usize) = key::encode(c.head, key) };
             c.head = p;
             c.objects += 1;
-            return None;
+            return true;
         }
-        let full = core::mem::replace(
-            c,
-            Chain {
-                slab: s,
-                head: p,
-                tail: p,
-                objects: 1,
-            },
-        );
-        (full.objects != 0).then_some(full)
+        false
     }
 
     /// Takes every chain, each passed to `f`.
@@ -211,6 +249,9 @@ mod tests {
         }
         // Every class has its own chain.
         assert!(unsafe { batch.add(&d, 2, objs[71], k) }.is_none());
+        // In place, an object of another slab of the class is refused and
+        // the chain left as it was.
+        assert!(!unsafe { batch.add_in_place(&b, 0, objs[3], k) });
         // Another slab of the class: its chain comes back, newest first.
         let c = unsafe { batch.add(&b, 0, objs[3], k) }.expect("chain of slab a");
         assert!(core::ptr::eq(c.slab, &a));
