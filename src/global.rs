@@ -326,15 +326,17 @@ fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> Option
 
 /// The slow path of an allocation whose class the inline path found and
 /// whose active slab is empty: an object of `class` on this thread's
-/// foreign list first (no second class lookup, no layout tests), then the
-/// full slow path.
+/// foreign list first (no second class lookup, no layout tests, nothing
+/// called out of line), then the full slow path as a tail call. (A thread
+/// whose exit hook is not armed yet has nothing listed: the full path
+/// arms it.)
 #[cold]
 #[inline(never)]
 fn alloc_class_miss(config: &Config, layout: Layout, class: usize) -> *mut u8 {
     if let Some(h) = process_heap() {
         // SAFETY: the cache of this thread, for the process heap; `class`
         // is the class of `layout` (alignment at most 8).
-        if let Some(p) = with_idle_cache(|tc| unsafe { h.take_foreign(tc, class) }) {
+        if let Some(p) = with_live_cache(|tc| unsafe { h.take_foreign(tc, class) }) {
             return p;
         }
     }
