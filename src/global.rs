@@ -515,7 +515,8 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
 /// owned by someone else (or by nobody): held by this thread
 /// ([`hold_unowned`]), else pushed onto its slab's remote stack, else
 /// [`dealloc_unowned_full`]. The last two are tail calls, so the held
-/// case runs without a stack frame.
+/// case runs without a stack frame. (A page block, or a pointer into no
+/// slab, goes straight to the full slow path.)
 ///
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
@@ -523,6 +524,11 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
+    if s.kind() != KIND_SLAB {
+        // A page block or a bad pointer: the full path.
+        // SAFETY: forwarded from the caller.
+        return unsafe { dealloc_uncached(p) };
+    }
     if let Some(h) = process_heap() {
         // SAFETY: forwarded from the caller.
         match unsafe { hold_unowned(h, s, p) } {
