@@ -1076,26 +1076,34 @@ impl HeapInner {
                 return None;
             }
             let class = class_for(layout.size(), layout.align())?;
-            // SAFETY: as guaranteed by the caller; `class` is in range.
-            return unsafe { self.take_foreign(tc, class) };
+            // SAFETY: as guaranteed by the caller.
+            let p = unsafe { self.pop_foreign(tc, class) };
+            return (!p.is_null()).then_some(p);
         }
         self.take_parked(tc, layout)
     }
 
-    /// An object of `class` on `tc`'s foreign list (`foreign.rs`), if any.
-    /// For the global allocator, whose inline path knows the class.
+    /// An object of `class` on `tc`'s foreign list (`foreign.rs`), if any,
+    /// with nothing called out of line. For the global allocator, whose
+    /// inline path knows the class and found the class's active slab
+    /// empty: with a drain pending this takes nothing, and the slow path
+    /// that follows (`alloc_small`, which the empty slab leads to
+    /// `alloc_small_slow`) answers the drain, giving back what `tc` holds.
     ///
     /// # Safety
     /// `tc` belongs to this heap and to the caller; `class < NUM_CLASSES`.
     #[cfg(not(loom))]
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn take_foreign(
         &self,
         tc: &mut ThreadCache,
         class: usize,
     ) -> Option<*mut u8> {
-        // SAFETY: as guaranteed by the caller.
-        let p = unsafe { self.pop_foreign(tc, class) };
+        if !crate::foreign::ENABLED || self.drain_pending(tc) {
+            return None;
+        }
+        // SAFETY: as guaranteed by the caller; the lists use the heap's key.
+        let p = unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) };
         (!p.is_null()).then_some(p)
     }
 
