@@ -515,8 +515,9 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
 /// owned by someone else (or by nobody): held by this thread
 /// ([`hold_unowned`]), else pushed onto its slab's remote stack, else
 /// [`dealloc_unowned_full`]. The last two are tail calls, so the held
-/// case runs without a stack frame. (A page block, or a pointer into no
-/// slab, goes straight to the full slow path.)
+/// case runs without a stack frame. (A page block is parked for reuse
+/// when there is room, as the full path would; anything else that is no
+/// slab object takes the full slow path.)
 ///
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
@@ -525,7 +526,17 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
 #[inline(never)]
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
     if s.kind() != KIND_SLAB {
-        // A page block or a bad pointer: the full path.
+        // A page block: parked when there is room (no lock, no second
+        // lookup); anything else, a bad pointer too, takes the full path.
+        if let Some(h) = process_heap() {
+            // SAFETY: `s` is a descriptor of the process heap's arena;
+            // `p` is given up by the caller; the cache is this thread's.
+            if !crate::sync::holds_lock()
+                && with_live_cache(|tc| Some(unsafe { h.try_park_block(tc, s, p) })) == Some(true)
+            {
+                return;
+            }
+        }
         // SAFETY: forwarded from the caller.
         return unsafe { dealloc_uncached(p) };
     }

@@ -799,25 +799,8 @@ impl HeapInner {
                         p as usize,
                     );
                 }
-                if !d.has_flag(FLAG_RESERVE) {
-                    if tc.park_large(idx, d.order()) {
-                        d.kind.store(KIND_CACHED, Ordering::Relaxed);
-                        return;
-                    }
-                    // Parked only while free pages are above `low`: under
-                    // pressure the pages go back to the free count, where
-                    // the watermarks govern who gets them.
-                    if tc.per_thread()
-                        && self.block_cache.caches(d.order())
-                        && self.arena.free_pages() >= self.arena.marks.low
-                    {
-                        // Published by the slot's release: set it first.
-                        d.kind.store(KIND_CACHED, Ordering::Relaxed);
-                        if self.block_cache.park(idx, d.order()) {
-                            return;
-                        }
-                        d.kind.store(KIND_LARGE, Ordering::Relaxed);
-                    }
+                if self.park_block(tc, idx, d) {
+                    return;
                 }
                 self.with_lock(|| {
                     if d.kind() != KIND_LARGE {
@@ -935,6 +918,57 @@ impl HeapInner {
             // SAFETY: `s` is a descriptor of this heap; under the lock.
             self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
         }
+    }
+
+    /// Parks the ordinary large block at `idx` (descriptor `d`, kind
+    /// `LARGE`, being freed) in `tc` or in the heap's block cache, without
+    /// a lock; false: not parked (a reserve block, no room, or memory
+    /// short), the caller frees it to the arena.
+    #[inline]
+    fn park_block(&self, tc: &mut ThreadCache, idx: usize, d: &PageDesc) -> bool {
+        if d.has_flag(FLAG_RESERVE) {
+            return false;
+        }
+        if tc.park_large(idx, d.order()) {
+            d.kind.store(KIND_CACHED, Ordering::Relaxed);
+            return true;
+        }
+        // Parked only while free pages are above `low`: under pressure the
+        // pages go back to the free count, where the watermarks govern
+        // who gets them.
+        if tc.per_thread()
+            && self.block_cache.caches(d.order())
+            && self.arena.free_pages() >= self.arena.marks.low
+        {
+            // Published by the slot's release: set it first.
+            d.kind.store(KIND_CACHED, Ordering::Relaxed);
+            if self.block_cache.park(idx, d.order()) {
+                return true;
+            }
+            d.kind.store(KIND_LARGE, Ordering::Relaxed);
+        }
+        false
+    }
+
+    /// Parks a large block that `p` starts and whose descriptor `d` the
+    /// global allocator's inline free path found (see
+    /// [`HeapInner::park_block`]); false: not such a block, or not parked
+    /// (the full free path decides and reports).
+    ///
+    /// # Safety
+    /// `d` is a descriptor of this heap's arena; `p` was returned by this
+    /// heap and is not used after if this returns true; `tc` belongs to
+    /// this heap and to the caller.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn try_park_block(
+        &self,
+        tc: &mut ThreadCache,
+        d: &PageDesc,
+        p: *mut u8,
+    ) -> bool {
+        let idx = slab::slab_index(&self.arena, d);
+        d.kind() == KIND_LARGE && p == self.arena.page_addr(idx) && self.park_block(tc, idx, d)
     }
 
     /// Frees a direct mapping (a pointer outside the arena).
