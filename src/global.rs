@@ -447,17 +447,10 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
     // hook, whose lists would strand their objects, and inside the slow
     // path.)
     if crate::foreign::ENABLED
-        && with_idle_cache(|tc| {
-            Some(if owner == 0 {
-                // SAFETY: `p` is a live object start of the slab `s`
-                // (checked just above), given up by the caller; the cache
-                // is this thread's, of the process heap.
-                unsafe { h.list_foreign(tc, s, p) }
-            } else {
-                // SAFETY: as for `list_foreign`.
-                unsafe { h.batch_remote(tc, s, p) }
-            })
-        }) == Some(true)
+        // SAFETY: `p` is a live object start of the slab `s` (checked just
+        // above), given up by the caller; the cache is this thread's, of
+        // the process heap.
+        && with_idle_cache(|tc| Some(unsafe { h.hold(tc, s, p, owner == 0) })) == Some(true)
     {
         return true;
     }
@@ -489,35 +482,33 @@ unsafe fn dealloc_slow(p: *mut u8) {
 /// Holds `p`, an object of a slab this thread does not own, on its
 /// foreign list or in its remote batch, with nothing called out of line
 /// (`HeapInner::try_hold`), so that the caller needs no stack frame when
-/// it is held. [`Hold::Full`] for everything else: not such an object, a
-/// lock of ours held, a thread without a live cache, memory short, a chain
-/// to push.
+/// it is held. `None` when the full path must decide: not such an
+/// object, a lock of ours held, a thread without a live cache.
 ///
 /// # Safety
 /// As for [`free_unowned_in`].
 #[inline(always)]
-unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
+unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> {
     if cfg!(feature = "debug") || !crate::foreign::ENABLED || crate::sync::holds_lock() {
-        return Hold::Full;
+        return None;
     }
     let owner = s.owner.load(Ordering::Relaxed);
     if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
-        return Hold::Full; // not a slab object, or one of this thread's slabs
+        return None; // not a slab object, or one of this thread's slabs
     }
     crate::heap::check_object_start(s, p);
     // SAFETY: `p` is a live object start of the slab `s` (checked just
     // above), given up by the caller; the cache is this thread's, of the
     // process heap.
-    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, p, owner == 0) })).unwrap_or(Hold::Full)
+    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, p, owner == 0) }))
 }
 
 /// The free of an object whose slab descriptor `s` the inline path found
 /// owned by someone else (or by nobody): held by this thread
 /// ([`hold_unowned`]), else pushed onto its slab's remote stack, else
 /// [`dealloc_unowned_full`]. The last two are tail calls, so the held
-/// case runs without a stack frame. (A page block is parked for reuse
-/// when there is room, as the full path would; anything else that is no
-/// slab object takes the full slow path.)
+/// case runs without a stack frame. (What is no slab object goes to
+/// [`dealloc_page_block`].)
 ///
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
@@ -526,32 +517,45 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Hold {
 #[inline(never)]
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
     if s.kind() != KIND_SLAB {
-        // A page block: parked when there is room (no lock, no second
-        // lookup); anything else, a bad pointer too, takes the full path.
-        if let Some(h) = process_heap() {
-            // SAFETY: `s` is a descriptor of the process heap's arena;
-            // `p` is given up by the caller; the cache is this thread's.
-            if !crate::sync::holds_lock()
-                && with_live_cache(|tc| Some(unsafe { h.try_park_block(tc, s, p) })) == Some(true)
-            {
-                return;
-            }
-        }
         // SAFETY: forwarded from the caller.
-        return unsafe { dealloc_uncached(p) };
+        return unsafe { dealloc_page_block(p, s) };
     }
     if let Some(h) = process_heap() {
         // SAFETY: forwarded from the caller.
         match unsafe { hold_unowned(h, s, p) } {
-            Hold::Held => return,
+            Some(Hold::Held) => return,
             // SAFETY: `hold_unowned` checked that `p` is a live object
             // start of the slab `s`, given up by the caller.
-            Hold::Remote => return unsafe { free_remote_out_of_line(h, s, p) },
-            Hold::Full => {}
+            Some(Hold::Remote) => return unsafe { free_remote_out_of_line(h, s, p) },
+            // Giving back, pushing a chain, or another path.
+            _ => {}
         }
     }
     // SAFETY: forwarded from the caller.
     unsafe { dealloc_unowned_full(p, s) }
+}
+
+/// [`dealloc_unowned`] for what is no slab object: a page block is
+/// parked when there is room (no lock, no second lookup); anything else,
+/// a bad pointer too, takes the full path. (Out of line, so that the slab
+/// case keeps its small frame.)
+///
+/// # Safety
+/// As for [`dealloc_unowned`].
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_page_block(p: *mut u8, s: &PageDesc) {
+    if let Some(h) = process_heap() {
+        // SAFETY: `s` is a descriptor of the process heap's arena; `p` is
+        // given up by the caller; the cache is this thread's.
+        if !crate::sync::holds_lock()
+            && with_live_cache(|tc| Some(unsafe { h.try_park_block(tc, s, p) })) == Some(true)
+        {
+            return;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_uncached(p) }
 }
 
 /// [`dealloc_unowned`] past its held case: [`free_unowned_in`] (which

@@ -57,9 +57,13 @@ pub(crate) enum Hold {
     Held,
     /// Not held: it goes onto its slab's remote stack now.
     Remote,
-    /// Not decided: the full free path decides (it may give back what the
-    /// cache holds, or push a chain first).
-    Full,
+    /// Not held: memory is short or a drain is pending, so the cache must
+    /// give back what it holds, and the object goes onto its slab's
+    /// remote stack.
+    GiveBack,
+    /// Not held yet: the chain of its class is of another slab or full;
+    /// that chain is to be pushed and a new one started with the object.
+    NewChain,
 }
 
 /// Locked caches of a private heap (and of threads past their exit hook).
@@ -1213,8 +1217,11 @@ impl HeapInner {
         p: *mut u8,
         detached: bool,
     ) -> Hold {
-        if !tc.per_thread() || self.must_give_back(tc) {
-            return Hold::Full;
+        if !tc.per_thread() {
+            return Hold::Remote;
+        }
+        if self.must_give_back(tc) {
+            return Hold::GiveBack;
         }
         let key = self.slabs.key;
         if detached {
@@ -1237,42 +1244,53 @@ impl HeapInner {
         } {
             Hold::Held
         } else {
-            Hold::Full
+            Hold::NewChain
         }
     }
 
-    /// Adds `p`, an object of the slab `s` that another thread owns, to
-    /// `tc`'s remote batch (`remote_batch.rs`), pushing the batch it ends;
-    /// false: nothing done (memory short, a drain pending, a reserve slab
-    /// or a shared cache).
+    /// Holds `p` as [`HeapInner::try_hold`] does, and does what that
+    /// leaves to out-of-line code: when memory is short or a drain is
+    /// pending it gives back everything `tc` holds; when the chain of
+    /// `p`'s class is of another slab or full it pushes that chain and
+    /// starts a new one with `p`. False: not held, `p` goes onto its
+    /// slab's remote stack.
     ///
     /// # Safety
-    /// `p` is a live object start of `s`, a slab of this heap, given up by
-    /// the caller; `tc` belongs to this heap and to the caller.
+    /// As for [`HeapInner::try_hold`].
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) unsafe fn batch_remote(
+    pub(crate) unsafe fn hold(
         &self,
         tc: &mut ThreadCache,
         s: &PageDesc,
         p: *mut u8,
+        detached: bool,
     ) -> bool {
-        if !crate::remote_batch::ENABLED || !tc.per_thread() || s.has_flag(FLAG_RESERVE) {
-            return false;
-        }
         // SAFETY: as guaranteed by the caller.
-        if !unsafe { self.may_hold(tc) } {
-            return false;
+        match unsafe { self.try_hold(tc, s, p, detached) } {
+            Hold::Held => true,
+            Hold::Remote => false,
+            Hold::GiveBack => {
+                // SAFETY: as guaranteed by the caller.
+                unsafe { self.give_back_held(tc) };
+                false
+            }
+            Hold::NewChain => {
+                if let Some(c) = tc.remote_batch.restart(s, slab::class_index(s), p) {
+                    // SAFETY: a chain of this cache's batch.
+                    unsafe { self.free_chain(c) };
+                }
+                true
+            }
         }
-        // SAFETY: as guaranteed by the caller.
-        unsafe { self.add_to_batch(tc, s, p) };
-        true
     }
 
-    /// Adds `p` to `tc`'s remote batch, pushing the chain it ends.
+    /// Adds `p`, an object of the ordinary slab `s` that `tc` does not
+    /// own, to `tc`'s remote batch (`remote_batch.rs`), pushing the chain
+    /// it ends.
     ///
     /// # Safety
-    /// As for [`HeapInner::batch_remote`].
+    /// As for [`HeapInner::list_foreign`].
     #[inline]
     pub(crate) unsafe fn add_to_batch(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) {
         let class = slab::class_index(s);

@@ -142,9 +142,15 @@ impl RemoteBatch {
             return None;
         }
         // The slot holds a chain of another slab, or a full one.
-        let c = &mut self.chains[slot(class)];
-        let full = core::mem::replace(
-            c,
+        self.restart(s, class, p)
+    }
+
+    /// Starts the chain of `class` anew with `p`, an object of slab `s`;
+    /// returns the chain the slot held, if any, for the caller to push.
+    #[inline]
+    pub(crate) fn restart(&mut self, s: &PageDesc, class: usize, p: *mut u8) -> Option<Chain> {
+        let old = core::mem::replace(
+            &mut self.chains[slot(class)],
             Chain {
                 slab: s,
                 head: p,
@@ -152,7 +158,7 @@ impl RemoteBatch {
                 objects: 1,
             },
         );
-        Some(full)
+        (old.objects != 0).then_some(old)
     }
 
     /// Adds `p` as [`RemoteBatch::add`] does when that returns no chain:
@@ -171,12 +177,7 @@ impl RemoteBatch {
     ) -> bool {
         let c = &mut self.chains[slot(class)];
         if c.objects == 0 {
-            *c = Chain {
-                slab: s,
-                head: p,
-                tail: p,
-                objects: 1,
-            };
+            self.restart(s, class, p);
             return true;
         }
         if core::ptr::eq(c.slab, s) && c.objects < CHAIN_CAP[class] {

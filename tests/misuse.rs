@@ -407,17 +407,32 @@ fn expect_abort_in_batch(misuse: fn(&[usize], Layout), message: &str) {
     );
 }
 
+/// Misuse for the helpers above: frees `v[0]` twice in a row.
+#[cfg(not(feature = "debug"))]
+fn free_first_twice(v: &[usize], l: Layout) {
+    // SAFETY: deliberate misuse: the same object freed twice.
+    unsafe {
+        GLOBAL.dealloc(v[0] as *mut u8, l);
+        GLOBAL.dealloc(v[0] as *mut u8, l);
+    }
+}
+
+/// Misuse for the helpers above: frees `v[0]`, `v[1]`, then `v[0]` again.
+#[cfg(not(feature = "debug"))]
+fn free_first_around_second(v: &[usize], l: Layout) {
+    // SAFETY: deliberate misuse: `v[0]` freed twice, `v[1]` between.
+    unsafe {
+        GLOBAL.dealloc(v[0] as *mut u8, l);
+        GLOBAL.dealloc(v[1] as *mut u8, l);
+        GLOBAL.dealloc(v[0] as *mut u8, l);
+    }
+}
+
 #[test]
 #[cfg(not(feature = "debug"))]
 fn double_free_into_a_remote_batch() {
     expect_abort_in_batch(
-        |v, l| {
-            // SAFETY: deliberate misuse: the same object freed twice.
-            unsafe {
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-            }
-        },
+        free_first_twice,
         "double free (the object is already in this thread's remote batch)",
     );
 }
@@ -426,14 +441,7 @@ fn double_free_into_a_remote_batch() {
 #[cfg(not(feature = "debug"))]
 fn double_free_of_the_second_object_of_a_remote_batch() {
     expect_abort_in_batch(
-        |v, l| {
-            // SAFETY: deliberate misuse: `v[0]` freed twice, `v[1]` between.
-            unsafe {
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-                GLOBAL.dealloc(v[1] as *mut u8, l);
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-            }
-        },
+        free_first_around_second,
         "double free (the object is already in this thread's remote batch)",
     );
 }
@@ -444,13 +452,7 @@ fn double_free_of_the_second_object_of_a_remote_batch() {
 #[cfg(not(feature = "debug"))]
 fn double_free_onto_a_foreign_list() {
     expect_abort_on_orphans(
-        |v, l| {
-            // SAFETY: deliberate misuse: the same object freed twice.
-            unsafe {
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-            }
-        },
+        free_first_twice,
         "double free (the object is already on this thread's foreign list)",
     );
 }
@@ -459,14 +461,7 @@ fn double_free_onto_a_foreign_list() {
 #[cfg(not(feature = "debug"))]
 fn double_free_of_the_second_object_on_a_foreign_list() {
     expect_abort_on_orphans(
-        |v, l| {
-            // SAFETY: deliberate misuse: `v[0]` freed twice, `v[1]` between.
-            unsafe {
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-                GLOBAL.dealloc(v[1] as *mut u8, l);
-                GLOBAL.dealloc(v[0] as *mut u8, l);
-            }
-        },
+        free_first_around_second,
         "double free (the object is already on this thread's foreign list)",
     );
 }
