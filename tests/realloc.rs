@@ -301,6 +301,42 @@ fn growth_from_a_page_stays_in_place() {
     assert_eq!(heap.stats().free_pages, free);
 }
 
+/// The room for growth is found even when no free block big enough is on
+/// the lists: a fresh one is cut from the untouched part of the arena
+/// rather than a small listed block whose buddy is live (which would make
+/// the buffer move again at the next order).
+#[test]
+fn growth_room_comes_from_fresh_memory_when_lists_are_short() {
+    use lifeboat::AllocFlags;
+    let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(64 * MIB)).unwrap();
+    let free = heap.stats().free_pages;
+    // Cutting the first 64 KiB block lists one free block of each order
+    // from 64 KiB to 2 MiB; `b` takes the 64 KiB one, and `held` the
+    // others, so after `a` is freed the lists hold only `a`, at 64 KiB,
+    // beside the live `b`.
+    let l64 = Layout::from_size_align(64 * KIB, 8).unwrap();
+    let a = heap.alloc(l64, AllocFlags::NORMAL).unwrap();
+    let b = heap.alloc(l64, AllocFlags::NORMAL).unwrap();
+    let held: Vec<_> = (5..=9)
+        .map(|order| {
+            let l = Layout::from_size_align((4 * KIB) << order, 8).unwrap();
+            (heap.alloc(l, AllocFlags::NORMAL).unwrap(), l)
+        })
+        .collect();
+    // SAFETY: `a` is live with `l64`.
+    unsafe { heap.dealloc(a, l64) };
+    assert_eq!(grow_on_heap(&heap, 4 * KIB, MIB, 16), 1);
+    // SAFETY: each block is live with its layout.
+    unsafe {
+        heap.dealloc(b, l64);
+        for (p, l) in held {
+            heap.dealloc(p, l);
+        }
+    }
+    heap.flush_caches();
+    assert_eq!(heap.stats().free_pages, free);
+}
+
 /// Shrinking a page block keeps it in place while it stays at least a page
 /// (its upper halves go back to the arena); below a page it moves to a slab.
 #[test]

@@ -163,9 +163,10 @@ impl Arena {
     }
 
     /// As [`Arena::alloc`], but while free pages stay above `high`, the
-    /// block is cut from a free block at least `spare` orders larger when
-    /// one is listed, so that its buddies up to that order are free and it
-    /// can later grow in place ([`Arena::grow_in_place`]). For buffers that
+    /// block is cut from a free block at least `spare` orders larger (a
+    /// listed one, else a fresh one from the frontier), so that its buddies
+    /// up to that order are free and it can later grow in place
+    /// ([`Arena::grow_in_place`]). For buffers that
     /// are being grown by `realloc` and will likely grow again.
     ///
     /// # Safety
@@ -190,11 +191,13 @@ impl Arena {
             .admit(free, n, tier, memalloc)
             .ok_or(AllocError::Watermark)?;
         // Spare room is a preference, never worth taking memory from
-        // below `high` for.
+        // below `high` for. With no listed block that big, a fresh one is
+        // cut at the frontier: a small listed block's buddy is often live,
+        // so a buffer put there would move again at its next order.
         let spare_from = (order + spare).min(MAX_ORDER);
         let roomy = if spare > 0 && free.saturating_sub(1 << spare_from) >= self.marks.high {
             // SAFETY: under the heap lock (caller).
-            unsafe { self.take_listed(spare_from) }
+            unsafe { self.take_block(spare_from) }
         } else {
             None
         };
