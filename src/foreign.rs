@@ -19,6 +19,12 @@
 //!   counts do not change when it is listed or handed out again, so a slab
 //!   with listed objects is never released, and whoever claims the slab
 //!   meanwhile sees consistent counts;
+//! * only objects of classes the thread allocates are listed: a class is
+//!   marked at the thread's first allocation of it that its active slab
+//!   could not serve (every such allocation asks the list first). A
+//!   thread that frees a class but never allocates it (a consumer) would
+//!   otherwise fill its list with objects nobody takes, pinning up to
+//!   [`MAX_OBJECTS`] slabs for as long as it lives;
 //! * only objects of ordinary slabs are listed (a slab never becomes
 //!   reserve-backed after it is carved), so the list never gives a reserve
 //!   object to a caller without the right;
@@ -73,6 +79,8 @@ pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 /// The lists of one thread cache, one per size class.
 pub(crate) struct ForeignLists {
     heads: [*mut u8; NUM_CLASSES],
+    /// Classes this thread allocates (see the module docs).
+    allocates: [bool; NUM_CLASSES],
     bytes: usize,
     objects: usize,
 }
@@ -81,6 +89,7 @@ impl ForeignLists {
     pub(crate) const fn new() -> Self {
         Self {
             heads: [core::ptr::null_mut(); NUM_CLASSES],
+            allocates: [false; NUM_CLASSES],
             bytes: 0,
             objects: 0,
         }
@@ -90,6 +99,14 @@ impl ForeignLists {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.objects == 0
+    }
+
+    /// Moves the listed objects out (for [`ForeignLists::drain`]), leaving
+    /// these lists empty; the marks of allocated classes stay.
+    pub(crate) fn take_lists(&mut self) -> ForeignLists {
+        let taken = core::mem::replace(self, ForeignLists::new());
+        self.allocates = taken.allocates;
+        taken
     }
 
     /// Bytes listed now.
@@ -111,6 +128,9 @@ impl ForeignLists {
         }
         // Fixed while the slab has live objects (`p` is one).
         let class = crate::slab::class_index(s);
+        if !self.allocates[class] {
+            return false;
+        }
         let size = CLASS_SIZE[class] as usize;
         if self.bytes + size > MAX_BYTES || self.objects == MAX_OBJECTS {
             return false;
@@ -145,8 +165,10 @@ impl ForeignLists {
         true
     }
 
-    /// Pops an object of `class`; null if the list is empty. Aborts if the
-    /// head is not an object start of a live slab of `class`.
+    /// Pops an object of `class` for an allocation of that class, which
+    /// marks the class as one this thread allocates; null if the list is
+    /// empty. Aborts if the head is not an object start of a live slab of
+    /// `class`.
     ///
     /// # Safety
     /// `class < NUM_CLASSES`; `arena` and `key` are those of the heap the
@@ -156,6 +178,19 @@ impl ForeignLists {
         if !ENABLED {
             return core::ptr::null_mut();
         }
+        // SAFETY: in range (caller).
+        unsafe { *self.allocates.get_unchecked_mut(class) = true };
+        // SAFETY: forwarded.
+        unsafe { self.unlink_head(arena, class, key) }
+    }
+
+    /// Pops an object of `class` without marking the class; as
+    /// [`ForeignLists::pop`] otherwise.
+    ///
+    /// # Safety
+    /// As for [`ForeignLists::pop`].
+    #[inline(always)]
+    unsafe fn unlink_head(&mut self, arena: &Arena, class: usize, key: usize) -> *mut u8 {
         // SAFETY: in range (caller).
         let b = unsafe { *self.heads.get_unchecked(class) };
         if b.is_null() {
@@ -194,7 +229,7 @@ impl ForeignLists {
         for class in 0..NUM_CLASSES {
             loop {
                 // SAFETY: forwarded.
-                let p = unsafe { self.pop(arena, class, key) };
+                let p = unsafe { self.unlink_head(arena, class, key) };
                 if p.is_null() {
                     break;
                 }
@@ -240,6 +275,7 @@ mod tests {
     fn fill(lists: &mut ForeignLists, s: &PageDesc, class: usize, words: &mut [usize]) -> usize {
         s.class.store(class as _, Ordering::Relaxed);
         s.used.store(CLASS_CAP[class], Ordering::Relaxed);
+        lists.allocates[class] = true;
         let mut n = 0;
         // SAFETY: the "objects" are words of `words` (only the link word is
         // written), each pushed once; `n` stays in range because the bounds
@@ -285,6 +321,37 @@ mod tests {
     }
 
     #[test]
+    fn only_classes_the_thread_allocates_are_listed() {
+        let descs = [PageDesc::new(), PageDesc::new()];
+        let s = &descs[0];
+        let class = 7;
+        s.class.store(class as _, Ordering::Relaxed);
+        s.used.store(CLASS_CAP[class], Ordering::Relaxed);
+        let mut words = [0usize; 2];
+        let a = words.as_mut_ptr();
+        // SAFETY: the second of the two words.
+        let (a, b) = (a.cast::<u8>(), unsafe { a.add(1) }.cast::<u8>());
+        let mut lists = ForeignLists::new();
+        // SAFETY: stand-in objects (one word each), each pushed once.
+        assert!(
+            !unsafe { lists.push(s, a, 0) },
+            "listed before any allocation"
+        );
+        // An allocation of another class marks only that one.
+        lists.allocates[class + 1] = true;
+        // SAFETY: as above.
+        assert!(!unsafe { lists.push(s, a, 0) });
+        lists.allocates[class] = true;
+        // SAFETY: as above.
+        assert!(unsafe { lists.push(s, b, 0) });
+        // Giving the lists back keeps the marks.
+        let taken = lists.take_lists();
+        assert!(lists.is_empty() && !taken.is_empty());
+        // SAFETY: as above (`a` was refused twice, so never listed).
+        assert!(unsafe { lists.push(s, a, 0) });
+    }
+
+    #[test]
     fn the_last_live_objects_of_a_slab_are_not_listed() {
         let descs = [PageDesc::new(), PageDesc::new()];
         let s = &descs[0];
@@ -298,6 +365,7 @@ mod tests {
             // (The count sits above the 48 address bits: `slab::remote`.)
             remote::word(s).store(remote << 48, Ordering::Relaxed);
             let mut lists = ForeignLists::new();
+            lists.allocates[class] = true;
             // SAFETY: a stand-in object (one word), pushed once per list.
             unsafe { lists.push(s, obj, 0) }
         };

@@ -327,7 +327,7 @@ impl ThreadCache {
         if self.foreign.is_empty() {
             return;
         }
-        let mut foreign = core::mem::replace(&mut self.foreign, ForeignLists::new());
+        let mut foreign = self.foreign.take_lists();
         // SAFETY: the lists hold objects of `heap`'s slabs, linked with its
         // key; each object is freed once, as an object given up.
         unsafe {

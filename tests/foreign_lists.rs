@@ -32,29 +32,38 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
     let l = Layout::from_size_align(SIZE, 8).unwrap();
     let base = live_objects();
 
-    // Reuse: a thread frees eight orphans, then allocates eight objects of
-    // the class; it gets the same objects back, last freed first. (Every
-    // fourth of 64 orphans: their slabs stay mostly live, as listing
-    // needs.)
+    // Reuse: a thread that allocates the class frees eight orphans; once
+    // its own slab has nothing ready, its allocations get those objects
+    // back, last freed first. (Every fourth of 64 orphans: their slabs
+    // stay mostly live, as listing needs.)
     let all = orphans(64);
     let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
     let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
     let got = std::thread::spawn({
         let v = v.clone();
         move || {
-            let warm = Box::new(0u64); // arms this thread's exit hook
-            drop(warm);
+            // This thread's first allocation of the class: it marks the
+            // class as one the thread allocates (only those are listed)
+            // and gives the thread an active slab, which serves first.
+            // SAFETY: a non-zero size.
+            let mut own = vec![unsafe { GLOBAL.alloc(l) } as usize];
             for &p in &v {
                 // SAFETY: each orphan is live and freed once.
                 unsafe { GLOBAL.dealloc(p as *mut u8, l) };
             }
             // (Listed objects still count as live in their slabs.)
             let listed = live_objects();
-            let got: Vec<usize> = (0..v.len())
+            let mut got = Vec::new();
+            while got.len() < v.len() && own.len() < 100_000 {
                 // SAFETY: a non-zero size.
-                .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
-                .collect();
-            for &p in got.iter().chain(&rest) {
+                let p = unsafe { GLOBAL.alloc(l) } as usize;
+                if got.is_empty() && !v.contains(&p) {
+                    own.push(p);
+                } else {
+                    got.push(p);
+                }
+            }
+            for &p in got.iter().chain(&rest).chain(&own) {
                 // SAFETY: allocated just above, or an orphan not freed yet.
                 unsafe { GLOBAL.dealloc(p as *mut u8, l) };
             }
@@ -69,24 +78,11 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
     expected.reverse();
     assert_eq!(got, expected, "the freed orphans were not handed out again");
 
-    // Bound: a thread that frees 2 MiB of orphans keeps at most 256 KiB.
-    // Given back: once it has exited, every object is back in its slab.
+    // Bound: a thread that allocates the class and frees 2 MiB of orphans
+    // keeps at most 256 KiB. Given back: once it has exited, every object
+    // is back in its slab.
     let n = (2 << 20) / SIZE;
-    let v = orphans(n);
-    let kept = std::thread::spawn(move || {
-        let warm = Box::new(0u64);
-        drop(warm);
-        let before = live_objects();
-        for &p in &v {
-            // SAFETY: each orphan is live and freed once.
-            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
-        }
-        // Objects freed to their slabs leave the live count; listed ones
-        // stay in it.
-        live_objects() + n - before
-    })
-    .join()
-    .unwrap();
+    let kept = kept_by_a_thread_freeing(orphans(n), true);
     let class_size = lifeboat::stats()
         .classes
         .iter()
@@ -103,4 +99,41 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
         base,
         "objects listed by an exited thread were not given back"
     );
+
+    // A thread that frees the class but never allocates it (a consumer)
+    // keeps none: nobody would take them while it lives.
+    let kept = kept_by_a_thread_freeing(orphans(n), false);
+    assert_eq!(
+        kept, 0,
+        "a thread that never allocates the class kept orphans"
+    );
+    assert_eq!(live_objects(), base);
+}
+
+/// How many of the orphans `v` a new thread keeps on its foreign list
+/// when it has freed them all (measured before it exits); with
+/// `allocates`, it allocates one object of the class first.
+fn kept_by_a_thread_freeing(v: Vec<usize>, allocates: bool) -> usize {
+    let l = Layout::from_size_align(SIZE, 8).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: a non-zero size.
+        let own = allocates.then(|| unsafe { GLOBAL.alloc(l) });
+        let warm = Box::new(0u64); // arms this thread's exit hook
+        drop(warm);
+        let before = live_objects();
+        for &p in &v {
+            // SAFETY: each orphan is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        // Objects freed to their slabs leave the live count; listed ones
+        // stay in it.
+        let kept = live_objects() + v.len() - before;
+        if let Some(p) = own {
+            // SAFETY: allocated above, freed once.
+            unsafe { GLOBAL.dealloc(p, l) };
+        }
+        kept
+    })
+    .join()
+    .unwrap()
 }

@@ -29,6 +29,9 @@ const SIZE_LIVE: usize = 168;
 
 mod common;
 
+/// Objects each step frees.
+const N: usize = 64;
+
 /// Whose slabs the objects a test thread frees belong to.
 #[derive(Clone, Copy, Debug)]
 enum Owner {
@@ -87,16 +90,28 @@ fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
     }
 }
 
-/// How many of `v` (objects of `owner`'s size) a fresh thread holds when
-/// it has freed them all (measured before it exits), and how many it still
-/// held after its exit.
-fn held_by_a_thread_freeing(owner: Owner, v: Vec<usize>) -> (usize, usize) {
+/// Prepares a thread that is about to free objects of layout `l`: arms its
+/// exit hook, and allocates one object of the class, which the caller
+/// frees at the end (a thread lists foreign objects only of classes it
+/// allocates). Call it before the objects to free exist, so that the slab
+/// this object comes from holds none of them.
+fn start_freeing(l: Layout) -> *mut u8 {
+    // SAFETY: a non-zero size.
+    let p = unsafe { GLOBAL.alloc(l) };
+    assert!(!p.is_null());
+    p
+}
+
+/// A fresh thread prepares ([`start_freeing`]), gets `N` objects of
+/// `owner`'s kind and frees them all. Returns how many of them it held
+/// then (measured before it exits), and how many were still held after
+/// its exit.
+fn held_by_a_thread_freeing(owner: Owner) -> (usize, usize) {
     let l = Layout::from_size_align(owner.size(), 8).unwrap();
-    let n = v.len();
-    let before = owner.live_objects();
-    let held = std::thread::spawn(move || {
-        drop(Box::new(0u64)); // arms this thread's exit hook
-                              // (Measured here, after the spawn's own allocations.)
+    let (held, before, owner_thread) = std::thread::spawn(move || {
+        let own = start_freeing(l);
+        let (v, owner_thread) = objects(owner, N);
+        // (Measured here, after the spawn's own allocations.)
         let before = owner.live_objects();
         for &p in &v {
             // SAFETY: each object is live and freed once.
@@ -104,11 +119,17 @@ fn held_by_a_thread_freeing(owner: Owner, v: Vec<usize>) -> (usize, usize) {
         }
         // Objects freed to their slabs leave the live count; held ones
         // stay in it.
-        owner.live_objects() + n - before
+        let held = owner.live_objects() + N - before;
+        // SAFETY: allocated by `start_freeing` with `l`, freed once.
+        unsafe { GLOBAL.dealloc(own, l) };
+        // What the count comes back to once everything is given back.
+        (held, before - N - 1, owner_thread)
     })
     .join()
     .unwrap();
-    (held, owner.live_objects() + n - before)
+    let after_exit = owner.live_objects().saturating_sub(before);
+    drop(owner_thread);
+    (held, after_exit)
 }
 
 /// Runs `f` with the heap halfway from `low` down to `min` (ordinary
@@ -155,13 +176,11 @@ fn threads_hold_nothing_while_memory_is_short() {
 }
 
 fn short_of_memory_steps(owner: Owner) {
-    const N: usize = 64;
     let l = Layout::from_size_align(owner.size(), 8).unwrap();
     // With memory to spare the freeing thread holds objects (so the
     // assertions below can fail), at most a chain's 64 in a batch, and
     // gives them all back when it exits.
-    let (v, _owner) = objects(owner, N);
-    let (held, after_exit) = held_by_a_thread_freeing(owner, v);
+    let (held, after_exit) = held_by_a_thread_freeing(owner);
     assert!(held > 0, "{owner:?}: no object was held");
     if let Owner::Live = owner {
         assert!(
@@ -175,8 +194,7 @@ fn short_of_memory_steps(owner: Owner) {
     );
 
     // Short of memory, nothing is held.
-    let (v, _owner) = objects(owner, N);
-    let (held, _) = short_of_memory(|| held_by_a_thread_freeing(owner, v))
+    let (held, _) = short_of_memory(|| held_by_a_thread_freeing(owner))
         .expect("the heap never went below `low` with every request granted");
     assert_eq!(
         held, 0,
@@ -192,9 +210,9 @@ fn short_of_memory_steps(owner: Owner) {
             std::thread::yield_now();
         }
     };
-    let (v, _owner) = objects(owner, N);
     let t = std::thread::spawn(move || {
-        drop(Box::new(0u64)); // arms this thread's exit hook
+        let own = start_freeing(l);
+        let (v, owner_thread) = objects(owner, N);
         let before = owner.live_objects();
         for &p in &v[..N - 1] {
             // SAFETY: each object is live and freed once.
@@ -208,6 +226,9 @@ fn short_of_memory_steps(owner: Owner) {
         unsafe { GLOBAL.dealloc(v[N - 1] as *mut u8, l) };
         let given_back = before - owner.live_objects();
         PHASE.store(3, Ordering::Release);
+        // SAFETY: allocated by `start_freeing` with `l`, freed once.
+        unsafe { GLOBAL.dealloc(own, l) };
+        drop(owner_thread);
         (held, given_back)
     });
     wait_for(1);

@@ -353,17 +353,20 @@ fn remote_double_free_overflowing_a_slab() {
     );
 }
 
-/// Expects `misuse`, run on a thread that has allocated once (its exit
-/// hook armed) with 64 objects of 320 bytes whose allocating thread has
-/// exited (their slabs full, so freed ones are listed), to abort with
-/// `message`.
+/// Expects `misuse`, run on a thread that allocates objects of 320 bytes
+/// with 64 such objects whose allocating thread has exited (their slabs
+/// full, so freed ones are listed), to abort with `message`. (A thread
+/// lists only objects of classes it allocates; it allocates here before
+/// the orphans exist, so that its own slab holds none of them.)
 #[cfg(not(feature = "debug"))]
 fn expect_abort_on_orphans(misuse: fn(&[usize], Layout), message: &str) {
     expect_abort(
         move || {
-            let v = orphans(320, 64);
             std::thread::spawn(move || {
-                drop(Box::new(1u8));
+                // SAFETY: a non-zero size.
+                let mine = unsafe { GLOBAL.alloc(layout(320)) };
+                assert!(!mine.is_null());
+                let v = orphans(320, 64);
                 misuse(&v, layout(320));
             })
             .join()
@@ -371,6 +374,16 @@ fn expect_abort_on_orphans(misuse: fn(&[usize], Layout), message: &str) {
         },
         message,
     );
+}
+
+/// Allocations of `l` until the listed objects have been handed out: the
+/// thread's own slab serves first, at most a refill of 64 objects.
+#[cfg(not(feature = "debug"))]
+fn allocate_past_own_slab(l: Layout, listed: usize) {
+    for _ in 0..64 + listed {
+        // SAFETY: a non-zero size; the objects are leaked.
+        let _ = unsafe { GLOBAL.alloc(l) };
+    }
 }
 
 /// Expects `misuse`, run on this thread with objects of 96 bytes of one
@@ -473,15 +486,13 @@ fn deeper_double_free_on_a_foreign_list_is_caught_at_the_loop() {
         |v, l| {
             // SAFETY: deliberate misuse: `v[0]` freed twice, two objects
             // between, which makes the list a loop; then more allocations
-            // of the class than objects listed.
+            // from the list than objects listed.
             unsafe {
                 for i in [0, 1, 2, 0] {
                     GLOBAL.dealloc(v[i] as *mut u8, l);
                 }
-                for _ in 0..5 {
-                    let _ = GLOBAL.alloc(l);
-                }
             }
+            allocate_past_own_slab(l, 5);
         },
         "double free (this thread's foreign list loops back on itself)",
     );
@@ -493,15 +504,14 @@ fn corrupted_link_on_a_foreign_list() {
     expect_abort_on_orphans(
         |v, l| {
             // SAFETY: deliberate misuse: a write to the link of an object
-            // on the foreign list, then two allocations of its class: the
-            // first hands it out, the second follows the forged link.
+            // on the foreign list, then allocations of its class: the list
+            // hands that object out, then follows the forged link.
             unsafe {
                 GLOBAL.dealloc(v[1] as *mut u8, l);
                 GLOBAL.dealloc(v[0] as *mut u8, l);
                 (v[0] as *mut usize).write(v[0] + 8);
-                let _ = GLOBAL.alloc(l);
-                let _ = GLOBAL.alloc(l);
             }
+            allocate_past_own_slab(l, 2);
         },
         "free list corrupted",
     );
