@@ -443,7 +443,7 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
     }
     crate::heap::check_object_start(s, p);
     // A detached slab's object goes on the foreign list, another thread's
-    // into the remote batch. (`with_idle_cache` refuses after the exit
+    // (or one the list refuses) into the remote batch. (`with_idle_cache` refuses after the exit
     // hook, whose lists would strand their objects, and inside the slow
     // path.)
     if crate::foreign::ENABLED

@@ -1201,8 +1201,10 @@ impl HeapInner {
 
     /// Holds `p`, an object of the slab `s` that `tc` does not own, with
     /// nothing called out of line: onto the foreign list when `s` is
-    /// `detached`, else into the remote batch's chain of its class when
-    /// that chain is empty or of `s` with room. For the global
+    /// `detached` and the list takes it, else into the remote batch's
+    /// chain of its class when that chain is empty or of `s` with room.
+    /// (A detached slab's object that the list refuses is batched too:
+    /// the chain's push settles the slab once for all its objects.) For the global
     /// allocator's free path, which leaves the rest (pushing a chain,
     /// giving back, settling a slab) to out-of-line code.
     ///
@@ -1224,14 +1226,10 @@ impl HeapInner {
             return Hold::GiveBack;
         }
         let key = self.slabs.key;
-        if detached {
-            // SAFETY: as guaranteed by the caller; the lists use the
-            // heap's key.
-            return if unsafe { tc.foreign.push(s, p, key) } {
-                Hold::Held
-            } else {
-                Hold::Remote
-            };
+        // SAFETY: as guaranteed by the caller; the lists use the heap's
+        // key.
+        if detached && unsafe { tc.foreign.push(s, p, key) } {
+            return Hold::Held;
         }
         if !crate::remote_batch::ENABLED || s.has_flag(FLAG_RESERVE) {
             return Hold::Remote;

@@ -1,6 +1,7 @@
 //! Remote batches: a thread's frees into a slab that another live thread
-//! owns, linked into a chain and pushed onto the slab's remote stack with
-//! one atomic operation.
+//! owns (or that nobody owns, when the foreign list does not take the
+//! object: `foreign.rs`), linked into a chain and pushed onto the slab's
+//! remote stack with one atomic operation.
 //!
 //! Each free into another thread's slab is otherwise one CAS on the slab's
 //! remote word, a line that the owner takes back with a swap whenever it
@@ -16,9 +17,9 @@
 //!
 //! * a batched object is, for its slab, still allocated: the slab's live
 //!   count includes it and no remote count does, so the slab is not
-//!   released while the batch holds it. If the owner exits meanwhile the
-//!   slab is only detached; the batch's push then settles it as any push
-//!   onto a detached slab does, for a count of several objects
+//!   released while the batch holds it. If the slab is detached (its
+//!   owner exited before or meanwhile), the batch's push settles it as any
+//!   push onto a detached slab does, for a count of several objects
 //!   (`HeapInner::after_detached_push`);
 //! * at most one chain a size class a thread, each of one slab and at
 //!   most [`MAX_OBJECTS`] objects and [`MAX_CHAIN_BYTES`] (one object of

@@ -79,8 +79,10 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
     assert_eq!(got, expected, "the freed orphans were not handed out again");
 
     // Bound: a thread that allocates the class and frees 2 MiB of orphans
-    // keeps at most 256 KiB. Given back: once it has exited, every object
-    // is back in its slab.
+    // keeps at most 256 KiB listed, plus the one chain of the class that
+    // its remote batch holds (at most 32 KiB), which takes the orphans the
+    // list refuses. Given back: once it has exited, every object is back
+    // in its slab.
     let n = (2 << 20) / SIZE;
     let kept = kept_by_a_thread_freeing(orphans(n), true);
     let class_size = lifeboat::stats()
@@ -91,8 +93,8 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
         .unwrap();
     assert!(kept > 0, "no orphan was listed");
     assert!(
-        kept * class_size <= 256 << 10,
-        "{kept} objects of {class_size} bytes kept, more than 256 KiB"
+        kept * class_size <= (256 + 32) << 10,
+        "{kept} objects of {class_size} bytes kept, more than 256 KiB and a chain"
     );
     assert_eq!(
         live_objects(),
@@ -101,11 +103,12 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
     );
 
     // A thread that frees the class but never allocates it (a consumer)
-    // keeps none: nobody would take them while it lives.
+    // lists none, since nobody would take them while it lives: it keeps
+    // at most the chain of the class.
     let kept = kept_by_a_thread_freeing(orphans(n), false);
-    assert_eq!(
-        kept, 0,
-        "a thread that never allocates the class kept orphans"
+    assert!(
+        kept * class_size <= 32 << 10,
+        "a thread that never allocates the class kept {kept} orphans"
     );
     assert_eq!(live_objects(), base);
 }
