@@ -21,7 +21,7 @@
 //!   meanwhile sees consistent counts;
 //! * only objects of classes the thread allocates are listed: a class is
 //!   marked at the thread's first allocation of it that its active slab
-//!   could not serve (every such allocation asks the list first). A
+//!   could not serve (such an allocation asks the list first). A
 //!   thread that frees a class but never allocates it (a consumer) would
 //!   otherwise fill its list with objects nobody takes, pinning up to
 //!   [`MAX_OBJECTS`] slabs for as long as it lives;

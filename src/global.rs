@@ -443,9 +443,9 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
     }
     crate::heap::check_object_start(s, p);
     // A detached slab's object goes on the foreign list, another thread's
-    // (or one the list refuses) into the remote batch. (`with_idle_cache` refuses after the exit
-    // hook, whose lists would strand their objects, and inside the slow
-    // path.)
+    // (or one the list refuses) into the remote batch. (`with_idle_cache`
+    // refuses after the exit hook, whose lists would strand their objects,
+    // and inside the slow path.)
     if crate::foreign::ENABLED
         // SAFETY: `p` is a live object start of the slab `s` (checked just
         // above), given up by the caller; the cache is this thread's, of

@@ -1204,9 +1204,9 @@ impl HeapInner {
     /// `detached` and the list takes it, else into the remote batch's
     /// chain of its class when that chain is empty or of `s` with room.
     /// (A detached slab's object that the list refuses is batched too:
-    /// the chain's push settles the slab once for all its objects.) For the global
-    /// allocator's free path, which leaves the rest (pushing a chain,
-    /// giving back, settling a slab) to out-of-line code.
+    /// the chain's push settles the slab once for all its objects.) For
+    /// the global allocator's free path, which leaves the rest (pushing a
+    /// chain, giving back, settling a slab) to out-of-line code.
     ///
     /// # Safety
     /// As for [`HeapInner::list_foreign`].

@@ -166,8 +166,8 @@ impl Arena {
     /// block is cut from a free block at least `spare` orders larger (a
     /// listed one, else a fresh one from the frontier), so that its buddies
     /// up to that order are free and it can later grow in place
-    /// ([`Arena::grow_in_place`]). For buffers that
-    /// are being grown by `realloc` and will likely grow again.
+    /// ([`Arena::grow_in_place`]). For buffers that are being grown by
+    /// `realloc` and will likely grow again.
     ///
     /// # Safety
     /// The caller holds the heap lock.
