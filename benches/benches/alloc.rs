@@ -68,9 +68,9 @@ fn cross_thread(c: &mut Criterion) {
 fn realloc(c: &mut Criterion) {
     for growth in [Growth::Double, Growth::Half] {
         let mut g = c.benchmark_group(format!("realloc_16B_1MiB/{}", growth.name()));
-        g.throughput(Throughput::Elements(growth.steps() as u64));
+        g.throughput(Throughput::Elements(growth.steps(16) as u64));
         each_allocator(&mut g, |w, n| {
-            with_allocator!(w, |a| realloc_growth(a, growth, n))
+            with_allocator!(w, |a| realloc_growth(a, growth, 16, n))
         });
         g.finish();
     }

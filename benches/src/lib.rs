@@ -388,9 +388,9 @@ impl Growth {
         }
     }
 
-    /// Number of reallocs from 16 B to [`REALLOC_MAX`].
-    pub const fn steps(self) -> usize {
-        let mut size = 16;
+    /// Number of reallocs from `from` bytes to [`REALLOC_MAX`].
+    pub const fn steps(self, from: usize) -> usize {
+        let mut size = from;
         let mut steps = 0;
         while size < REALLOC_MAX {
             size = self.next(size);
@@ -400,14 +400,15 @@ impl Growth {
     }
 }
 
-/// `iters` times: allocate 16 bytes, grow by `growth` up to 1 MiB with
-/// `realloc` (writing the last byte after each step, as a growing `Vec`
-/// would), then free.
-pub fn realloc_growth<A: GlobalAlloc>(a: &A, growth: Growth, iters: u64) -> Duration {
+/// `iters` times: allocate `from` bytes (at least 1), grow by `growth` up
+/// to 1 MiB with `realloc` (writing the last byte after each step, as a
+/// growing `Vec` would), then free.
+pub fn realloc_growth<A: GlobalAlloc>(a: &A, growth: Growth, from: usize, iters: u64) -> Duration {
+    assert!(from >= 1);
     let start = Instant::now();
     for _ in 0..iters {
-        let mut layout = Layout::from_size_align(16, 8).expect("valid layout");
-        // SAFETY: 16 bytes is a non-zero size.
+        let mut layout = Layout::from_size_align(from, 8).expect("valid layout");
+        // SAFETY: `from` is a non-zero size.
         let mut p = unsafe { alloc_or_abort(a, layout) };
         // SAFETY: `p` is valid for 16 bytes.
         unsafe { p.write(1) };
@@ -485,8 +486,9 @@ mod tests {
 
     #[test]
     fn growth_steps() {
-        assert_eq!(Growth::Double.steps(), 16);
-        assert_eq!(Growth::Half.steps(), 27);
+        assert_eq!(Growth::Double.steps(16), 16);
+        assert_eq!(Growth::Half.steps(16), 27);
+        assert_eq!(Growth::Double.steps(4096), 8);
     }
 
     #[test]
@@ -519,8 +521,9 @@ mod tests {
                 }
                 ManyRandom::new(100).run(a, 2);
                 producer_consumer(a, 50, 5);
-                realloc_growth(a, Growth::Double, 1);
-                realloc_growth(a, Growth::Half, 1);
+                realloc_growth(a, Growth::Double, 16, 1);
+                realloc_growth(a, Growth::Half, 16, 1);
+                realloc_growth(a, Growth::Double, 4096, 1);
                 big_block(a, 1 << 20, 1);
             });
         }

@@ -56,13 +56,23 @@ fn workloads() -> Vec<Workload> {
         ops: 1.0,
         run: Box::new(|w, n| with_allocator!(w, |a| producer_consumer(a, CROSS_BATCH, n))),
     });
-    for g in [Growth::Double, Growth::Half] {
+    // From 16 B, and from 4 KiB (a `Vec::with_capacity(4096)` that grows).
+    for (g, from) in [
+        (Growth::Double, 16),
+        (Growth::Half, 16),
+        (Growth::Double, 4096),
+    ] {
         v.push(Workload {
-            name: format!("realloc 16 B..1 MiB {} ({} steps)", g.name(), g.steps()),
+            name: format!(
+                "realloc {}..1 MiB {} ({} steps)",
+                human(from),
+                g.name(),
+                g.steps(from)
+            ),
             unit: "ns/growth".into(),
-            // One iteration is the whole growth from 16 B to 1 MiB.
-            ops: g.steps() as f64,
-            run: Box::new(move |w, n| with_allocator!(w, |a| realloc_growth(a, g, n))),
+            // One iteration is the whole growth from `from` to 1 MiB.
+            ops: g.steps(from) as f64,
+            run: Box::new(move |w, n| with_allocator!(w, |a| realloc_growth(a, g, from, n))),
         });
     }
     for size in BIG_SIZES {
