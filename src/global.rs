@@ -505,8 +505,9 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
 
 /// The free of an object whose slab descriptor `s` the inline path found
 /// owned by someone else (or by nobody): held by this thread
-/// ([`hold_unowned`]), else pushed onto its slab's remote stack, else
-/// [`dealloc_unowned_full`]. The last two are tail calls, so the held
+/// ([`hold_unowned`]), else pushed onto its slab's remote stack, else the
+/// first of a new chain ([`start_chain_out_of_line`]), else
+/// [`dealloc_unowned_full`]. The last three are tail calls, so the held
 /// case runs without a stack frame. (What is no slab object goes to
 /// [`dealloc_page_block`].)
 ///
@@ -527,7 +528,9 @@ unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
             // SAFETY: `hold_unowned` checked that `p` is a live object
             // start of the slab `s`, given up by the caller.
             Some(Hold::Remote) => return unsafe { free_remote_out_of_line(h, s, p) },
-            // Giving back, pushing a chain, or another path.
+            // SAFETY: as above; `try_hold` asked for a new chain.
+            Some(Hold::NewChain) => return unsafe { start_chain_out_of_line(h, s, p) },
+            // Giving back, or another path.
             _ => {}
         }
     }
@@ -575,6 +578,28 @@ unsafe fn dealloc_unowned_full(p: *mut u8, s: &PageDesc) {
     }
     // SAFETY: forwarded from the caller.
     unsafe { dealloc_uncached(p) }
+}
+
+/// `HeapInner::start_chain` as a function of its own, for a tail call
+/// from [`dealloc_unowned`]: the chain of `p`'s class is of another slab
+/// or full. (A cache no longer live takes the full path, which decides
+/// anew.)
+///
+/// # Safety
+/// As for `HeapInner::start_chain`, the cache being this thread's.
+#[cold]
+#[inline(never)]
+unsafe fn start_chain_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
+    let started = with_live_cache(|tc| {
+        // SAFETY: forwarded from the caller; the cache is this thread's,
+        // of the process heap.
+        unsafe { h.start_chain(tc, s, p) };
+        Some(())
+    });
+    if started.is_none() {
+        // SAFETY: forwarded from the caller.
+        unsafe { dealloc_unowned_full(p, s) }
+    }
 }
 
 /// `HeapInner::free_remote` as a function of its own, for a tail call.

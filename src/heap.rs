@@ -1274,12 +1274,24 @@ impl HeapInner {
                 false
             }
             Hold::NewChain => {
-                if let Some(c) = tc.remote_batch.restart(s, slab::class_index(s), p) {
-                    // SAFETY: a chain of this cache's batch.
-                    unsafe { self.free_chain(c) };
-                }
+                // SAFETY: as guaranteed by the caller.
+                unsafe { self.start_chain(tc, s, p) };
                 true
             }
+        }
+    }
+
+    /// Does what [`Hold::NewChain`] asks: pushes the chain of `p`'s class
+    /// and starts a new one with `p`.
+    ///
+    /// # Safety
+    /// As for [`HeapInner::try_hold`], which returned `NewChain` for `p`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn start_chain(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) {
+        if let Some(c) = tc.remote_batch.restart(s, slab::class_index(s), p) {
+            // SAFETY: a chain of this cache's batch.
+            unsafe { self.free_chain(c) };
         }
     }
 
