@@ -328,9 +328,9 @@ mod tests {
         s.class.store(class as _, Ordering::Relaxed);
         s.used.store(CLASS_CAP[class], Ordering::Relaxed);
         let mut words = [0usize; 2];
-        let a = words.as_mut_ptr();
+        let base = words.as_mut_ptr();
         // SAFETY: the second of the two words.
-        let (a, b) = (a.cast::<u8>(), unsafe { a.add(1) }.cast::<u8>());
+        let (a, b) = (base.cast::<u8>(), unsafe { base.add(1) }.cast::<u8>());
         let mut lists = ForeignLists::new();
         // SAFETY: stand-in objects (one word each), each pushed once.
         assert!(
