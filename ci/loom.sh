@@ -24,6 +24,7 @@
 #   arena_accounting  178,126 / 1       35 s   twin WeakLockAcquire
 #   block_cache         2,412 / 1      0.2 s   twin BlockCacheSplitTake
 #   capture           169,620 / 18,566  57 s   twin CaptureTrustsPoll
+#   growth_runs           113 / 36     0.1 s   twin GrowthRunSplitGrow
 #   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
 #   mempool_wakeup        284 / 4      0.1 s   twin MempoolNotifyEarly
 #   remote_batch        1,756 / 1        1 s   twin ChainCountedAsOne

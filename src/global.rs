@@ -24,11 +24,11 @@ use crate::arena::desc::{PageDesc, KIND_SLAB};
 use crate::config::Config;
 use crate::diag;
 use crate::flags::AllocFlags;
-use crate::heap::{HeapInner, Hold};
+use crate::heap::{HeapInner, Hold, GROWTH_BLOCK_MIN};
 use crate::os::PAGE_SHIFT;
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
-use crate::slab::class::{class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE};
+use crate::slab::class::{class_for, class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE};
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -716,29 +716,72 @@ unsafe impl GlobalAlloc for Lifeboat {
         alloc_slow(&self.config, layout, true)
     }
 
+    #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(h) = process_heap() else {
             return ptr::null_mut();
         };
-        if let Some(q) = h.resize_in_place(p, layout.align(), new_size, AllocFlags::NORMAL) {
+        // A buffer growing over its growth run: in place, no lock.
+        if let Some(q) = h.grow_run_in_place(p, layout.size(), layout.align(), new_size) {
             return q;
         }
-        // SAFETY: GlobalAlloc::realloc's contract makes this layout valid.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        // SAFETY: forwarded; the new block is distinct from the old one and
-        // the copy is bounded by both sizes; no lock is held across it.
-        unsafe {
-            let q =
-                match h.alloc_growth(layout.size(), new_size, layout.align(), AllocFlags::NORMAL) {
-                    Some(q) => q,
-                    None => self.alloc(new_layout),
-                };
-            if !q.is_null() {
-                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-                self.dealloc(p, layout);
+        // A small object staying small: same class in place, else a move
+        // through the inline fast paths (the general path below adds
+        // nothing for it).
+        if !cfg!(feature = "debug") && layout.align() <= 8 && new_size < GROWTH_BLOCK_MIN {
+            if let Some(class) = h.small_class_of(p) {
+                if class_for(new_size, 8) == Some(class) {
+                    return p;
+                }
+                // SAFETY: GlobalAlloc::realloc's contract makes this layout
+                // valid; `p` is live with `layout` and is freed only after
+                // its bytes are copied to the distinct new block.
+                unsafe {
+                    let q = self.alloc(Layout::from_size_align_unchecked(new_size, 8));
+                    if !q.is_null() {
+                        ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                        self.dealloc(p, layout);
+                    }
+                    return q;
+                }
             }
-            q
         }
+        // SAFETY: forwarded.
+        unsafe { realloc_general(self, h, p, layout, new_size) }
+    }
+}
+
+/// `realloc` past its fast cases: in place when the class or block
+/// allows, else a move (into a page block with growth room when the buffer
+/// is becoming big).
+///
+/// # Safety
+/// As for `GlobalAlloc::realloc`.
+#[inline(never)]
+unsafe fn realloc_general(
+    a: &Lifeboat,
+    h: &'static HeapInner,
+    p: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    if let Some(q) = h.resize_in_place(p, layout.align(), new_size, AllocFlags::NORMAL) {
+        return q;
+    }
+    // SAFETY: GlobalAlloc::realloc's contract makes this layout valid.
+    let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+    // SAFETY: forwarded; the new block is distinct from the old one and
+    // the copy is bounded by both sizes; no lock is held across it.
+    unsafe {
+        let q = match h.alloc_growth(layout.size(), new_size, layout.align(), AllocFlags::NORMAL) {
+            Some(q) => q,
+            None => a.alloc(new_layout),
+        };
+        if !q.is_null() {
+            ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+            a.dealloc(p, layout);
+        }
+        q
     }
 }
 

@@ -12,7 +12,9 @@
 //! held across a system call that maps or unmaps memory, nor across a copy.
 
 use crate::arena::buddy::{order_for_pages, MAX_ORDER};
-use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_CACHED, KIND_LARGE, KIND_SLAB, KIND_TAIL};
+use crate::arena::desc::{
+    PageDesc, FLAG_RESERVE, FLAG_RUN, KIND_CACHED, KIND_LARGE, KIND_SLAB, KIND_TAIL,
+};
 use crate::arena::watermark::{Admit, Tier, Watermarks};
 use crate::arena::Arena;
 use crate::block_cache::BlockCache;
@@ -20,6 +22,7 @@ use crate::config::Config;
 use crate::diag::fatal;
 use crate::error::{AllocError, Error};
 use crate::flags::AllocFlags;
+use crate::growth_run::{Grow, GrowthRuns, Run};
 use crate::huge_cache::{self, HugeCache};
 use crate::memalloc::{resolve, Rights};
 use crate::os::{self, PAGE_SHIFT, PAGE_SIZE};
@@ -47,8 +50,9 @@ pub(crate) const MAX_BLOCK: usize = PAGE_SIZE << MAX_ORDER;
 pub(crate) const GROWTH_BLOCK_MIN: usize = PAGE_SIZE;
 
 /// Orders of free buddies [`HeapInner::alloc_growth`] asks for above a
-/// moved buffer: room to grow 256 times in place.
-const GROWTH_SPARE: usize = 8;
+/// moved buffer when it opens no growth run: room to grow 256 times in
+/// place.
+const GROWTH_SPARE: usize = crate::growth_run::SPARE;
 /// What [`HeapInner::try_hold`] did with an object of another's slab.
 #[cfg(not(loom))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +68,12 @@ pub(crate) enum Hold {
     /// Not held yet: the chain of its class is of another slab or full;
     /// that chain is to be pushed and a new one started with the object.
     NewChain,
+}
+
+/// The slot hint of a growth run's head (see `growth_run.rs`).
+#[inline(always)]
+fn run_slot(d: &PageDesc) -> usize {
+    d.class.load(Ordering::Relaxed) as usize
 }
 
 /// Locked caches of a private heap (and of threads past their exit hook).
@@ -101,6 +111,8 @@ pub(crate) struct HeapInner {
     huge_cache: HugeCache,
     /// Freed 512 KiB–4 MiB blocks of the process heap (`block_cache.rs`).
     pub(crate) block_cache: BlockCache,
+    /// Room held above buffers that `realloc` grows (`growth_run.rs`).
+    pub(crate) runs: GrowthRuns,
     pub(crate) config: Config,
     pub(crate) reclaim: Reclaim,
     pub(crate) counters: Counters,
@@ -183,6 +195,7 @@ impl HeapInner {
             field!((*inner).budget_pages).write(npages);
             field!((*inner).huge_cache).write(HugeCache::new(npages << PAGE_SHIFT));
             field!((*inner).block_cache).write(BlockCache::new(npages));
+            field!((*inner).runs).write(GrowthRuns::new(npages));
             field!((*inner).counters).write(Counters::new());
             field!((*inner).gate).write(ReserveGate::new(
                 config.max_reserve_users,
@@ -207,6 +220,7 @@ impl HeapInner {
                     budget_pages: _,
                     huge_cache: _,
                     block_cache: _,
+                    runs: _,
                     config: _,
                     reclaim: _,
                     counters: _,
@@ -217,12 +231,16 @@ impl HeapInner {
         }
     }
 
-    /// Returns the blocks parked in the heap's block cache to the arena;
-    /// whether there were any.
+    /// Returns the blocks parked in the heap's block cache and the blocks
+    /// held by growth runs to the arena; whether there were any.
     pub(crate) fn drop_block_cache(&self) -> bool {
         let mut any = false;
         self.block_cache.drain(|idx| {
             self.free_parked(idx);
+            any = true;
+        });
+        self.runs.drain(|run| {
+            self.release_run(run);
             any = true;
         });
         any
@@ -930,6 +948,9 @@ impl HeapInner {
     /// short), the caller frees it to the arena.
     #[inline]
     fn park_block(&self, tc: &mut ThreadCache, idx: usize, d: &PageDesc) -> bool {
+        if d.has_flag(FLAG_RUN) {
+            self.absorb_run(idx, d);
+        }
         if d.has_flag(FLAG_RESERVE) {
             return false;
         }
@@ -1411,9 +1432,167 @@ impl HeapInner {
         {
             return None;
         }
+        let order = order_for_pages(new_size.div_ceil(PAGE_SIZE));
+        if let Some(p) = self.open_run(order, flags) {
+            return Some(p);
+        }
         self.alloc_pages_spare(new_size, align, flags, GROWTH_SPARE)
             .ok()
             .map(|(p, _)| p)
+    }
+
+    /// A block of `order` for a growth that moved, with a growth run above
+    /// it (`growth_run.rs`): a block of the run's top order from the block
+    /// cache (no lock) or the arena, of which the caller gets the first
+    /// `2^order` pages. `None`: no run for this request (runs disabled by
+    /// a small budget, memory not plentiful, or no block), and nothing
+    /// taken.
+    fn open_run(&self, order: usize, flags: AllocFlags) -> Option<*mut u8> {
+        let top = self.runs.top_for(order)?;
+        // Held room is a preference, never worth memory from below `high`.
+        if self.arena.free_pages() < self.arena.marks.high + (1 << top) {
+            return None;
+        }
+        let idx = match self.block_cache.take(top) {
+            Some(idx) => idx,
+            None => {
+                let r = resolve(flags);
+                self.with_lock(|| {
+                    // SAFETY: under the heap lock.
+                    let b = unsafe { self.arena.alloc(top, r.tier, false) }.ok()?;
+                    self.granted(r, b.admit, 1 << top);
+                    Some(b.idx)
+                })?
+            }
+        };
+        // The block is ours alone until the run is published: set up the
+        // held blocks, then the buffer's head.
+        for o in order..top {
+            let hd = self.arena.desc(idx + (1 << o));
+            hd.back.store(0, Ordering::Relaxed);
+            hd.flags.store(0, Ordering::Relaxed);
+            hd.order.store(o as u8, Ordering::Relaxed);
+            hd.kind.store(KIND_CACHED, Ordering::Relaxed);
+        }
+        let d = self.arena.desc(idx);
+        d.back.store(0, Ordering::Relaxed);
+        d.owner.store(0, Ordering::Relaxed);
+        d.flags.store(FLAG_RUN, Ordering::Relaxed);
+        d.order.store(order as u8, Ordering::Relaxed);
+        d.kind.store(KIND_LARGE, Ordering::Release);
+        let run = Run {
+            head: idx,
+            order,
+            top,
+        };
+        let (slot, evicted) = self.runs.open(run);
+        d.class.store(slot as u8, Ordering::Relaxed);
+        if let Some(evicted) = evicted {
+            self.release_run(evicted);
+        }
+        Some(self.arena.page_addr(idx))
+    }
+
+    /// Grows the large block at `idx` (descriptor `d`, held by the caller,
+    /// with `RUN` set) from `order` to `want` over its run's held blocks;
+    /// false if its run is gone or holds less.
+    #[inline]
+    fn grow_run(&self, idx: usize, d: &PageDesc, order: usize, want: usize) -> bool {
+        if self.runs.grow(run_slot(d), idx, order, want) != Grow::Grown {
+            return false;
+        }
+        // The held blocks of orders `order..want` are ours now.
+        for o in order..want {
+            self.arena
+                .desc(idx + (1 << o))
+                .kind
+                .store(KIND_TAIL, Ordering::Relaxed);
+        }
+        d.order.store(want as u8, Ordering::Relaxed);
+        true
+    }
+
+    /// Grows a buffer that heads a growth run from `old_size` to
+    /// `new_size`, within its block or over the run's held blocks, with no
+    /// lock: the `realloc` fast path for a growing `Vec`. `None` for any
+    /// other block or case (the caller goes on with
+    /// [`HeapInner::resize_in_place`]).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn grow_run_in_place(
+        &self,
+        p: *mut u8,
+        old_size: usize,
+        align: usize,
+        new_size: usize,
+    ) -> Option<*mut u8> {
+        let idx = self.arena.page_of(p)?;
+        let d = self.arena.desc(idx);
+        // (A shrink goes the general way, which ends the run.)
+        if !d.has_flag(FLAG_RUN)
+            || d.kind() != KIND_LARGE
+            || !(old_size..=MAX_BLOCK).contains(&new_size)
+        {
+            return None;
+        }
+        let order = d.order();
+        let want =
+            order_for_pages(new_size.div_ceil(PAGE_SIZE)).max(order_for_pages(align >> PAGE_SHIFT));
+        (want <= order || self.grow_run(idx, d, order, want)).then_some(p)
+    }
+
+    /// The class of the slab object `p`, if it is one (a pointer of this
+    /// heap's arena on a slab's page).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn small_class_of(&self, p: *mut u8) -> Option<usize> {
+        let idx = self.arena.page_of(p)?;
+        let d = self.arena.desc(idx);
+        if !matches!(d.kind(), KIND_SLAB | KIND_TAIL) {
+            return None;
+        }
+        let s = self
+            .arena
+            .desc(idx - d.back.load(Ordering::Relaxed) as usize);
+        (s.kind() == KIND_SLAB).then(|| s.class.load(Ordering::Relaxed) as usize)
+    }
+
+    /// Frees the held blocks of `run`, taken out of its slot by the caller.
+    fn release_run(&self, run: Run) {
+        self.with_lock(|| {
+            for o in run.order..run.top {
+                // SAFETY: under the heap lock; taking the run out of its
+                // slot made its held blocks the caller's, and each heads a
+                // block of order `o` that nothing else uses.
+                unsafe { self.arena.free(run.head + (1 << o), o) };
+            }
+        });
+    }
+
+    /// Ends the growth run of the large block at `idx` (descriptor `d`),
+    /// held by the caller, if it has one: its held blocks go back to the
+    /// arena.
+    fn end_run(&self, idx: usize, d: &PageDesc) {
+        d.set_flag(FLAG_RUN, false);
+        if let Some(run) = self.runs.close(run_slot(d), idx, d.order()) {
+            self.release_run(run);
+        }
+    }
+
+    /// Takes back the growth run of the large block at `idx` (descriptor
+    /// `d`) that the caller is freeing, if it has one: the held blocks join
+    /// it, and it is freed as one block of the run's top order.
+    fn absorb_run(&self, idx: usize, d: &PageDesc) {
+        d.set_flag(FLAG_RUN, false);
+        if let Some(run) = self.runs.close(run_slot(d), idx, d.order()) {
+            for o in run.order..run.top {
+                self.arena
+                    .desc(idx + (1 << o))
+                    .kind
+                    .store(KIND_TAIL, Ordering::Relaxed);
+            }
+            d.order.store(run.top as u8, Ordering::Relaxed);
+        }
     }
 
     /// Resizes in place when the class or block allows.
@@ -1440,6 +1619,13 @@ impl HeapInner {
                 if want == order {
                     return Some(p);
                 }
+                if want > order && d.has_flag(FLAG_RUN) {
+                    if self.grow_run(idx, d, order, want) {
+                        return Some(p);
+                    }
+                    // Gone, or too small: the ordinary growth below.
+                    self.end_run(idx, d);
+                }
                 if want > order {
                     let tier = resolve(flags).tier;
                     // SAFETY: under the heap lock; the block is the caller's.
@@ -1454,6 +1640,9 @@ impl HeapInner {
                     return grown.then_some(p);
                 }
                 if want < order {
+                    if d.has_flag(FLAG_RUN) {
+                        self.end_run(idx, d);
+                    }
                     // Shrink: free the upper halves.
                     self.with_lock(|| {
                         d.order.store(want as u8, Ordering::Relaxed);

@@ -44,6 +44,7 @@ mod flags;
 mod foreign;
 #[cfg(not(loom))]
 mod global;
+mod growth_run;
 mod heap;
 mod huge_cache;
 mod memalloc;

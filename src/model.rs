@@ -257,6 +257,50 @@ impl BlockSlots {
     }
 }
 
+/// The heap's growth-run slots (`growth_run.rs`) on their own: a run is
+/// `(head, order, top)`, with page indices and orders as opaque numbers.
+pub struct RunSlots(crate::growth_run::GrowthRuns);
+
+impl RunSlots {
+    /// Empty slots, for a budget that allows every order.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(crate::growth_run::GrowthRuns::new(usize::MAX >> 1))
+    }
+
+    /// Opens the run `(head, order, top)`; returns its slot and the run
+    /// evicted to make room, if any.
+    pub fn open(
+        &self,
+        head: usize,
+        order: usize,
+        top: usize,
+    ) -> (usize, Option<(usize, usize, usize)>) {
+        let (slot, evicted) = self.0.open(crate::growth_run::Run { head, order, top });
+        (slot, evicted.map(|r| (r.head, r.order, r.top)))
+    }
+
+    /// Grows the run of the buffer at `head` (slot hint `slot`) from
+    /// `from` to `to`; whether the held blocks `from..to` are now the
+    /// caller's.
+    pub fn grow(&self, slot: usize, head: usize, from: usize, to: usize) -> bool {
+        self.0.grow(slot, head, from, to) == crate::growth_run::Grow::Grown
+    }
+
+    /// Closes the run of the buffer at `head` of `order`; its `(order,
+    /// top)`, whose held blocks are now the caller's.
+    pub fn close(&self, slot: usize, head: usize, order: usize) -> Option<(usize, usize)> {
+        self.0.close(slot, head, order).map(|r| (r.order, r.top))
+    }
+
+    /// Empties every slot; returns the runs taken out.
+    pub fn drain(&self) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        self.0.drain(|r| out.push((r.head, r.order, r.top)));
+        out
+    }
+}
+
 /// Faults a loom model can inject into the shipped protocol code, to show
 /// that the model catches them (loom builds only). Each is read at exactly
 /// one protocol step through [`fault`]; with no fault injected every hook is
@@ -299,6 +343,10 @@ pub enum Fault {
     /// that frees the slab's last objects does not see it, and the slab is
     /// never released.
     ChainCountedAsOne,
+    /// `GrowthRuns::grow` checks the slot and stores the grown run in two
+    /// steps instead of one compare-and-swap: a drain in between and the
+    /// holder both take the same held blocks.
+    GrowthRunSplitGrow,
 }
 
 #[cfg(loom)]

@@ -118,7 +118,9 @@ pub struct Stats {
     pub classes: [ClassStats; NUM_CLASSES],
     /// Pages held by slabs.
     pub slab_pages: usize,
-    /// Pages held by large (page-granular) allocations.
+    /// Pages held by large (page-granular) allocations, including freed
+    /// blocks parked for reuse and the room held above buffers that
+    /// `realloc` is growing (both given back by reclaim and purge).
     pub large_pages: usize,
     /// Reserve-backed slabs alive.
     pub reserve_slabs: usize,

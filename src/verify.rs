@@ -27,6 +27,9 @@
 //! * **shard caches**: each active slot holds the sentinel or an ordinary
 //!   slab of its class owned by that cache, each reserve slot the sentinel
 //!   or a reserve-backed one; the sentinel is an empty `UNUSED` descriptor;
+//! * **growth runs**: each open run's head is a `LARGE` block of the run's
+//!   order with `RUN` set, aligned to the run's top order and below the
+//!   frontier, and each held block is `CACHED` and of its order;
 //! * **direct mappings**: each table entry is page-aligned, outside the
 //!   arena, non-empty and reachable by its probe sequence; their total is
 //!   the `huge_bytes` counter;
@@ -40,9 +43,10 @@
 
 use crate::arena::buddy::{MAX_ORDER, ORDERS};
 use crate::arena::desc::{
-    PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_CACHED, KIND_FREE, KIND_LARGE, KIND_PURGING,
-    KIND_SLAB, KIND_TAIL, KIND_UNUSED, NIL,
+    PageDesc, FLAG_LISTED, FLAG_RESERVE, FLAG_RUN, KIND_CACHED, KIND_FREE, KIND_LARGE,
+    KIND_PURGING, KIND_SLAB, KIND_TAIL, KIND_UNUSED, NIL,
 };
+use crate::growth_run::Run;
 use crate::heap::HeapInner;
 use crate::os::{PAGE_SHIFT, PAGE_SIZE};
 use crate::slab::class::{NUM_CLASSES, SLAB_ORDER};
@@ -118,6 +122,41 @@ impl HeapInner {
         // SAFETY: taken just above by this thread.
         unsafe { self.unlock_all(false) };
         r
+    }
+
+    /// A growth run's head is its buffer (a `LARGE` block of the run's
+    /// order with `RUN` set), and each held block is `CACHED`, of its order.
+    fn verify_run(&self, r: Run, frontier: usize) -> Res {
+        let a = &self.arena;
+        check(
+            r.order < r.top && r.top <= MAX_ORDER && r.head.is_multiple_of(1 << r.top),
+            "growth run: bad orders or misaligned head",
+            r.head,
+            r.top,
+        )?;
+        check(
+            r.head + (1 << r.top) <= frontier,
+            "growth run: beyond the frontier",
+            r.head,
+            r.top,
+        )?;
+        let d = a.desc(r.head);
+        check(
+            d.kind() == KIND_LARGE && d.has_flag(FLAG_RUN) && d.order() == r.order,
+            "growth run: head is not its buffer",
+            r.head,
+            d.order(),
+        )?;
+        for o in r.order..r.top {
+            let hd = a.desc(r.head + (1 << o));
+            check(
+                hd.kind() == KIND_CACHED && hd.order() == o,
+                "growth run: held block not CACHED of its order",
+                r.head + (1 << o),
+                o,
+            )?;
+        }
+        Ok(())
     }
 
     fn verify_locked(&self) -> Res {
@@ -264,6 +303,16 @@ impl HeapInner {
             listed_blocks,
             t.free_blocks,
         )?;
+
+        // Growth runs.
+        let mut runs = Ok(());
+        self.runs.for_each(|r| {
+            if runs.is_err() {
+                return;
+            }
+            runs = self.verify_run(r, frontier);
+        });
+        runs?;
 
         // Partial lists.
         let mut on_lists = 0;

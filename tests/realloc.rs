@@ -277,8 +277,9 @@ fn grow_on_heap(heap: &lifeboat::Heap, from: usize, to: usize, eighths: usize) -
 }
 
 /// A buffer that outgrows the slab classes moves once into a page block
-/// cut with free buddies above it; from there, with memory plentiful, it
-/// grows in place up to 256 times its size. Nothing is lost on the way.
+/// with room held above it (a growth run); from there, with memory
+/// plentiful, it grows in place up to 256 times its size. Nothing is lost
+/// on the way.
 #[test]
 fn growth_from_a_page_stays_in_place() {
     let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(64 * MIB)).unwrap();
@@ -361,4 +362,156 @@ fn shrinking_page_blocks() {
     unsafe { heap.dealloc(r, Layout::from_size_align(100, 8).unwrap()) };
     heap.flush_caches();
     assert_eq!(heap.stats().free_pages, free);
+}
+
+/// Moves a 4 KiB buffer of `heap` into a page block (8 KiB, filled with
+/// `seed`); returns it and its layout.
+fn moved_to_pages(heap: &lifeboat::Heap, seed: usize) -> (std::ptr::NonNull<u8>, Layout) {
+    use lifeboat::AllocFlags;
+    let l = Layout::from_size_align(4 * KIB, 8).unwrap();
+    let p = heap.alloc(l, AllocFlags::NORMAL).unwrap();
+    // SAFETY: `p` is live with `l`.
+    let q = unsafe { heap.realloc(p, l, 8 * KIB, AllocFlags::NORMAL) }.unwrap();
+    fill(q.as_ptr(), 8 * KIB, seed);
+    (q, Layout::from_size_align(8 * KIB, 8).unwrap())
+}
+
+/// Grows `p` (live with `layout`, filled with `seed`) to `to` bytes in
+/// doublings, checking contents; returns the new pointer and layout, and
+/// whether every step stayed in place.
+fn double_to(
+    heap: &lifeboat::Heap,
+    mut p: std::ptr::NonNull<u8>,
+    mut layout: Layout,
+    to: usize,
+    seed: usize,
+) -> (std::ptr::NonNull<u8>, Layout, bool) {
+    let mut in_place = true;
+    while layout.size() < to {
+        let n = layout.size() * 2;
+        // SAFETY: `p` is live with `layout`.
+        let q = unsafe { heap.realloc(p, layout, n, lifeboat::AllocFlags::NORMAL) }.unwrap();
+        assert_eq!(first_mismatch(q.as_ptr(), layout.size(), seed), None);
+        fill(q.as_ptr(), n, seed);
+        in_place &= q == p;
+        p = q;
+        layout = Layout::from_size_align(n, 8).unwrap();
+        heap.verify()
+            .unwrap_or_else(|e| panic!("grown to {n}: {e:?}"));
+    }
+    (p, layout, in_place)
+}
+
+/// The room held above a growing buffer is memory like any other: the
+/// heap's checks pass with it held, a purge (as reclaim does) takes it back
+/// while the buffer lives, the buffer still grows afterwards, and freeing
+/// the buffer returns every page, whether or not its room was taken.
+#[test]
+fn growth_room_is_held_checked_and_given_back() {
+    let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(64 * MIB)).unwrap();
+    let free = heap.stats().free_pages;
+    let pages = |l: Layout| l.size() / (4 * KIB);
+
+    // Held while growing, freed with the buffer.
+    let (p, l) = moved_to_pages(&heap, 1);
+    heap.verify().unwrap();
+    // (To 1 MiB: the run's top under this budget, where it ends.)
+    let (p, l, in_place) = double_to(&heap, p, l, MIB, 1);
+    assert!(in_place);
+    heap.verify().unwrap();
+    // SAFETY: `p` is live with `l`.
+    unsafe { heap.dealloc(p, l) };
+    heap.flush_caches();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free_pages, free);
+
+    // Taken back while the buffer lives: only the buffer stays allocated.
+    let (p, l) = moved_to_pages(&heap, 2);
+    let (p, l, _) = double_to(&heap, p, l, 64 * KIB, 2);
+    heap.flush_caches(); // (the slab the 4 KiB object came from)
+    heap.purge();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free_pages, free - pages(l));
+    let (p, l, _) = double_to(&heap, p, l, MIB, 2);
+    heap.verify().unwrap();
+    // SAFETY: `p` is live with `l`.
+    unsafe { heap.dealloc(p, l) };
+    heap.flush_caches();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free_pages, free);
+}
+
+/// More buffers growing at once than there are growth runs: each new run
+/// evicts an old one, whose buffer then grows the ordinary way. Contents
+/// survive, the checks pass, and no page is lost.
+#[test]
+fn more_growing_buffers_than_runs() {
+    let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(256 * MIB)).unwrap();
+    let free = heap.stats().free_pages;
+    let mut bufs: Vec<_> = (0..20).map(|i| moved_to_pages(&heap, i)).collect();
+    heap.verify().unwrap();
+    for round in 0..5 {
+        for (i, (p, l)) in bufs.iter_mut().enumerate() {
+            let (q, m, _) = double_to(&heap, *p, *l, l.size() * 2, i);
+            (*p, *l) = (q, m);
+        }
+        heap.verify()
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+    }
+    for (p, l) in bufs {
+        // SAFETY: each buffer is live with its layout.
+        unsafe { heap.dealloc(p, l) };
+    }
+    heap.flush_caches();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free_pages, free);
+}
+
+/// A buffer that moves to another thread and is freed there: the freeing
+/// thread takes its growth run back with it; nothing is lost.
+#[test]
+fn growing_buffer_freed_by_another_thread() {
+    let heap = lifeboat::Heap::new(lifeboat::Config::new().budget(64 * MIB)).unwrap();
+    let free = heap.stats().free_pages;
+    let (p, l) = moved_to_pages(&heap, 3);
+    let (p, l, in_place) = double_to(&heap, p, l, 32 * KIB, 3);
+    assert!(in_place);
+    let addr = p.as_ptr() as usize;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let p = std::ptr::NonNull::new(addr as *mut u8).unwrap();
+            // Grown further, then freed, on this thread.
+            let (p, l, _) = double_to(&heap, p, l, 128 * KIB, 3);
+            // SAFETY: the buffer was handed to this thread, live with `l`.
+            unsafe { heap.dealloc(p, l) };
+        });
+    });
+    heap.flush_caches();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free_pages, free);
+}
+
+/// Through the global allocator: a buffer grown with `realloc` from a slab
+/// object to 1 MiB and back keeps its contents (the process heap's runs are
+/// shared with every test of this binary running at the same time).
+#[test]
+fn global_growth_and_shrink_keep_contents() {
+    for round in 0..50 {
+        let mut layout = Layout::from_size_align(3000, 8).unwrap();
+        // SAFETY: a non-zero size.
+        let mut p = unsafe { alloc(layout) };
+        assert!(!p.is_null());
+        fill(p, layout.size(), round);
+        for n in [6000, 12_000, 100_000, 300_000, MIB, 200_000, 9000, 100] {
+            // SAFETY: `p` is live with `layout`; `n` is non-zero.
+            let q = unsafe { realloc(p, layout, n) };
+            assert!(!q.is_null());
+            assert_eq!(first_mismatch(q, layout.size().min(n), round), None);
+            fill(q, n, round);
+            p = q;
+            layout = Layout::from_size_align(n, 8).unwrap();
+        }
+        // SAFETY: `p` is live with `layout`.
+        unsafe { dealloc(p, layout) };
+    }
 }

@@ -7,9 +7,12 @@
 //! Invariants (who may write what):
 //!
 //! * `kind`, `order`, `back`, `next`, `prev`, and the `LISTED`/`ZEROED` flags
-//!   change only under the heap lock. `FREE` appears only on the first page
-//!   of a block that is on a free list of order `order`; merging clears the
-//!   absorbed buddy to `TAIL`.
+//!   change only under the heap lock, except in blocks that no list and
+//!   no one else can reach: a large block's holder parks it (`CACHED`)
+//!   and sets up, grows and takes back its growth run (`growth_run.rs`)
+//!   without the lock. `FREE` appears only on the first page of a block
+//!   that is on a free list of order `order`; merging clears the absorbed
+//!   buddy to `TAIL`.
 //! * `back` is the distance from a page to the first page of the block it
 //!   belongs to: `i` for the `i`-th page of a slab, 0 for every other page
 //!   (fresh descriptors are zero, released slabs reset their tails). So
@@ -51,6 +54,9 @@ pub(crate) const FLAG_RESERVE: u8 = 1 << 0;
 pub(crate) const FLAG_ZEROED: u8 = 1 << 1;
 /// The detached slab is on a partial list.
 pub(crate) const FLAG_LISTED: u8 = 1 << 2;
+/// The large block may head a growth run (`growth_run.rs`); set and
+/// cleared by the block's holder only.
+pub(crate) const FLAG_RUN: u8 = 1 << 3;
 
 /// "No page" in list links.
 pub(crate) const NIL: u32 = u32::MAX;
