@@ -1,24 +1,27 @@
-//! Foreign lists: objects a thread freed into slabs that nobody owns,
+//! Foreign lists: objects a thread freed into slabs it does not own,
 //! kept by that thread and handed out again to its own allocations.
 //!
-//! A thread that frees an object of a *detached* slab (its owner flushed,
-//! usually because the owning thread exited) would push it onto the slab's
-//! remote stack: an atomic read-modify-write on the slab's descriptor, and
-//! from time to time a settle under the heap lock; the object then waits in
-//! that slab until some thread claims it. In a server whose requests move
+//! A thread that frees an object of another's slab would push it onto the
+//! slab's remote stack: an atomic read-modify-write on the slab's
+//! descriptor, and, for a *detached* slab (its owner flushed, usually
+//! because the owning thread exited), from time to time a settle under the
+//! heap lock; the object then waits in that slab until its owner collects
+//! it or some thread claims the slab. In a server whose requests move
 //! between threads (larson), nearly every free is of this kind. Instead,
 //! the freeing thread keeps the object on a per-class list of its own and
 //! gives it to its next allocation of that class that its active slab
 //! cannot serve. No atomic, no lock, and the object is reused while its
 //! line is still in this core's cache (jemalloc's thread caches take
-//! foreign objects the same way).
+//! foreign objects the same way). Objects the lists refuse go into the
+//! remote batch (`remote_batch.rs`).
 //!
 //! Invariants:
 //!
 //! * a listed object is, for its slab, an allocated object: the slab's
 //!   counts do not change when it is listed or handed out again, so a slab
-//!   with listed objects is never released, and whoever claims the slab
-//!   meanwhile sees consistent counts;
+//!   with listed objects is never released, and its owner, or whoever
+//!   claims the slab meanwhile, sees consistent counts (and never hands
+//!   the object out itself);
 //! * only objects of classes the thread allocates are listed: a class is
 //!   marked at the thread's first allocation of it that its active slab
 //!   could not serve (such an allocation asks the list first). A

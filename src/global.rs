@@ -442,15 +442,15 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
         return false; // not a slab object, or one of this thread's slabs
     }
     crate::heap::check_object_start(s, p);
-    // A detached slab's object goes on the foreign list, another thread's
-    // (or one the list refuses) into the remote batch. (`with_idle_cache`
+    // The object goes on the foreign list, or (a class this thread does
+    // not allocate, full lists) into the remote batch. (`with_idle_cache`
     // refuses after the exit hook, whose lists would strand their objects,
     // and inside the slow path.)
     if crate::foreign::ENABLED
         // SAFETY: `p` is a live object start of the slab `s` (checked just
         // above), given up by the caller; the cache is this thread's, of
         // the process heap.
-        && with_idle_cache(|tc| Some(unsafe { h.hold(tc, s, p, owner == 0) })) == Some(true)
+        && with_idle_cache(|tc| Some(unsafe { h.hold(tc, s, p) })) == Some(true)
     {
         return true;
     }
@@ -500,7 +500,7 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
     // SAFETY: `p` is a live object start of the slab `s` (checked just
     // above), given up by the caller; the cache is this thread's, of the
     // process heap.
-    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, p, owner == 0) }))
+    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, p) }))
 }
 
 /// The free of an object whose slab descriptor `s` the inline path found

@@ -864,11 +864,11 @@ impl HeapInner {
                     unsafe { tc.free_local(self, s, p) };
                     return;
                 }
-                // A detached slab's object stays with this thread when it
-                // can, for its next allocation of the class (`foreign.rs`).
+                // Another's object stays with this thread when it can, for
+                // its next allocation of the class (`foreign.rs`).
                 // SAFETY: `p` is a live object start of `s` (checked above),
                 // given up by the caller; `tc` belongs to this heap.
-                let listed = owner == 0 && unsafe { self.list_foreign(tc, s, p) };
+                let listed = unsafe { self.list_foreign(tc, s, p) };
                 if !listed {
                     // SAFETY: `p` is a live object of `s` (caller).
                     unsafe { self.free_remote(s, p) };
@@ -1173,9 +1173,9 @@ impl HeapInner {
         tc.drain_seen != self.reclaim.drain_gen.load(Ordering::Relaxed)
     }
 
-    /// Lists `p`, an object of the detached slab `s`, on `tc`'s foreign
-    /// list when memory is not short, no drain is pending and there is
-    /// room; false: nothing done.
+    /// Lists `p`, an object of the slab `s` that `tc` does not own, on
+    /// `tc`'s foreign list when memory is not short, no drain is pending
+    /// and there is room; false: nothing done.
     ///
     /// # Safety
     /// `p` is a live object start of `s`, a slab of this heap, given up by
@@ -1221,25 +1221,19 @@ impl HeapInner {
     }
 
     /// Holds `p`, an object of the slab `s` that `tc` does not own, with
-    /// nothing called out of line: onto the foreign list when `s` is
-    /// `detached` and the list takes it, else into the remote batch's
-    /// chain of its class when that chain is empty or of `s` with room.
-    /// (A detached slab's object that the list refuses is batched too:
-    /// the chain's push settles the slab once for all its objects.) For
-    /// the global allocator's free path, which leaves the rest (pushing a
-    /// chain, giving back, settling a slab) to out-of-line code.
+    /// nothing called out of line: onto the foreign list when the list
+    /// takes it, else into the remote batch's chain of its class when that
+    /// chain is empty or of `s` with room. (A detached slab's object that
+    /// the list refuses is batched too: the chain's push settles the slab
+    /// once for all its objects.) For the global allocator's free path,
+    /// which leaves the rest (pushing a chain, giving back, settling a
+    /// slab) to out-of-line code.
     ///
     /// # Safety
     /// As for [`HeapInner::list_foreign`].
     #[cfg(not(loom))]
     #[inline(always)]
-    pub(crate) unsafe fn try_hold(
-        &self,
-        tc: &mut ThreadCache,
-        s: &PageDesc,
-        p: *mut u8,
-        detached: bool,
-    ) -> Hold {
+    pub(crate) unsafe fn try_hold(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) -> Hold {
         if !tc.per_thread() {
             return Hold::Remote;
         }
@@ -1249,7 +1243,7 @@ impl HeapInner {
         let key = self.slabs.key;
         // SAFETY: as guaranteed by the caller; the lists use the heap's
         // key.
-        if detached && unsafe { tc.foreign.push(s, p, key) } {
+        if unsafe { tc.foreign.push(s, p, key) } {
             return Hold::Held;
         }
         if !crate::remote_batch::ENABLED || s.has_flag(FLAG_RESERVE) {
@@ -1278,15 +1272,9 @@ impl HeapInner {
     /// As for [`HeapInner::try_hold`].
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) unsafe fn hold(
-        &self,
-        tc: &mut ThreadCache,
-        s: &PageDesc,
-        p: *mut u8,
-        detached: bool,
-    ) -> bool {
+    pub(crate) unsafe fn hold(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) -> bool {
         // SAFETY: as guaranteed by the caller.
-        match unsafe { self.try_hold(tc, s, p, detached) } {
+        match unsafe { self.try_hold(tc, s, p) } {
             Hold::Held => true,
             Hold::Remote => false,
             Hold::GiveBack => {

@@ -1,6 +1,6 @@
-//! Remote batches: a thread's frees into a slab that another live thread
-//! owns (or that nobody owns, when the foreign list does not take the
-//! object: `foreign.rs`), linked into a chain and pushed onto the slab's
+//! Remote batches: a thread's frees into a slab it does not own that its
+//! foreign lists do not take (`foreign.rs`: a class the thread never
+//! allocates, full lists), linked into a chain and pushed onto the slab's
 //! remote stack with one atomic operation.
 //!
 //! Each free into another thread's slab is otherwise one CAS on the slab's

@@ -1,7 +1,7 @@
 //! Foreign lists (`src/foreign.rs`): a thread that frees objects of slabs
-//! whose owner has exited keeps them for its own next allocations of their
-//! class, holds at most 256 KiB that way, and gives them all back when it
-//! exits, so nothing is stranded.
+//! it does not own (their owner exited or lives on) keeps them for its own
+//! next allocations of their class, holds at most 256 KiB that way, and
+//! gives them all back when it exits, so nothing is stranded.
 //!
 //! One test function: the steps read the process heap's per-class counts,
 //! which a concurrent test in this binary would disturb. Without `debug`
@@ -28,7 +28,7 @@ fn orphans(n: usize) -> Vec<usize> {
 }
 
 #[test]
-fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
+fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
     let l = Layout::from_size_align(SIZE, 8).unwrap();
     let base = live_objects();
 
@@ -39,44 +39,39 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
     let all = orphans(64);
     let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
     let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
-    let got = std::thread::spawn({
-        let v = v.clone();
-        move || {
-            // This thread's first allocation of the class: it marks the
-            // class as one the thread allocates (only those are listed)
-            // and gives the thread an active slab, which serves first.
-            // SAFETY: a non-zero size.
-            let mut own = vec![unsafe { GLOBAL.alloc(l) } as usize];
-            for &p in &v {
-                // SAFETY: each orphan is live and freed once.
-                unsafe { GLOBAL.dealloc(p as *mut u8, l) };
-            }
-            // (Listed objects still count as live in their slabs.)
-            let listed = live_objects();
-            let mut got = Vec::new();
-            while got.len() < v.len() && own.len() < 100_000 {
-                // SAFETY: a non-zero size.
-                let p = unsafe { GLOBAL.alloc(l) } as usize;
-                if got.is_empty() && !v.contains(&p) {
-                    own.push(p);
-                } else {
-                    got.push(p);
-                }
-            }
-            for &p in got.iter().chain(&rest).chain(&own) {
-                // SAFETY: allocated just above, or an orphan not freed yet.
-                unsafe { GLOBAL.dealloc(p as *mut u8, l) };
-            }
-            (listed, got)
-        }
-    })
-    .join()
-    .unwrap();
-    let (listed, got) = got;
+    let (listed, got) = freed_then_reused(v.clone(), rest);
     assert!(listed >= base + v.len(), "listed objects left their slabs");
     let mut expected = v.clone();
     expected.reverse();
     assert_eq!(got, expected, "the freed orphans were not handed out again");
+
+    // The same with objects of a thread that is still alive: they stay
+    // with the thread that frees them (its allocations get them back),
+    // and go back to their slab, owned still, when they are freed again.
+    let (objects, from_owner) = std::sync::mpsc::channel();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let owner = std::thread::spawn(move || {
+        // SAFETY: a non-zero size.
+        let all: Vec<usize> = (0..64)
+            .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
+            .collect();
+        objects.send(all).unwrap();
+        let _ = wait.recv(); // alive, owning the slab, until the end
+    });
+    let all = from_owner.recv().unwrap();
+    let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
+    let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
+    let (listed, got) = freed_then_reused(v.clone(), rest);
+    assert!(listed >= base + v.len(), "listed objects left their slabs");
+    let mut expected = v.clone();
+    expected.reverse();
+    assert_eq!(
+        got, expected,
+        "a live thread's freed objects were not handed out again"
+    );
+    drop(done);
+    owner.join().unwrap();
+    assert_eq!(live_objects(), base);
 
     // Bound: a thread that allocates the class and frees 2 MiB of orphans
     // keeps at most 256 KiB listed, plus the one chain of the class that
@@ -111,6 +106,45 @@ fn objects_of_exited_threads_are_reused_bounded_and_given_back() {
         "a thread that never allocates the class kept {kept} orphans"
     );
     assert_eq!(live_objects(), base);
+}
+
+/// A new thread that allocates the class frees `v`, then allocates until
+/// it has got as many objects as it freed past its own slab's (at most
+/// 100,000 allocations), then frees everything, `rest` too. Returns the
+/// class's live objects right after its frees of `v`, and the objects its
+/// allocations got once its own slab had none ready.
+fn freed_then_reused(v: Vec<usize>, rest: Vec<usize>) -> (usize, Vec<usize>) {
+    let l = Layout::from_size_align(SIZE, 8).unwrap();
+    std::thread::spawn(move || {
+        // This thread's first allocation of the class: it marks the class
+        // as one the thread allocates (only those are listed) and gives
+        // the thread an active slab, which serves first.
+        // SAFETY: a non-zero size.
+        let mut own = vec![unsafe { GLOBAL.alloc(l) } as usize];
+        for &p in &v {
+            // SAFETY: each object is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        // (Listed objects still count as live in their slabs.)
+        let listed = live_objects();
+        let mut got = Vec::new();
+        while got.len() < v.len() && own.len() < 100_000 {
+            // SAFETY: a non-zero size.
+            let p = unsafe { GLOBAL.alloc(l) } as usize;
+            if got.is_empty() && !v.contains(&p) {
+                own.push(p);
+            } else {
+                got.push(p);
+            }
+        }
+        for &p in got.iter().chain(&rest).chain(&own) {
+            // SAFETY: allocated just above, or an object not freed yet.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        (listed, got)
+    })
+    .join()
+    .unwrap()
 }
 
 /// How many of the orphans `v` a new thread keeps on its foreign list

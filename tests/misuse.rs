@@ -386,8 +386,9 @@ fn allocate_past_own_slab(l: Layout, listed: usize) {
     }
 }
 
-/// Expects `misuse`, run on this thread with objects of 96 bytes of one
-/// slab of a live thread (so frees go into this thread's remote batch,
+/// Expects `misuse`, run with objects of 96 bytes of one slab of a live
+/// thread on a thread that never allocates that class (so its foreign
+/// lists refuse them, and frees go into its remote batch,
 /// `remote_batch.rs`), to abort with `message`.
 #[cfg(not(feature = "debug"))]
 fn expect_abort_in_batch(misuse: fn(&[usize], Layout), message: &str) {
@@ -414,7 +415,9 @@ fn expect_abort_in_batch(misuse: fn(&[usize], Layout), message: &str) {
                 .max_by_key(|&w| v.iter().filter(|&&p| window(p) == w).count())
                 .unwrap();
             let v: Vec<usize> = v.into_iter().filter(|&p| window(p) == most).collect();
-            misuse(&v, layout(96));
+            std::thread::spawn(move || misuse(&v, layout(96)))
+                .join()
+                .unwrap();
         },
         message,
     );
