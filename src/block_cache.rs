@@ -47,12 +47,8 @@ pub(crate) struct BlockCache {
 impl BlockCache {
     /// Empty slots for a heap of `budget_pages` pages.
     pub(crate) fn new(budget_pages: usize) -> Self {
-        let share = budget_pages / BUDGET_SHARE;
-        let max_order = if share == 0 {
-            0
-        } else {
-            (share.ilog2() as usize).min(MAX_ORDER)
-        };
+        let max_order = crate::arena::buddy::largest_order_within_share(budget_pages, BUDGET_SHARE)
+            .unwrap_or(0);
         Self {
             slots: core::array::from_fn(|_| AtomicU32::new(0)),
             max_order,

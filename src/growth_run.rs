@@ -102,12 +102,8 @@ pub(crate) struct GrowthRuns {
 impl GrowthRuns {
     /// Empty slots for a heap of `budget_pages` pages.
     pub(crate) fn new(budget_pages: usize) -> Self {
-        let share = budget_pages / BUDGET_SHARE;
-        let max_top = if share == 0 {
-            0
-        } else {
-            (share.ilog2() as usize).min(MAX_ORDER)
-        };
+        let max_top = crate::arena::buddy::largest_order_within_share(budget_pages, BUDGET_SHARE)
+            .unwrap_or(0);
         Self {
             slots: core::array::from_fn(|_| AtomicU64::new(0)),
             cursor: AtomicUsize::new(0),

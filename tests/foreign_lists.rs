@@ -36,14 +36,7 @@ fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
     // its own slab has nothing ready, its allocations get those objects
     // back, last freed first. (Every fourth of 64 orphans: their slabs
     // stay mostly live, as listing needs.)
-    let all = orphans(64);
-    let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
-    let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
-    let (listed, got) = freed_then_reused(v.clone(), rest);
-    assert!(listed >= base + v.len(), "listed objects left their slabs");
-    let mut expected = v.clone();
-    expected.reverse();
-    assert_eq!(got, expected, "the freed orphans were not handed out again");
+    assert_reused(orphans(64), base, "orphans");
 
     // The same with objects of a thread that is still alive: they stay
     // with the thread that frees them (its allocations get them back),
@@ -58,17 +51,7 @@ fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
         objects.send(all).unwrap();
         let _ = wait.recv(); // alive, owning the slab, until the end
     });
-    let all = from_owner.recv().unwrap();
-    let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
-    let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
-    let (listed, got) = freed_then_reused(v.clone(), rest);
-    assert!(listed >= base + v.len(), "listed objects left their slabs");
-    let mut expected = v.clone();
-    expected.reverse();
-    assert_eq!(
-        got, expected,
-        "a live thread's freed objects were not handed out again"
-    );
+    assert_reused(from_owner.recv().unwrap(), base, "a live thread's objects");
     drop(done);
     owner.join().unwrap();
     assert_eq!(live_objects(), base);
@@ -106,6 +89,27 @@ fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
         "a thread that never allocates the class kept {kept} orphans"
     );
     assert_eq!(live_objects(), base);
+}
+
+/// Every fourth of the objects `all` (their slabs stay mostly live, as
+/// listing needs), eight of them, freed by a new thread that allocates
+/// the class, come back to its allocations once its own slab has nothing
+/// ready, last freed first, and count as live while listed. `base`: the
+/// class's live objects without `all`.
+fn assert_reused(all: Vec<usize>, base: usize, what: &str) {
+    let v: Vec<usize> = all.iter().copied().step_by(4).take(8).collect();
+    let rest: Vec<usize> = all.iter().copied().filter(|p| !v.contains(p)).collect();
+    let (listed, got) = freed_then_reused(v.clone(), rest);
+    assert!(
+        listed >= base + v.len(),
+        "{what}: listed objects left their slabs"
+    );
+    let mut expected = v;
+    expected.reverse();
+    assert_eq!(
+        got, expected,
+        "{what}: the freed objects were not handed out again"
+    );
 }
 
 /// A new thread that allocates the class frees `v`, then allocates until

@@ -364,6 +364,14 @@ fn shrinking_page_blocks() {
     assert_eq!(heap.stats().free_pages, free);
 }
 
+/// Checks that every page of `heap` is free again (`free` of them, as at
+/// the start) once its caches are flushed, and that its structures check.
+fn assert_all_back(heap: &lifeboat::Heap, free: usize) {
+    heap.flush_caches();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free_pages, free);
+}
+
 /// Moves a 4 KiB buffer of `heap` into a page block (8 KiB, filled with
 /// `seed`); returns it and its layout.
 fn moved_to_pages(heap: &lifeboat::Heap, seed: usize) -> (std::ptr::NonNull<u8>, Layout) {
@@ -436,9 +444,7 @@ fn growth_room_is_held_checked_and_given_back() {
     heap.verify().unwrap();
     // SAFETY: `p` is live with `l`.
     unsafe { heap.dealloc(p, l) };
-    heap.flush_caches();
-    heap.verify().unwrap();
-    assert_eq!(heap.stats().free_pages, free);
+    assert_all_back(&heap, free);
 }
 
 /// More buffers growing at once than there are growth runs: each new run
@@ -462,9 +468,7 @@ fn more_growing_buffers_than_runs() {
         // SAFETY: each buffer is live with its layout.
         unsafe { heap.dealloc(p, l) };
     }
-    heap.flush_caches();
-    heap.verify().unwrap();
-    assert_eq!(heap.stats().free_pages, free);
+    assert_all_back(&heap, free);
 }
 
 /// A buffer that moves to another thread and is freed there: the freeing
@@ -486,9 +490,7 @@ fn growing_buffer_freed_by_another_thread() {
             unsafe { heap.dealloc(p, l) };
         });
     });
-    heap.flush_caches();
-    heap.verify().unwrap();
-    assert_eq!(heap.stats().free_pages, free);
+    assert_all_back(&heap, free);
 }
 
 /// Through the global allocator: a buffer grown with `realloc` from a slab

@@ -41,6 +41,15 @@ pub(crate) const fn largest_fitting_order(idx: usize, limit: usize) -> usize {
     }
 }
 
+/// The largest order whose block is at most `budget_pages / share` pages
+/// (capped at `MAX_ORDER`); `None` when even a page is more. For caches
+/// that may hold a block of memory only while it is a small share of the
+/// budget.
+pub(crate) fn largest_order_within_share(budget_pages: usize, share: usize) -> Option<usize> {
+    let pages = budget_pages / share;
+    (pages > 0).then(|| (pages.ilog2() as usize).min(MAX_ORDER))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
