@@ -1569,7 +1569,10 @@ impl HeapInner {
 
     /// Takes back the growth run of the large block at `idx` (descriptor
     /// `d`) that the caller is freeing, if it has one: the held blocks join
-    /// it, and it is freed as one block of the run's top order.
+    /// it, and it is freed as one block of the run's top order. (Out of
+    /// line: it keeps the free path of ordinary large blocks small.)
+    #[cold]
+    #[inline(never)]
     fn absorb_run(&self, idx: usize, d: &PageDesc) {
         d.set_flag(FLAG_RUN, false);
         if let Some(run) = self.runs.close(run_slot(d), idx, d.order()) {
