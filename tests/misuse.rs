@@ -332,6 +332,24 @@ fn double_free_of_a_parked_block() {
 }
 
 #[test]
+fn free_of_the_room_held_above_a_growing_buffer() {
+    expect_abort(
+        || {
+            let heap = Heap::new(Config::new().budget(64 << 20)).unwrap();
+            let p = heap.alloc(layout(4096), AllocFlags::NORMAL).unwrap();
+            // Moved into a page block with a growth run above it: the
+            // 8 KiB after the buffer are the run's first held block.
+            // SAFETY: `p` is live with its layout.
+            let q = unsafe { heap.realloc(p, layout(4096), 8192, AllocFlags::NORMAL) }.unwrap();
+            let held = std::ptr::NonNull::new(q.as_ptr().wrapping_add(8192)).unwrap();
+            // SAFETY: deliberate misuse: never handed out.
+            unsafe { heap.dealloc(held, layout(8192)) };
+        },
+        "double free (large allocation)",
+    );
+}
+
+#[test]
 fn remote_double_free_overflowing_a_slab() {
     expect_abort(
         || {
