@@ -10,6 +10,9 @@
 //! Lock order: a shard lock, then the heap lock. The heap lock guards the
 //! buddy lists, the partial lists and the direct-mapping table; it is never
 //! held across a system call that maps or unmaps memory, nor across a copy.
+//! Page blocks also change hands without it, each through a protocol of
+//! its own: parked in a thread cache (`tcache.rs`) or the block cache
+//! (`block_cache.rs`), and held above a growing buffer (`growth_run.rs`).
 
 use crate::arena::buddy::{order_for_pages, MAX_ORDER};
 use crate::arena::desc::{
