@@ -118,8 +118,8 @@ impl ForeignLists {
         self.bytes
     }
 
-    /// Lists `p`, an object of the detached ordinary slab `s`, if there is
-    /// room; false (nothing done) otherwise.
+    /// Lists `p`, an object of the ordinary slab `s` (which the thread
+    /// does not own), if there is room; false (nothing done) otherwise.
     ///
     /// # Safety
     /// `p` is a live object start of slab `s`, given up by the caller;
@@ -140,7 +140,8 @@ impl ForeignLists {
         }
         // One of the last live objects of its slab goes back to the slab:
         // listed, it would keep a nearly empty slab from being released.
-        // (Racy reads of a detached slab's counts: a heuristic only.)
+        // (Racy reads of the slab's counts, which another thread or the
+        // heap lock's holder writes: a heuristic only.)
         let remote = remote::rcnt(remote::word(s).load(Ordering::Relaxed));
         let live = s.used.load(Ordering::Relaxed).saturating_sub(remote);
         if live.saturating_mul(MIN_LIVE_DIVISOR) < CLASS_CAP[class] {

@@ -405,8 +405,9 @@ fn alloc_process(
 
 /// Frees `p` when it is an object of a slab this thread does not own,
 /// without the slow path's re-entry guard, cache selection and second
-/// lookups: onto this thread's foreign list when the slab is detached and
-/// the list takes it (`foreign.rs`), else onto the slab's remote stack.
+/// lookups: onto this thread's foreign list when the list takes it
+/// (`foreign.rs`), else into its remote batch or onto the slab's remote
+/// stack.
 /// False: nothing done (not such an object, a lock of ours is held, or the
 /// `debug` feature's checks need the full path).
 ///

@@ -42,7 +42,6 @@
 //!   the slots are full, and every reclaim round and purge drains them all
 //!   (as the block cache).
 
-use crate::arena::buddy::MAX_ORDER;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Orders held above a moved buffer: room to grow 256 times in place.
@@ -131,7 +130,8 @@ impl GrowthRuns {
     /// here, with Release). Returns the run's slot, and a run evicted to
     /// make room: its held blocks are now the caller's to free.
     pub(crate) fn open(&self, run: Run) -> (usize, Option<Run>) {
-        debug_assert!(run.order < run.top && run.top <= MAX_ORDER);
+        // (`top_for` made `order < top <= MAX_ORDER`; no check here: the
+        // allocation path must not panic.)
         let v = run.pack();
         for (i, s) in self.slots.iter().enumerate() {
             if s.load(Ordering::Relaxed) == 0
@@ -221,6 +221,7 @@ impl GrowthRuns {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::arena::buddy::MAX_ORDER;
 
     const BIG: usize = 6 << 20; // 24 GiB of pages: every order allowed
 

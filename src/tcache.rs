@@ -26,10 +26,10 @@
 //!   reclaim's drain; bigger blocks go to the heap's `block_cache`). A
 //!   parked block's kind is `CACHED`, so a second free
 //!   of it is caught.
-//! * `foreign` lists objects this thread freed into detached slabs, for
-//!   its own next allocations of their classes (`foreign.rs`); `flush`
-//!   returns them to their slabs. Only `per_thread` caches list them: a
-//!   private heap's shards are never flushed by a thread exit.
+//! * `foreign` lists objects this thread freed into slabs it does not
+//!   own, for its own next allocations of their classes (`foreign.rs`);
+//!   `flush` returns them to their slabs. Only `per_thread` caches list
+//!   them: a private heap's shards are never flushed by a thread exit.
 //! * Reserve slabs are owned under a second id, `id() | 1`: the free fast
 //!   path compares the owner with `id()` only, so frees into reserve slabs
 //!   always take the slow path, which releases an emptied reserve slab at
@@ -58,7 +58,7 @@ pub(crate) struct ThreadCache {
     /// Parked large blocks, by order - LARGE_MIN_ORDER: page index + 1.
     large: [usize; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
     per_thread: bool,
-    /// Objects freed into detached slabs, kept for this cache's next
+    /// Objects freed into slabs this cache does not own, kept for its next
     /// allocations (`foreign.rs`).
     pub(crate) foreign: ForeignLists,
     /// Frees into slabs of other live threads, chained per slab and
