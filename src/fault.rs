@@ -20,7 +20,7 @@ pub enum FailPoint {
     OsReserve = 0,
     /// `os::remap`: an `mremap` growing or shrinking a direct mapping.
     OsRemap = 1,
-    /// `Arena::alloc` / `alloc_spare`: taking a buddy block (slab carving,
+    /// `Arena::alloc`: taking a buddy block (slab carving,
     /// large allocations, realloc growth blocks).
     ArenaAlloc = 2,
     /// `Arena::charge`: charging the budget for a direct mapping (a huge

@@ -722,15 +722,18 @@ unsafe impl GlobalAlloc for Lifeboat {
         let Some(h) = process_heap() else {
             return ptr::null_mut();
         };
-        // A buffer growing over its growth run: in place, no lock.
-        if let Some(q) = h.grow_run_in_place(p, layout.size(), layout.align(), new_size) {
-            return q;
-        }
-        // A small object staying small: same class in place, else a move
-        // through the inline fast paths (the general path below adds
-        // nothing for it).
-        if !cfg!(feature = "debug") && layout.align() <= 8 && new_size < GROWTH_BLOCK_MIN {
-            if let Some(class) = h.small_class_of(p) {
+        if let Some(idx) = h.arena.page_of(p) {
+            let d = h.arena.desc(idx);
+            // A buffer growing over its growth run: in place, no lock.
+            if let Some(q) = h.grow_run_in_place(p, idx, d, layout, new_size) {
+                return q;
+            }
+            // A small object staying small: same class in place, else a
+            // move through the inline fast paths (the general path below
+            // adds nothing for it).
+            let stays_small =
+                !cfg!(feature = "debug") && layout.align() <= 8 && new_size < GROWTH_BLOCK_MIN;
+            if let Some(class) = stays_small.then(|| h.slab_class_at(idx, d)).flatten() {
                 if class_for(new_size, 8) == Some(class) {
                     return p;
                 }

@@ -52,10 +52,6 @@ pub(crate) const MAX_BLOCK: usize = PAGE_SIZE << MAX_ORDER;
 /// object, which every class change would copy.
 pub(crate) const GROWTH_BLOCK_MIN: usize = PAGE_SIZE;
 
-/// Orders of free buddies [`HeapInner::alloc_growth`] asks for above a
-/// moved buffer when it opens no growth run: room to grow 256 times in
-/// place.
-const GROWTH_SPARE: usize = crate::growth_run::SPARE;
 /// What [`HeapInner::try_hold`] did with an object of another's slab.
 #[cfg(not(loom))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,18 +555,6 @@ impl HeapInner {
         align: usize,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
-        self.alloc_pages_spare(size, align, flags, 0)
-    }
-
-    /// [`HeapInner::alloc_pages`] asking the arena for `spare` orders of
-    /// free buddies above the block (see [`Arena::alloc_spare`]).
-    fn alloc_pages_spare(
-        &self,
-        size: usize,
-        align: usize,
-        flags: AllocFlags,
-        spare: usize,
-    ) -> Result<(*mut u8, bool), AllocError> {
         let r = resolve(flags);
         if size > MAX_BLOCK || align > MAX_BLOCK {
             return self.alloc_huge(size, align, r);
@@ -580,7 +564,7 @@ impl HeapInner {
         let take = |memalloc: bool| {
             self.with_lock(|| {
                 // SAFETY: under the heap lock.
-                let b = unsafe { self.arena.alloc_spare(order, spare, r.tier, memalloc) }?;
+                let b = unsafe { self.arena.alloc(order, r.tier, memalloc) }?;
                 self.granted(r, b.admit, 1 << order);
                 let d = self.arena.desc(b.idx);
                 d.back.store(0, Ordering::Relaxed);
@@ -1405,11 +1389,11 @@ impl HeapInner {
 
     /// The new block for a `realloc` growth that could not stay in place,
     /// when it should be a page block: `new_size` of at least a page, a
-    /// page alignment at most, and no direct mapping. It is cut with free
-    /// buddies above it ([`GROWTH_SPARE`] orders when memory is plentiful),
-    /// so the growths that usually follow happen in place instead of
-    /// copying. `None` sends the caller to the ordinary allocation path
-    /// (which can reclaim); the old block is untouched.
+    /// page alignment at most, and no direct mapping. It heads a growth
+    /// run ([`HeapInner::open_run`]), so the growths that usually follow
+    /// happen in place instead of copying. `None` sends the caller to the
+    /// ordinary allocation path (which can reclaim; its block may still
+    /// grow in place over free buddies); the old block is untouched.
     pub(crate) fn alloc_growth(
         &self,
         old_size: usize,
@@ -1423,13 +1407,7 @@ impl HeapInner {
         {
             return None;
         }
-        let order = order_for_pages(new_size.div_ceil(PAGE_SIZE));
-        if let Some(p) = self.open_run(order, flags) {
-            return Some(p);
-        }
-        self.alloc_pages_spare(new_size, align, flags, GROWTH_SPARE)
-            .ok()
-            .map(|(p, _)| p)
+        self.open_run(order_for_pages(new_size.div_ceil(PAGE_SIZE)), flags)
     }
 
     /// A block of `order` for a growth that moved, with a growth run above
@@ -1493,52 +1471,57 @@ impl HeapInner {
             return false;
         }
         // The held blocks of orders `order..want` are ours now.
-        for o in order..want {
+        self.join_held(idx, d, order, want);
+        true
+    }
+
+    /// Makes the held blocks of orders `from..to` above the large block at
+    /// `idx` (descriptor `d`) part of it: the block is then of order `to`.
+    /// The caller took those held blocks out of the block's run.
+    #[inline]
+    fn join_held(&self, idx: usize, d: &PageDesc, from: usize, to: usize) {
+        for o in from..to {
             self.arena
                 .desc(idx + (1 << o))
                 .kind
                 .store(KIND_TAIL, Ordering::Relaxed);
         }
-        d.order.store(want as u8, Ordering::Relaxed);
-        true
+        d.order.store(to as u8, Ordering::Relaxed);
     }
 
-    /// Grows a buffer that heads a growth run from `old_size` to
-    /// `new_size`, within its block or over the run's held blocks, with no
-    /// lock: the `realloc` fast path for a growing `Vec`. `None` for any
-    /// other block or case (the caller goes on with
-    /// [`HeapInner::resize_in_place`]).
+    /// Grows `p`, live with `layout`, on page `idx` (descriptor `d`), to
+    /// `new_size` if it heads a growth run: within its block or over the
+    /// run's held blocks, with no lock. The `realloc` fast path for a
+    /// growing `Vec`; `None` for any other block or case (the caller goes
+    /// on with [`HeapInner::resize_in_place`]).
     #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) fn grow_run_in_place(
         &self,
         p: *mut u8,
-        old_size: usize,
-        align: usize,
+        idx: usize,
+        d: &PageDesc,
+        layout: Layout,
         new_size: usize,
     ) -> Option<*mut u8> {
-        let idx = self.arena.page_of(p)?;
-        let d = self.arena.desc(idx);
         // (A shrink goes the general way, which ends the run.)
         if !d.has_flag(FLAG_RUN)
             || d.kind() != KIND_LARGE
-            || !(old_size..=MAX_BLOCK).contains(&new_size)
+            || !(layout.size()..=MAX_BLOCK).contains(&new_size)
         {
             return None;
         }
         let order = d.order();
-        let want =
-            order_for_pages(new_size.div_ceil(PAGE_SIZE)).max(order_for_pages(align >> PAGE_SHIFT));
+        let want = order_for_pages(new_size.div_ceil(PAGE_SIZE))
+            .max(order_for_pages(layout.align() >> PAGE_SHIFT));
         (want <= order || self.grow_run(idx, d, order, want)).then_some(p)
     }
 
-    /// The class of the slab object `p`, if it is one (a pointer of this
-    /// heap's arena on a slab's page).
+    /// The class of the slab on whose page `idx` (descriptor `d`) an
+    /// object lies, if the page is a slab's.
     #[cfg(not(loom))]
     #[inline(always)]
-    pub(crate) fn small_class_of(&self, p: *mut u8) -> Option<usize> {
-        let idx = self.arena.page_of(p)?;
-        let d = self.arena.desc(idx);
+    pub(crate) fn slab_class_at(&self, idx: usize, d: &PageDesc) -> Option<usize> {
         if !matches!(d.kind(), KIND_SLAB | KIND_TAIL) {
             return None;
         }
@@ -1579,13 +1562,7 @@ impl HeapInner {
     fn absorb_run(&self, idx: usize, d: &PageDesc) {
         d.set_flag(FLAG_RUN, false);
         if let Some(run) = self.runs.close(run_slot(d), idx, d.order()) {
-            for o in run.order..run.top {
-                self.arena
-                    .desc(idx + (1 << o))
-                    .kind
-                    .store(KIND_TAIL, Ordering::Relaxed);
-            }
-            d.order.store(run.top as u8, Ordering::Relaxed);
+            self.join_held(idx, d, run.order, run.top);
         }
     }
 

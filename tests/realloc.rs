@@ -303,9 +303,9 @@ fn growth_from_a_page_stays_in_place() {
 }
 
 /// The room for growth is found even when no free block big enough is on
-/// the lists: a fresh one is cut from the untouched part of the arena
-/// rather than a small listed block whose buddy is live (which would make
-/// the buffer move again at the next order).
+/// the lists: the growth run's block is cut fresh from the untouched part
+/// of the arena rather than from a small listed block whose buddy is live
+/// (which would make the buffer move again at the next order).
 #[test]
 fn growth_room_comes_from_fresh_memory_when_lists_are_short() {
     use lifeboat::AllocFlags;

@@ -158,26 +158,6 @@ impl Arena {
         tier: Tier,
         memalloc: bool,
     ) -> Result<Block, AllocError> {
-        // SAFETY: forwarded (the caller holds the heap lock).
-        unsafe { self.alloc_spare(order, 0, tier, memalloc) }
-    }
-
-    /// As [`Arena::alloc`], but while free pages stay above `high`, the
-    /// block is cut from a free block at least `spare` orders larger (a
-    /// listed one, else a fresh one from the frontier), so that its buddies
-    /// up to that order are free and it can later grow in place
-    /// ([`Arena::grow_in_place`]). For buffers that are being grown by
-    /// `realloc` and will likely grow again.
-    ///
-    /// # Safety
-    /// The caller holds the heap lock.
-    pub(crate) unsafe fn alloc_spare(
-        &self,
-        order: usize,
-        spare: usize,
-        tier: Tier,
-        memalloc: bool,
-    ) -> Result<Block, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError::Layout);
         }
@@ -190,22 +170,8 @@ impl Arena {
             .marks
             .admit(free, n, tier, memalloc)
             .ok_or(AllocError::Watermark)?;
-        // Spare room is a preference, never worth taking memory from
-        // below `high` for. With no listed block that big, a fresh one is
-        // cut at the frontier: a small listed block's buddy is often live,
-        // so a buffer put there would move again at its next order.
-        let spare_from = (order + spare).min(MAX_ORDER);
-        let roomy = if spare > 0 && free.saturating_sub(1 << spare_from) >= self.marks.high {
-            // SAFETY: under the heap lock (caller).
-            unsafe { self.take_block(spare_from) }
-        } else {
-            None
-        };
         // SAFETY: under the heap lock (caller).
-        let (idx, mut cur) = match roomy {
-            Some(b) => b,
-            None => unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?,
-        };
+        let (idx, mut cur) = unsafe { self.take_block(order) }.ok_or(AllocError::Fragmented)?;
         let d = self.desc(idx);
         let zeroed = d.has_flag(FLAG_ZEROED);
         // Split down to the requested order, freeing the upper halves.
