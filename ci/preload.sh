@@ -7,8 +7,9 @@
 #                    alignments, realloc contents, foreign blocks, threads,
 #                    fork); once on glibc (checks the test), once preloaded
 #   budget           the same under LIFEBOAT_BUDGET=64M: ENOMEM at the budget
-#   tls-dlopen       48 dlopen'ed modules with TLS while threads allocate
-#                    (dtv resizing re-enters the allocator)
+#   tls-dlopen       48 dlopen'ed modules with TLS while threads allocate,
+#                    then 400 unload/reload rounds (dtv updates re-enter the
+#                    allocator); 5 runs
 #   threads-fork     short-lived threads freeing each other's blocks while
 #                    the main thread forks 200 allocating children
 #   python           an allocation-heavy script (dicts, lists, strings,
@@ -153,7 +154,7 @@ check_tls_dlopen() {
     for i in $(seq 1 47); do cp "$d/libtlsmod0.so" "$d/libtlsmod$i.so"; done
     gcc -O1 -Wall -pthread -o "$d/tls_dlopen" "$TESTS/tls_dlopen.c" -ldl
     t "$d/tls_dlopen" "$d" >"$d/expected"
-    for i in 1 2 3; do
+    for i in 1 2 3 4 5; do
         tp "$d/tls_dlopen" "$d" >"$d/got"
         same "$d/expected" "$d/got" "tls_dlopen output (run $i)"
     done

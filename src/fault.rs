@@ -5,9 +5,12 @@
 //! The state is per thread (const thread-locals without `Drop`, readable at
 //! any time, even from other TLS destructors), so tests running in parallel
 //! do not interfere. Every hook is on a slow path (a system call, or a trip
-//! to the buddy lists under the heap lock) and costs one thread-local read
-//! and one increment when nothing is armed. Under `--cfg loom` the hooks are
-//! compiled out.
+//! to the buddy lists under the heap lock). Until some thread of the process
+//! arms or resets a point, a hook is one relaxed load of a global flag and
+//! touches no thread-local: a hook runs under the heap lock, where resolving
+//! a thread-local in a shared library may call into the dynamic loader,
+//! which allocates (see `sync::HeldCount`). Under `--cfg loom` the hooks
+//! are compiled out.
 //!
 //! Reached through [`crate::model`] (`fail_nth`, `fail_calls`, ...), which
 //! is outside the semver promise.
@@ -45,6 +48,10 @@ const POINTS: usize = FailPoint::ALL.len();
 mod imp {
     use super::{FailPoint, POINTS};
     use core::cell::Cell;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set by the first `arm` in the process; never cleared.
+    static IN_USE: AtomicBool = AtomicBool::new(false);
 
     struct State {
         /// Calls of each point since it was last armed or reset.
@@ -68,6 +75,9 @@ mod imp {
     /// Counts a call of `p`; true if this call must fail.
     #[inline]
     pub(crate) fn hit(p: FailPoint) -> bool {
+        if !IN_USE.load(Ordering::Relaxed) {
+            return false;
+        }
         let i = p as usize;
         STATE
             .try_with(|s| {
@@ -84,6 +94,7 @@ mod imp {
     }
 
     pub(crate) fn arm(p: FailPoint, n: u32) {
+        IN_USE.store(true, Ordering::Relaxed);
         let i = p as usize;
         let _ = STATE.try_with(|s| {
             s.calls[i].set(0);
@@ -126,7 +137,8 @@ pub fn fail_nth(p: FailPoint, n: u32) {
     imp::arm(p, n);
 }
 
-/// Calls of `p` on this thread since it was last armed or reset.
+/// Calls of `p` on this thread since it was last armed or reset. (Calls are
+/// counted from the first [`fail_nth`] or [`fail_reset`] in the process.)
 pub fn fail_calls(p: FailPoint) -> u32 {
     imp::calls(p)
 }

@@ -301,10 +301,12 @@ impl HeapInner {
     /// Takes every lock of the heap (before `fork()`).
     #[cfg(not(loom))]
     pub(crate) fn lock_all(&self) {
+        // Resolved once, before the first lock (see `HeldCount`).
+        let held = crate::sync::HeldCount::current();
         for s in &self.shards {
-            s.lock.lock();
+            s.lock.lock_as(held);
         }
-        self.lock.lock();
+        self.lock.lock_as(held);
     }
 
     /// Releases every lock taken by [`HeapInner::lock_all`].

@@ -114,8 +114,16 @@ const CONTENDED: u32 = 2;
 /// thread registry, so it is safe inside `malloc`. `force_unlock` exists for
 /// the `fork()` child, which inherits locks taken by the `atfork` prepare
 /// handler of the forking thread.
+///
+/// Every lock keeps the calling thread's count of held locks up to date
+/// (see [`holds_lock`]) without touching a thread-local while the count is
+/// wrong: see [`HeldCount`].
 pub(crate) struct RawLock {
     state: AtomicU32,
+    /// The holder's [`HeldCount`], written after the acquire and read
+    /// before the release (so only by the holder).
+    #[cfg(not(loom))]
+    holder: core::sync::atomic::AtomicPtr<core::cell::Cell<i32>>,
 }
 
 impl RawLock {
@@ -123,6 +131,7 @@ impl RawLock {
     pub(crate) const fn new() -> Self {
         Self {
             state: AtomicU32::new(UNLOCKED),
+            holder: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
@@ -135,9 +144,15 @@ impl RawLock {
 
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
+        self.try_lock_as(HeldCount::current())
+    }
+
+    /// [`RawLock::try_lock`] for a thread whose count is `held`.
+    #[inline]
+    fn try_lock_as(&self, held: HeldCount) -> bool {
         // Counted before the attempt and uncounted after a release, so a
         // signal handler never sees this thread holding a lock uncounted.
-        held_changed(1);
+        held.add(1);
         let ok = self
             .state
             .compare_exchange(
@@ -151,35 +166,63 @@ impl RawLock {
                 Ordering::Relaxed,
             )
             .is_ok();
-        if !ok {
-            held_changed(-1);
+        if ok {
+            self.set_holder(held);
+        } else {
+            held.add(-1);
         }
         ok
     }
 
     #[inline]
     pub(crate) fn lock(&self) {
-        if !self.try_lock() {
-            self.lock_contended();
+        self.lock_as(HeldCount::current());
+    }
+
+    /// [`RawLock::lock`] for a thread whose count is `held`: for a lock
+    /// taken while another is held, where resolving the count again could
+    /// run the loader's TLS update under the first lock.
+    #[inline]
+    pub(crate) fn lock_as(&self, held: HeldCount) {
+        if !self.try_lock_as(held) {
+            self.lock_contended(held);
         }
     }
 
     #[cold]
-    fn lock_contended(&self) {
+    fn lock_contended(&self, held: HeldCount) {
         // Under loom, spinning only multiplies the interleavings to explore.
         #[cfg(not(loom))]
         for _ in 0..64 {
             spin_hint();
-            if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
+            if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock_as(held) {
                 return;
             }
         }
         let acquire =
             crate::model::fault_ordering!(WeakLockAcquire, Ordering::Acquire, Ordering::Relaxed);
-        held_changed(1);
+        held.add(1);
         while self.state.swap(CONTENDED, acquire) != UNLOCKED {
             futex_wait(&self.state, CONTENDED);
         }
+        self.set_holder(held);
+    }
+
+    #[inline]
+    fn set_holder(&self, _held: HeldCount) {
+        #[cfg(not(loom))]
+        self.holder.store(_held.0.cast_mut(), Ordering::Relaxed);
+    }
+
+    /// The holder's count; called by the holder only.
+    #[inline]
+    fn holder(&self) -> HeldCount {
+        #[cfg(not(loom))]
+        {
+            HeldCount(self.holder.load(Ordering::Relaxed))
+        }
+        #[cfg(loom)]
+        HeldCount()
     }
 
     /// Releases the lock.
@@ -188,10 +231,11 @@ impl RawLock {
     /// The calling thread holds the lock.
     #[inline]
     pub(crate) unsafe fn unlock(&self) {
+        let held = self.holder();
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
             futex_wake(&self.state);
         }
-        held_changed(-1);
+        held.add(-1);
     }
 
     /// Resets the lock in a `fork()` child.
@@ -201,8 +245,10 @@ impl RawLock {
     /// lock that the forking thread took in the `atfork` prepare handler.
     #[cfg(not(loom))]
     pub(crate) unsafe fn force_unlock(&self) {
+        // The child's thread is the forking thread: same count.
+        let held = self.holder();
         self.state.store(UNLOCKED, Ordering::Relaxed);
-        held_changed(-1);
+        held.add(-1);
     }
 
     /// Runs `f` under the lock.
@@ -225,20 +271,55 @@ std::thread_local! {
     static HELD: core::cell::Cell<i32> = const { core::cell::Cell::new(0) };
 }
 
-#[cfg(not(loom))]
-#[inline]
-fn held_changed(d: i32) {
-    // The count must change on the right side of the lock operation even
-    // as seen by a signal handler on this thread: keep the compiler from
-    // moving it across.
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    HELD.with(|h| h.set(h.get() + d));
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-}
+/// The calling thread's count of held locks (`HELD`), resolved to its
+/// address.
+///
+/// Resolving a thread-local is not always a plain load: in a shared
+/// library (`LD_PRELOAD`) it calls `__tls_get_addr`, and the first such
+/// call after a `dlopen` of a module with TLS updates the thread's dtv,
+/// which allocates and frees through lifeboat. That nested allocation reads
+/// the count to decide whether it may take a lock, so the count must be
+/// right whenever a thread-local is resolved. A lock resolves it before
+/// counting itself in and keeps the address for its release; resolving it
+/// again after the release, with the count still one too high, would have
+/// the nested allocation refused and the loader abort. For the same reason
+/// code under the heap lock resolves no thread-local (the fault hooks of
+/// `fault.rs` do once a test arms them). Code under a shard lock still may
+/// (the heap lock's count, the memalloc scope on the reserve path): a
+/// thread uses a shard only once its exit hook has run or when its slow
+/// path is re-entered, and a dtv update landing there is refused.
+#[derive(Clone, Copy)]
+pub(crate) struct HeldCount(#[cfg(not(loom))] *const core::cell::Cell<i32>);
 
-#[cfg(loom)]
-#[inline]
-fn held_changed(_d: i32) {}
+impl HeldCount {
+    /// Resolves the calling thread's count.
+    #[inline]
+    pub(crate) fn current() -> Self {
+        #[cfg(not(loom))]
+        {
+            HeldCount(HELD.with(|h| h as *const _))
+        }
+        #[cfg(loom)]
+        HeldCount()
+    }
+
+    #[inline]
+    fn add(self, _d: i32) {
+        #[cfg(not(loom))]
+        {
+            // The count must change on the right side of the lock operation
+            // even as seen by a signal handler on this thread: keep the
+            // compiler from moving it across.
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
+            // SAFETY: `HELD` is a const thread-local without a destructor:
+            // its address stays valid for the whole life of the thread that
+            // resolved it, which is the only thread that uses this value.
+            let h = unsafe { &*self.0 };
+            h.set(h.get() + _d);
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        }
+    }
+}
 
 /// Whether the calling thread holds any lifeboat lock.
 #[cfg(not(loom))]

@@ -9,7 +9,13 @@
  * loads NMOD modules with TLS (more than the dtv's 14 spare slots), touches
  * their TLS from threads created before, during and after the loads, while
  * other threads keep allocating, then unloads and reloads some of them (a
- * reused module id frees the old block from inside __tls_get_addr).
+ * reused module id frees the old block from inside __tls_get_addr). Last,
+ * a storm of STORM unload/reload rounds while short-lived threads come and
+ * go: every round makes each thread's next TLS access update its dtv, and
+ * the churners' large blocks keep lifeboat's locked paths busy. A TLS
+ * access made under a lifeboat lock has its nested allocation refused and
+ * glibc aborts ("cannot allocate memory for thread-local data"): before
+ * the fix, in about one run in seven.
  *
  * usage: tls_dlopen DIR   (DIR holds libtlsmod0.so ... libtlsmod47.so)
  * Prints "tls_dlopen: ok <checksum>"; the checksum is the same with any
@@ -23,6 +29,7 @@
 #include <string.h>
 
 #define NMOD 48
+#define STORM 400
 static void *mods[NMOD];
 static volatile int stop;
 
@@ -32,12 +39,23 @@ static void *churn(void *a) {
     void *keep[64] = {0};
     while (!stop) {
         unsigned k = i % 64;
-        keep[k] = realloc(keep[k], (i * 7919) % 3000 + 1);
+        /* mostly small, every 8th a block of up to 8 MiB: the arena's
+         * locked paths run often */
+        size_t n = i % 8 ? (i * 7919) % 3000 + 1 : ((i * 7919) % 8192 + 1) << 10;
+        keep[k] = realloc(keep[k], n);
         if (!keep[k]) abort();
         memset(keep[k], (int)i, 1);
         i++;
     }
     for (int k = 0; k < 64; k++) free(keep[k]);
+    return NULL;
+}
+
+static void *shortlived(void *a) {
+    (void)a;
+    void *p[8];
+    for (int i = 0; i < 8; i++) p[i] = malloc(64 << i);
+    for (int i = 0; i < 8; i++) free(p[i]);
     return NULL;
 }
 
@@ -94,6 +112,17 @@ int main(int argc, char **argv) {
     pthread_join(late, &r);
     total += (long)r;
     total += (long)toucher((void *)(long)NMOD);
+    /* a storm of generation changes while the churners run and short-lived
+     * threads come and go: each reload makes every thread's next TLS access
+     * (lifeboat's included, wherever it happens) update its dtv */
+    for (int round = 0; round < STORM; round++) {
+        int m = round % NMOD;
+        pthread_t s;
+        pthread_create(&s, NULL, shortlived, NULL);
+        dlclose(mods[m]);
+        if (!load(argv[1], m)) return 1;
+        pthread_join(s, NULL);
+    }
     stop = 1;
     for (int i = 0; i < 3; i++) pthread_join(c[i], NULL);
     for (int m = 0; m < NMOD; m++) dlclose(mods[m]);
