@@ -32,7 +32,8 @@
 //!   reserve-backed after it is carved), so the list never gives a reserve
 //!   object to a caller without the right;
 //! * the lists of one thread hold at most [`MAX_BYTES`] and
-//!   [`MAX_OBJECTS`]; `flush` (thread exit, reclaim's drain) returns every
+//!   [`MAX_OBJECTS`] (one budget: an object is charged its size, but at
+//!   least `MAX_BYTES / MAX_OBJECTS`); `flush` (thread exit, reclaim's drain) returns every
 //!   object to its slab through the ordinary free path, so nothing stays
 //!   out when the thread is gone;
 //! * a listed object keeps its slab from being released, so: an object is
@@ -52,7 +53,7 @@
 //!   or in a reserve object;
 //! * a double free of one of the first two objects of a list aborts at
 //!   the free; a deeper one makes the list a loop, which aborts when a pop
-//!   finds the count of listed objects exhausted with the list not empty
+//!   finds the charges of listed objects exhausted with the list not empty
 //!   (after the looped objects may have been handed out twice).
 //!
 //! Off under the `debug` feature (whose live-object bitmap needs every
@@ -72,6 +73,24 @@ pub(crate) const MAX_BYTES: usize = 256 << 10;
 /// slab of its own).
 pub(crate) const MAX_OBJECTS: usize = 1024;
 
+/// What listing one object of each class takes from the lists' room: its
+/// size, but at least `MAX_BYTES / MAX_OBJECTS`, so that the one budget of
+/// `MAX_BYTES` bounds both the bytes and the number of listed objects.
+const CHARGE: [u32; NUM_CLASSES] = {
+    let mut c = [0u32; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let floor = (MAX_BYTES / MAX_OBJECTS) as u32;
+        c[i] = if CLASS_SIZE[i] > floor {
+            CLASS_SIZE[i]
+        } else {
+            floor
+        };
+        i += 1;
+    }
+    c
+};
+
 /// An object is listed only while at least 1/`MIN_LIVE_DIVISOR` of its
 /// slab's objects are live.
 const MIN_LIVE_DIVISOR: u32 = 4;
@@ -84,8 +103,8 @@ pub(crate) struct ForeignLists {
     heads: [*mut u8; NUM_CLASSES],
     /// Classes this thread allocates (see the module docs).
     allocates: [bool; NUM_CLASSES],
-    bytes: usize,
-    objects: usize,
+    /// `MAX_BYTES` less the [`CHARGE`] of every listed object.
+    room: usize,
 }
 
 impl ForeignLists {
@@ -93,15 +112,15 @@ impl ForeignLists {
         Self {
             heads: [core::ptr::null_mut(); NUM_CLASSES],
             allocates: [false; NUM_CLASSES],
-            bytes: 0,
-            objects: 0,
+            room: MAX_BYTES,
         }
     }
 
     /// Whether no object is listed.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.objects == 0
+        // (`>`: after a pop of a list made a loop by a double free.)
+        self.room >= MAX_BYTES
     }
 
     /// Moves the listed objects out (for [`ForeignLists::drain`]), leaving
@@ -112,10 +131,10 @@ impl ForeignLists {
         taken
     }
 
-    /// Bytes listed now.
+    /// The lists' room taken so far (see [`CHARGE`]).
     #[cfg(all(test, not(loom), not(feature = "debug")))]
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+    pub(crate) fn charged(&self) -> usize {
+        MAX_BYTES.saturating_sub(self.room)
     }
 
     /// Lists `p`, an object of the ordinary slab `s` (which the thread
@@ -123,19 +142,27 @@ impl ForeignLists {
     ///
     /// # Safety
     /// `p` is a live object start of slab `s`, given up by the caller;
-    /// `key` is the key of the heap of `s`.
+    /// `class` is the slab's class (`slab::class_index`, fixed while the
+    /// slab has live objects, `p` among them); `key` is the key of the heap
+    /// of `s`.
     #[inline]
-    pub(crate) unsafe fn push(&mut self, s: &PageDesc, p: *mut u8, key: usize) -> bool {
+    pub(crate) unsafe fn push(
+        &mut self,
+        s: &PageDesc,
+        class: usize,
+        p: *mut u8,
+        key: usize,
+    ) -> bool {
         if !ENABLED || s.has_flag(FLAG_RESERVE) {
             return false;
         }
-        // Fixed while the slab has live objects (`p` is one).
-        let class = crate::slab::class_index(s);
-        if !self.allocates[class] {
+        // SAFETY: `class < NUM_CLASSES` (caller).
+        if !unsafe { *self.allocates.get_unchecked(class) } {
             return false;
         }
-        let size = CLASS_SIZE[class] as usize;
-        if self.bytes + size > MAX_BYTES || self.objects == MAX_OBJECTS {
+        // SAFETY: as above.
+        let charge = unsafe { *CHARGE.get_unchecked(class) } as usize;
+        if charge > self.room {
             return false;
         }
         // One of the last live objects of its slab goes back to the slab:
@@ -164,8 +191,7 @@ impl ForeignLists {
         // SAFETY: `p` is ours (caller); its first word holds the link.
         unsafe { *(p as *mut usize) = key::encode(head, key) };
         self.heads[class] = p;
-        self.bytes += size;
-        self.objects += 1;
+        self.room -= charge;
         true
     }
 
@@ -200,7 +226,7 @@ impl ForeignLists {
         if b.is_null() {
             return b;
         }
-        if self.objects == 0 {
+        if self.is_empty() {
             // More pops than pushes: a double free deeper in a list made
             // it a loop.
             crate::diag::fatal(
@@ -214,8 +240,9 @@ impl ForeignLists {
         // SAFETY: `b` is an object start of a live slab, listed here: its
         // first word is the encoded link.
         self.heads[class] = unsafe { key::decode(*(b as *const usize), key) };
-        self.bytes = self.bytes.saturating_sub(CLASS_SIZE[class] as usize);
-        self.objects -= 1;
+        // SAFETY: in range (caller). (Past `MAX_BYTES` only in a list made
+        // a loop, which the next pop reports.)
+        self.room += unsafe { *CHARGE.get_unchecked(class) } as usize;
         b
     }
 
@@ -285,7 +312,9 @@ mod tests {
         // written), each pushed once; `n` stays in range because the bounds
         // refuse a push before `words` runs out; `s` is the first of two
         // descriptors, like a slab's.
-        while n < words.len() && unsafe { lists.push(s, words.as_mut_ptr().add(n).cast(), 0) } {
+        while n < words.len()
+            && unsafe { lists.push(s, class, words.as_mut_ptr().add(n).cast(), 0) }
+        {
             n += 1;
         }
         n
@@ -306,7 +335,7 @@ mod tests {
             0,
             "a reserve object was listed"
         );
-        assert_eq!(lists.bytes(), 0);
+        assert_eq!(lists.charged(), 0);
 
         // Small objects: the object count is the bound.
         s.set_flag(FLAG_RESERVE, false);
@@ -314,14 +343,14 @@ mod tests {
         assert!(MAX_BYTES / CLASS_SIZE[small] as usize > MAX_OBJECTS);
         let mut lists = ForeignLists::new();
         assert_eq!(fill(&mut lists, s, small, &mut words), MAX_OBJECTS);
-        assert_eq!(lists.bytes(), MAX_OBJECTS * CLASS_SIZE[small] as usize);
+        assert_eq!(lists.charged(), MAX_BYTES);
 
         // The biggest objects: the byte count is the bound.
         let big = NUM_CLASSES - 1;
         let size = CLASS_SIZE[big] as usize;
         let mut lists = ForeignLists::new();
         assert_eq!(fill(&mut lists, s, big, &mut words), MAX_BYTES / size);
-        assert!(lists.bytes() <= MAX_BYTES);
+        assert!(lists.charged() <= MAX_BYTES);
     }
 
     #[test]
@@ -338,21 +367,21 @@ mod tests {
         let mut lists = ForeignLists::new();
         // SAFETY: stand-in objects (one word each), each pushed once.
         assert!(
-            !unsafe { lists.push(s, a, 0) },
+            !unsafe { lists.push(s, class, a, 0) },
             "listed before any allocation"
         );
         // An allocation of another class marks only that one.
         lists.allocates[class + 1] = true;
         // SAFETY: as above.
-        assert!(!unsafe { lists.push(s, a, 0) });
+        assert!(!unsafe { lists.push(s, class, a, 0) });
         lists.allocates[class] = true;
         // SAFETY: as above.
-        assert!(unsafe { lists.push(s, b, 0) });
+        assert!(unsafe { lists.push(s, class, b, 0) });
         // Giving the lists back keeps the marks.
         let taken = lists.take_lists();
         assert!(lists.is_empty() && !taken.is_empty());
         // SAFETY: as above (`a` was refused twice, so never listed).
-        assert!(unsafe { lists.push(s, a, 0) });
+        assert!(unsafe { lists.push(s, class, a, 0) });
     }
 
     #[test]
@@ -371,7 +400,7 @@ mod tests {
             let mut lists = ForeignLists::new();
             lists.allocates[class] = true;
             // SAFETY: a stand-in object (one word), pushed once per list.
-            unsafe { lists.push(s, obj, 0) }
+            unsafe { lists.push(s, class, obj, 0) }
         };
         assert!(try_push(cap, 0), "an object of a full slab was not listed");
         assert!(try_push(cap / MIN_LIVE_DIVISOR + 1, 0));

@@ -442,7 +442,8 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
     if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
         return false; // not a slab object, or one of this thread's slabs
     }
-    crate::heap::check_object_start(s, p);
+    let class = crate::slab::class_index(s);
+    crate::heap::check_object_start(s, class, p);
     // The object goes on the foreign list, or (a class this thread does
     // not allocate, full lists) into the remote batch. (`with_idle_cache`
     // refuses after the exit hook, whose lists would strand their objects,
@@ -451,7 +452,7 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
         // SAFETY: `p` is a live object start of the slab `s` (checked just
         // above), given up by the caller; the cache is this thread's, of
         // the process heap.
-        && with_idle_cache(|tc| Some(unsafe { h.hold(tc, s, p) })) == Some(true)
+        && with_idle_cache(|tc| Some(unsafe { h.hold(tc, s, class, p) })) == Some(true)
     {
         return true;
     }
@@ -483,25 +484,27 @@ unsafe fn dealloc_slow(p: *mut u8) {
 /// Holds `p`, an object of a slab this thread does not own, on its
 /// foreign list or in its remote batch, with nothing called out of line
 /// (`HeapInner::try_hold`), so that the caller needs no stack frame when
-/// it is held. `None` when the full path must decide: not such an
-/// object, a lock of ours held, a thread without a live cache.
+/// it is held. `None` when the full path must decide: an object of this
+/// thread's slabs, a lock of ours held, a thread without a live cache.
 ///
 /// # Safety
-/// As for [`free_unowned_in`].
+/// As for [`free_unowned_in`], and `s` is a slab (`KIND_SLAB`), as the
+/// caller found it.
 #[inline(always)]
 unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> {
     if cfg!(feature = "debug") || !crate::foreign::ENABLED || crate::sync::holds_lock() {
         return None;
     }
     let owner = s.owner.load(Ordering::Relaxed);
-    if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
-        return None; // not a slab object, or one of this thread's slabs
+    if owner & !1 == TC.with(|tc| tc.get() as usize) {
+        return None; // one of this thread's slabs
     }
-    crate::heap::check_object_start(s, p);
-    // SAFETY: `p` is a live object start of the slab `s` (checked just
-    // above), given up by the caller; the cache is this thread's, of the
-    // process heap.
-    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, p) }))
+    let class = crate::slab::class_index(s);
+    crate::heap::check_object_start(s, class, p);
+    // SAFETY: `p` is a live object start of the slab `s` of class `class`
+    // (checked just above), given up by the caller; the cache is this
+    // thread's, of the process heap.
+    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, class, p) }))
 }
 
 /// The free of an object whose slab descriptor `s` the inline path found
@@ -523,7 +526,7 @@ unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
         return unsafe { dealloc_page_block(p, s) };
     }
     if let Some(h) = process_heap() {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: forwarded from the caller; `s` is a slab (tested above).
         match unsafe { hold_unowned(h, s, p) } {
             Some(Hold::Held) => return,
             // SAFETY: `hold_unowned` checked that `p` is a live object

@@ -838,7 +838,8 @@ impl HeapInner {
                         p as usize,
                     );
                 }
-                check_object_start(s, p);
+                let class = slab::class_index(s);
+                check_object_start(s, class, p);
                 #[cfg(feature = "debug")]
                 {
                     if !slab::debug::is_live(s, p) {
@@ -857,7 +858,7 @@ impl HeapInner {
                 // its next allocation of the class (`foreign.rs`).
                 // SAFETY: `p` is a live object start of `s` (checked above),
                 // given up by the caller; `tc` belongs to this heap.
-                let listed = unsafe { self.list_foreign(tc, s, p) };
+                let listed = unsafe { self.list_foreign(tc, s, class, p) };
                 if !listed {
                     // SAFETY: `p` is a live object of `s` (caller).
                     unsafe { self.free_remote(s, p) };
@@ -1168,12 +1169,14 @@ impl HeapInner {
     ///
     /// # Safety
     /// `p` is a live object start of `s`, a slab of this heap, given up by
-    /// the caller; `tc` belongs to this heap and to the caller.
+    /// the caller; `class` is the slab's class (`slab::class_index`); `tc`
+    /// belongs to this heap and to the caller.
     #[inline]
     pub(crate) unsafe fn list_foreign(
         &self,
         tc: &mut ThreadCache,
         s: &PageDesc,
+        class: usize,
         p: *mut u8,
     ) -> bool {
         // SAFETY: `tc` belongs to this heap and to the caller.
@@ -1181,7 +1184,7 @@ impl HeapInner {
             return false;
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.
-        unsafe { tc.foreign.push(s, p, self.slabs.key) }
+        unsafe { tc.foreign.push(s, class, p, self.slabs.key) }
     }
 
     /// Whether `tc` may hold objects of slabs it does not own (on its
@@ -1222,7 +1225,13 @@ impl HeapInner {
     /// As for [`HeapInner::list_foreign`].
     #[cfg(not(loom))]
     #[inline(always)]
-    pub(crate) unsafe fn try_hold(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) -> Hold {
+    pub(crate) unsafe fn try_hold(
+        &self,
+        tc: &mut ThreadCache,
+        s: &PageDesc,
+        class: usize,
+        p: *mut u8,
+    ) -> Hold {
         if !tc.per_thread() {
             return Hold::Remote;
         }
@@ -1232,18 +1241,14 @@ impl HeapInner {
         let key = self.slabs.key;
         // SAFETY: as guaranteed by the caller; the lists use the heap's
         // key.
-        if unsafe { tc.foreign.push(s, p, key) } {
+        if unsafe { tc.foreign.push(s, class, p, key) } {
             return Hold::Held;
         }
         if !crate::remote_batch::ENABLED || s.has_flag(FLAG_RESERVE) {
             return Hold::Remote;
         }
-        // SAFETY: as guaranteed by the caller; `class_index(s)` is the
-        // slab's class.
-        if unsafe {
-            tc.remote_batch
-                .add_in_place(s, slab::class_index(s), p, key)
-        } {
+        // SAFETY: as guaranteed by the caller.
+        if unsafe { tc.remote_batch.add_in_place(s, class, p, key) } {
             Hold::Held
         } else {
             Hold::NewChain
@@ -1261,9 +1266,15 @@ impl HeapInner {
     /// As for [`HeapInner::try_hold`].
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) unsafe fn hold(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) -> bool {
+    pub(crate) unsafe fn hold(
+        &self,
+        tc: &mut ThreadCache,
+        s: &PageDesc,
+        class: usize,
+        p: *mut u8,
+    ) -> bool {
         // SAFETY: as guaranteed by the caller.
-        match unsafe { self.try_hold(tc, s, p) } {
+        match unsafe { self.try_hold(tc, s, class, p) } {
             Hold::Held => true,
             Hold::Remote => false,
             Hold::GiveBack => {
@@ -1783,16 +1794,16 @@ fn request_order(layout: Layout) -> usize {
     }
 }
 
-/// Aborts if `p` is not the start of an object of slab `s`.
+/// Aborts if `p` is not the start of an object of slab `s`, whose class
+/// `slab::class_index` gave as `class`.
 #[inline]
-pub(crate) fn check_object_start(s: &PageDesc, p: *mut u8) {
+pub(crate) fn check_object_start(s: &PageDesc, class: usize, p: *mut u8) {
     // SAFETY: `lo` and `span` are fixed while the slab is live (and zero,
     // so nothing passes, on a released one).
     let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };
     let off = (p as usize).wrapping_sub(lo);
     // `off < span` (at most a slab, far below 2^32) first: the multiple
     // test needs it. The class is fixed while the slab is live.
-    let class = slab::class_index(s);
     if off >= span || !slab::class::is_object_offset(off, class) {
         fatal("invalid free (not the start of an object)", p as usize);
     }
