@@ -22,11 +22,13 @@
 #   gcc              a small C program compiled under preload (same binary
 #                    as without) that then runs correctly, preloaded too
 #
-# Opt-in (run only when named), for a known lifeboat problem:
+# Opt-in (run only when named):
 #   signal-reentry   malloc/free in a signal handler interrupting malloc/free
-#                    (invalid C, but DESIGN.md section 6 promises it works);
-#                    hangs today: the handler waits for a lock the
-#                    interrupted code holds. Limited to 60 s.
+#                    (invalid C; DESIGN.md section 6 promises no deadlock).
+#                    Opt-in because the global fast path, like malloc, is not
+#                    async-signal-safe (README, "Bad input"): a handler that
+#                    interrupts it may corrupt that thread's cache, which no
+#                    check can promise against. Limited to 60 s.
 #
 # usage: ci/preload.sh [NAME...]   (default: all but the opt-in ones; NAME
 #        selects checks by prefix)

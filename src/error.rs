@@ -52,8 +52,8 @@ pub enum AllocError {
     /// A [`Mempool`](crate::Mempool) waited for an element and none came back.
     Timeout,
     /// An allocation re-entered lifeboat (from a signal handler) while the
-    /// interrupted code held one of its locks; it fails instead of waiting
-    /// for a lock that would never be released.
+    /// interrupted code held the heap lock, or every shard lock; it fails
+    /// instead of waiting for a lock that would never be released.
     Reentered,
 }
 

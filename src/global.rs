@@ -307,21 +307,25 @@ fn with_live_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R
 
 /// Runs `f` with the cache the calling thread may use.
 ///
-/// A re-entrant call (a signal handler) on a thread that holds a lifeboat
-/// lock gets `None`: it must not wait for a lock the interrupted code holds.
+/// A re-entrant call (a signal handler, the loader's TLS update) on a
+/// thread that holds the heap lock gets `None`: it must not wait for a lock
+/// the interrupted code holds. One that holds only shard locks uses another
+/// shard, or gets `None` if none is free (`HeapInner::with_shard`).
 fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
-    if crate::sync::holds_lock() {
+    if crate::sync::holds_waited_lock() {
         return None;
     }
     let c = enter();
     let r = match c {
         // SAFETY: the thread-local cache of this thread; `T_BUSY` keeps any
         // re-entrant call away from it while `f` runs.
-        CacheRef::Local(tc) => f(unsafe { &mut *tc }),
+        CacheRef::Local(tc) => Some(f(unsafe { &mut *tc })),
+        // (`None` if this thread holds a shard lock and every other shard
+        // is taken.)
         CacheRef::Shard => h.with_shard(f),
     };
     leave(&c);
-    Some(r)
+    r
 }
 
 /// The slow path of an allocation whose class the inline path found and
@@ -627,8 +631,8 @@ unsafe fn dealloc_uncached(p: *mut u8) {
         diag::fatal("invalid free (no lifeboat heap exists)", p as usize)
     };
     // SAFETY: the caller frees a pointer of the process heap.
-    // A free re-entering lifeboat while this thread holds one of its locks
-    // (from a signal handler) leaks the block rather than deadlock.
+    // A free re-entering lifeboat while this thread holds the heap lock
+    // (or every shard) leaks the block rather than deadlock.
     with_cache(h, |tc| unsafe { h.free(tc, p) });
 }
 

@@ -175,7 +175,7 @@ impl HeapInner {
             use core::ptr::addr_of_mut as field;
             field!((*inner).arena).write(Arena::new(base, descs, npages, marks, config.capture));
             field!((*inner).slabs).write(SlabLists::new(slab::key::new_key(inner as usize)));
-            field!((*inner).lock).write(RawLock::new());
+            field!((*inner).lock).write(RawLock::new_waited());
             field!((*inner).empty).write(PageDesc::new());
             let empty: *const PageDesc = field!((*inner).empty);
             for i in 0..SHARDS {
@@ -332,15 +332,33 @@ impl HeapInner {
         }
     }
 
-    /// Runs `f` with a shard cache chosen by the calling thread.
-    pub(crate) fn with_shard<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
-        let shard = &self.shards[shard_index()];
-        shard.lock.lock();
+    /// Runs `f` with a shard cache chosen by the calling thread; `None`
+    /// when the thread holds a lock already and every shard is taken.
+    ///
+    /// A thread that holds no lock waits for its shard. One that holds a
+    /// lock is a nested allocation or free (a signal handler, or the
+    /// loader's TLS update resolving a thread-local under a shard lock,
+    /// see `sync::HeldCount`): it takes the first shard it can take
+    /// without waiting, from its own on, and so never the one it holds.
+    /// (The caller refuses first if the thread holds the heap lock:
+    /// `sync::holds_waited_lock`.)
+    pub(crate) fn with_shard<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
+        let first = shard_index();
+        let held = crate::sync::HeldCount::current();
+        let shard = if held.any() {
+            (0..SHARDS)
+                .map(|i| &self.shards[(first + i) % SHARDS])
+                .find(|s| s.lock.try_lock_as(held))?
+        } else {
+            let s = &self.shards[first];
+            s.lock.lock_as(held);
+            s
+        };
         // SAFETY: the shard lock gives exclusive use of its cache.
         let r = f(unsafe { &mut *shard.cache.get() });
         // SAFETY: locked above.
         unsafe { shard.lock.unlock() };
-        r
+        Some(r)
     }
 
     /// Runs a reserve attempt with the caller admitted by the reserve-user
@@ -1906,8 +1924,8 @@ impl Heap {
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
         #[cfg(not(loom))]
-        if crate::sync::holds_lock() {
-            // Re-entered from a signal handler while a lock is held.
+        if crate::sync::holds_waited_lock() {
+            // Re-entered (a signal handler) while the heap lock is held.
             return Err(AllocError::Reentered);
         }
         let h = self.inner();
@@ -1915,9 +1933,14 @@ impl Heap {
             layout,
             flags,
             // SAFETY: the shard cache belongs to this heap.
-            &mut || h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) }),
+            &mut || {
+                h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })
+                    .unwrap_or(Err(AllocError::Reentered))
+            },
             // SAFETY: as above.
-            &mut || h.with_shard(|tc| unsafe { tc.flush(h) }),
+            &mut || {
+                h.with_shard(|tc| unsafe { tc.flush(h) });
+            },
         )
     }
 
@@ -1942,10 +1965,11 @@ impl Heap {
     /// not needed to find the block; it is taken for symmetry.)
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
+        // Re-entered (a signal handler) while the heap lock is held, or
+        // while every shard is taken: the block is leaked rather than wait
+        // for a lock forever.
         #[cfg(not(loom))]
-        if crate::sync::holds_lock() {
-            // Re-entered from a signal handler while a lock is held: leak
-            // the block rather than wait for that lock forever.
+        if crate::sync::holds_waited_lock() {
             return;
         }
         let h = self.inner();
@@ -2069,5 +2093,41 @@ impl core::fmt::Debug for Heap {
         f.debug_struct("Heap")
             .field("budget_pages", &self.inner().budget_pages)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A nested allocation or free (a signal handler, the loader's TLS
+    /// update) on a thread that holds shard locks goes through a shard it
+    /// does not hold, without waiting; one on a thread that holds the heap
+    /// lock, or every shard, is refused.
+    #[test]
+    fn nested_calls_take_a_free_shard_and_never_wait() {
+        let heap = Heap::new(Config::new().budget(16 << 20)).unwrap();
+        let h = heap.inner();
+        let l = Layout::from_size_align(100, 8).unwrap();
+        let nested = || -> Result<(), AllocError> {
+            let p = heap.alloc(l, AllocFlags::NORMAL)?;
+            // SAFETY: allocated just above.
+            unsafe { heap.dealloc(p, l) };
+            Ok(())
+        };
+        assert_eq!(h.with_shard(|_| nested()), Some(Ok(())));
+        assert_eq!(
+            h.with_shard(|_| h.with_shard(|_| h.with_shard(|_| nested()))),
+            Some(Some(Some(Ok(()))))
+        );
+        // All four shards held by this thread: no shard left, refused.
+        assert_eq!(
+            h.with_shard(|_| h.with_shard(|_| h.with_shard(|_| h.with_shard(|_| nested())))),
+            Some(Some(Some(Some(Err(AllocError::Reentered)))))
+        );
+        assert_eq!(h.with_lock(nested), Err(AllocError::Reentered));
+        // Nothing stranded: the nested objects went back to the shards.
+        heap.flush_caches();
+        heap.verify().unwrap();
     }
 }

@@ -188,9 +188,14 @@ pub fn direct_reclaim(
         order,
         crate::arena::watermark::Tier::Normal,
         // SAFETY: the shard cache belongs to this heap.
-        &mut || h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) }),
+        &mut || {
+            h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })
+                .unwrap_or(Err(AllocError::Reentered))
+        },
         // SAFETY: as above.
-        &mut || h.with_shard(|tc| unsafe { tc.flush(h) }),
+        &mut || {
+            h.with_shard(|tc| unsafe { tc.flush(h) });
+        },
     )?;
     let p = match got {
         Got::Alloc((p, _)) => NonNull::new(p).map(Reclaimed::Allocated),

@@ -124,14 +124,44 @@ pub(crate) struct RawLock {
     /// before the release (so only by the holder).
     #[cfg(not(loom))]
     holder: core::sync::atomic::AtomicPtr<core::cell::Cell<i32>>,
+    /// What holding this lock adds to the holder's count: [`ONE_LOCK`],
+    /// plus [`ONE_WAITED`] for a lock that the allocation path waits for.
+    #[cfg(not(loom))]
+    weight: i32,
 }
 
+/// The share of one held lock in a thread's count (`HELD`).
+#[cfg(not(loom))]
+const ONE_LOCK: i32 = 1;
+/// The share of one held *waited* lock (see [`RawLock::new_waited`]): the
+/// count's bits from here on count those alone.
+#[cfg(not(loom))]
+const ONE_WAITED: i32 = 1 << 16;
+
 impl RawLock {
+    /// A lock that the allocation path takes only with
+    /// [`RawLock::try_lock`], or only where the thread holds no lock (the
+    /// shard locks, see `HeapInner::with_shard`; the shrinker registry).
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
+        Self::with_weight(ONE_LOCK)
+    }
+
+    /// A lock that the allocation path waits for wherever it runs (the
+    /// heap lock): a re-entered allocation on a thread that holds one must
+    /// be refused ([`holds_waited_lock`]), where one that holds only
+    /// locks made by [`RawLock::new`] can go on.
+    #[cfg(not(loom))]
+    pub(crate) const fn new_waited() -> Self {
+        Self::with_weight(ONE_LOCK + ONE_WAITED)
+    }
+
+    #[cfg(not(loom))]
+    const fn with_weight(weight: i32) -> Self {
         Self {
             state: AtomicU32::new(UNLOCKED),
             holder: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            weight,
         }
     }
 
@@ -142,6 +172,22 @@ impl RawLock {
         }
     }
 
+    #[cfg(loom)]
+    pub(crate) fn new_waited() -> Self {
+        Self::new()
+    }
+
+    /// This lock's share of its holder's count.
+    #[inline]
+    fn weight(&self) -> i32 {
+        #[cfg(not(loom))]
+        {
+            self.weight
+        }
+        #[cfg(loom)]
+        0
+    }
+
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
         self.try_lock_as(HeldCount::current())
@@ -149,10 +195,10 @@ impl RawLock {
 
     /// [`RawLock::try_lock`] for a thread whose count is `held`.
     #[inline]
-    fn try_lock_as(&self, held: HeldCount) -> bool {
+    pub(crate) fn try_lock_as(&self, held: HeldCount) -> bool {
         // Counted before the attempt and uncounted after a release, so a
         // signal handler never sees this thread holding a lock uncounted.
-        held.add(1);
+        held.add(self.weight());
         let ok = self
             .state
             .compare_exchange(
@@ -169,7 +215,7 @@ impl RawLock {
         if ok {
             self.set_holder(held);
         } else {
-            held.add(-1);
+            held.add(-self.weight());
         }
         ok
     }
@@ -201,7 +247,7 @@ impl RawLock {
         }
         let acquire =
             crate::model::fault_ordering!(WeakLockAcquire, Ordering::Acquire, Ordering::Relaxed);
-        held.add(1);
+        held.add(self.weight());
         while self.state.swap(CONTENDED, acquire) != UNLOCKED {
             futex_wait(&self.state, CONTENDED);
         }
@@ -235,7 +281,7 @@ impl RawLock {
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
             futex_wake(&self.state);
         }
-        held.add(-1);
+        held.add(-self.weight());
     }
 
     /// Resets the lock in a `fork()` child.
@@ -248,7 +294,7 @@ impl RawLock {
         // The child's thread is the forking thread: same count.
         let held = self.holder();
         self.state.store(UNLOCKED, Ordering::Relaxed);
-        held.add(-1);
+        held.add(-self.weight());
     }
 
     /// Runs `f` under the lock.
@@ -265,9 +311,10 @@ impl RawLock {
 
 #[cfg(not(loom))]
 std::thread_local! {
-    /// Lifeboat locks the calling thread holds. A re-entrant allocation (a
-    /// signal handler) on a thread that holds one must not wait for a lock:
-    /// it may be the very lock the interrupted code holds.
+    /// Lifeboat locks the calling thread holds (or is taking): each adds
+    /// its `RawLock::weight`. A re-entrant allocation (a signal handler, a
+    /// loader's TLS update) on a thread that holds one must not wait for a
+    /// lock: it may be the very lock the interrupted code holds.
     static HELD: core::cell::Cell<i32> = const { core::cell::Cell::new(0) };
 }
 
@@ -284,10 +331,10 @@ std::thread_local! {
 /// again after the release, with the count still one too high, would have
 /// the nested allocation refused and the loader abort. For the same reason
 /// code under the heap lock resolves no thread-local (the fault hooks of
-/// `fault.rs` do once a test arms them). Code under a shard lock still may
-/// (the heap lock's count, the memalloc scope on the reserve path): a
-/// thread uses a shard only once its exit hook has run or when its slow
-/// path is re-entered, and a dtv update landing there is refused.
+/// `fault.rs` do once a test arms them). Code under a shard lock may (the
+/// heap lock's count, the memalloc scope on the reserve path): a nested
+/// allocation there takes another shard, with `try_lock`
+/// (`HeapInner::with_shard`).
 #[derive(Clone, Copy)]
 pub(crate) struct HeldCount(#[cfg(not(loom))] *const core::cell::Cell<i32>);
 
@@ -301,6 +348,18 @@ impl HeldCount {
         }
         #[cfg(loom)]
         HeldCount()
+    }
+
+    /// Whether the thread holds (or is taking) any lock.
+    #[inline]
+    pub(crate) fn any(self) -> bool {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `add`.
+            unsafe { &*self.0 }.get() > 0
+        }
+        #[cfg(loom)]
+        false
     }
 
     #[inline]
@@ -321,10 +380,19 @@ impl HeldCount {
     }
 }
 
-/// Whether the calling thread holds any lifeboat lock.
+/// Whether the calling thread holds (or is taking) any lifeboat lock.
 #[cfg(not(loom))]
 pub(crate) fn holds_lock() -> bool {
     HELD.with(|h| h.get() > 0)
+}
+
+/// Whether the calling thread holds (or is taking) a lock made by
+/// [`RawLock::new_waited`]: a re-entered allocation must then be refused.
+/// (A thread that holds only other locks may allocate through a shard it
+/// can take without waiting: `HeapInner::with_shard`.)
+#[cfg(not(loom))]
+pub(crate) fn holds_waited_lock() -> bool {
+    HELD.with(|h| h.get() >= ONE_WAITED)
 }
 
 #[cfg(not(loom))]
