@@ -33,14 +33,17 @@
 //!   object to a caller without the right;
 //! * the lists of one thread hold at most [`MAX_BYTES`] and
 //!   [`MAX_OBJECTS`] (one budget: an object is charged its size, but at
-//!   least `MAX_BYTES / MAX_OBJECTS`); `flush` (thread exit, reclaim's drain) returns every
-//!   object to its slab through the ordinary free path, so nothing stays
-//!   out when the thread is gone;
+//!   least `MAX_BYTES / MAX_OBJECTS`); `flush` (thread exit, reclaim's
+//!   drain) returns every object to its slab through the ordinary free
+//!   path, so nothing stays out when the thread is gone;
 //! * a listed object keeps its slab from being released, so: an object is
-//!   listed only while at least a quarter of its slab is live (the last
-//!   objects of a slab go back to it, so it can empty); while the heap's
-//!   free pages are below the `low` watermark, or a drain that the cache
-//!   has not answered is pending, nothing is listed and the thread's next
+//!   listed only while at least a quarter of its slab is allocated (the
+//!   last objects of a slab go back to it, so it can empty; `used` counts
+//!   objects waiting on the slab's remote stack as allocated until the
+//!   owner collects them: their count sits on another cache line, which
+//!   other threads write); while the heap's free pages are below the
+//!   `low` watermark, or a drain that the cache has not answered is
+//!   pending, nothing is listed and the thread's next
 //!   free or allocation slow path gives back all it holds. A thread that
 //!   neither frees nor allocates keeps its lists (at most [`MAX_OBJECTS`]
 //!   objects, so at most that many slabs pinned) until it does or exits:
@@ -63,7 +66,7 @@
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::arena::Arena;
 use crate::slab::class::{is_object_offset, CLASS_CAP, CLASS_SIZE, NUM_CLASSES};
-use crate::slab::{bad_link, key, remote};
+use crate::slab::{bad_link, key};
 use crate::sync::Ordering;
 
 /// Most bytes one thread keeps on its foreign lists.
@@ -92,7 +95,7 @@ const CHARGE: [u32; NUM_CLASSES] = {
 };
 
 /// An object is listed only while at least 1/`MIN_LIVE_DIVISOR` of its
-/// slab's objects are live.
+/// slab's objects are allocated.
 const MIN_LIVE_DIVISOR: u32 = 4;
 
 /// Whether foreign lists are used in this build.
@@ -165,13 +168,14 @@ impl ForeignLists {
         if charge > self.room {
             return false;
         }
-        // One of the last live objects of its slab goes back to the slab:
-        // listed, it would keep a nearly empty slab from being released.
-        // (Racy reads of the slab's counts, which another thread or the
-        // heap lock's holder writes: a heuristic only.)
-        let remote = remote::rcnt(remote::word(s).load(Ordering::Relaxed));
-        let live = s.used.load(Ordering::Relaxed).saturating_sub(remote);
-        if live.saturating_mul(MIN_LIVE_DIVISOR) < CLASS_CAP[class] {
+        // One of the last allocated objects of its slab goes back to the
+        // slab: listed, it would keep a nearly empty slab from being
+        // released. (A racy read of a count that the owner or the heap
+        // lock's holder writes: a heuristic only. The remote stack's count
+        // is left out: it is on the next descriptor's line, which remote
+        // frees keep writing, and this free has read `used`'s line already.)
+        let used = s.used.load(Ordering::Relaxed);
+        if used.saturating_mul(MIN_LIVE_DIVISOR) < CLASS_CAP[class] {
             return false;
         }
         let head = self.heads[class];
@@ -385,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_live_objects_of_a_slab_are_not_listed() {
+    fn the_last_allocated_objects_of_a_slab_are_not_listed() {
         let descs = [PageDesc::new(), PageDesc::new()];
         let s = &descs[0];
         let class = 5;
@@ -393,19 +397,16 @@ mod tests {
         s.class.store(class as _, Ordering::Relaxed);
         let mut word = 0usize;
         let obj = &mut word as *mut usize as *mut u8;
-        let try_push = |used: u32, remote: u64| {
+        let try_push = |used: u32| {
             s.used.store(used, Ordering::Relaxed);
-            // (The count sits above the 48 address bits: `slab::remote`.)
-            remote::word(s).store(remote << 48, Ordering::Relaxed);
             let mut lists = ForeignLists::new();
             lists.allocates[class] = true;
             // SAFETY: a stand-in object (one word), pushed once per list.
             unsafe { lists.push(s, class, obj, 0) }
         };
-        assert!(try_push(cap, 0), "an object of a full slab was not listed");
-        assert!(try_push(cap / MIN_LIVE_DIVISOR + 1, 0));
-        assert!(!try_push(cap / MIN_LIVE_DIVISOR - 1, 0));
-        // Objects on the remote stack are free, not live.
-        assert!(!try_push(cap, u64::from(cap - 1)));
+        assert!(try_push(cap), "an object of a full slab was not listed");
+        assert!(try_push(cap / MIN_LIVE_DIVISOR + 1));
+        assert!(!try_push(cap / MIN_LIVE_DIVISOR - 1));
+        assert!(!try_push(1), "the last object of a slab was listed");
     }
 }
