@@ -219,6 +219,7 @@ enum CacheRef {
 /// Enters the slow path: arms the exit hook on first use, and detects
 /// re-entry. Must be paired with [`leave`] when `Local` is returned.
 fn enter() -> CacheRef {
+    crate::sync::check_thread_local_allowed();
     let st = TSTATE.with(|s| s.get());
     if st & (T_BUSY | T_DEAD) != 0 {
         return CacheRef::Shard;
@@ -267,6 +268,7 @@ fn leave(c: &CacheRef) {
 /// accesses around it, as a signal handler on this thread must see them.
 #[inline(always)]
 fn set_state(st: u8) {
+    crate::sync::check_thread_local_allowed();
     compiler_fence(Ordering::SeqCst);
     TSTATE.with(|s| s.set(st));
     compiler_fence(Ordering::SeqCst);

@@ -1837,6 +1837,7 @@ fn shard_index() -> usize {
     #[cfg(not(loom))]
     {
         std::thread_local! { static ANCHOR: u8 = const { 0 } }
+        crate::sync::check_thread_local_allowed();
         let a = ANCHOR.with(|a| a as *const u8 as usize);
         (a >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 2)
     }

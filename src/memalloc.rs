@@ -30,6 +30,7 @@ std::thread_local! {
 /// The thread's rights as flag bits.
 #[inline]
 pub(crate) fn thread_bits() -> u32 {
+    crate::sync::check_thread_local_allowed();
     RIGHTS.with(|r| r.get())
 }
 
@@ -84,6 +85,7 @@ pub(crate) fn enter_bits(bits: u32) -> ScopeGuard {
 }
 
 fn enter(bits: u32) -> ScopeGuard {
+    crate::sync::check_thread_local_allowed();
     let set = RIGHTS.with(|r| {
         let old = r.get();
         r.set(old | bits);

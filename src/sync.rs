@@ -334,7 +334,8 @@ std::thread_local! {
 /// `fault.rs` do once a test arms them). Code under a shard lock may (the
 /// heap lock's count, the memalloc scope on the reserve path): a nested
 /// allocation there takes another shard, with `try_lock`
-/// (`HeapInner::with_shard`).
+/// (`HeapInner::with_shard`). Under the `debug` feature the slow path's
+/// thread-local accessors check the rule ([`check_thread_local_allowed`]).
 #[derive(Clone, Copy)]
 pub(crate) struct HeldCount(#[cfg(not(loom))] *const core::cell::Cell<i32>);
 
@@ -384,6 +385,19 @@ impl HeldCount {
 #[cfg(not(loom))]
 pub(crate) fn holds_lock() -> bool {
     HELD.with(|h| h.get() > 0)
+}
+
+/// Under the `debug` feature, aborts if the calling thread holds (or is
+/// taking) the heap lock: the slow path's thread-local accessors call this
+/// first, so that the debug test run catches a thread-local resolved
+/// under the heap lock (see [`HeldCount`]; the fault hooks, armed by tests
+/// only, are the exception). Nothing in other builds.
+#[inline(always)]
+pub(crate) fn check_thread_local_allowed() {
+    #[cfg(all(feature = "debug", not(loom)))]
+    if holds_waited_lock() {
+        crate::diag::fatal("a thread-local resolved under the heap lock", 0);
+    }
 }
 
 /// Whether the calling thread holds (or is taking) a lock made by

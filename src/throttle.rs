@@ -56,6 +56,7 @@ impl ReserveGate {
             return Ok(Pass::Free);
         }
         let me = self as *const Self as usize;
+        crate::sync::check_thread_local_allowed();
         let held = HELD.with(|h| h.get());
         if held == me {
             return Ok(Pass::Free);
@@ -101,6 +102,7 @@ impl ReserveGate {
 /// Ends this thread's scoped place, if it holds one (the outermost memalloc
 /// scope ended, or the thread is exiting).
 pub(crate) fn release_held() {
+    crate::sync::check_thread_local_allowed();
     let held = HELD.with(|h| h.replace(0));
     if held != 0 {
         // SAFETY: a heap whose gate has users is never unmapped (its
