@@ -354,13 +354,26 @@ impl HeldCount {
     /// Whether the thread holds (or is taking) any lock.
     #[inline]
     pub(crate) fn any(self) -> bool {
+        self.get() > 0
+    }
+
+    /// Whether the thread holds (or is taking) a lock made by
+    /// [`RawLock::new_waited`].
+    #[cfg(not(loom))]
+    #[inline]
+    fn waited(self) -> bool {
+        self.get() >= ONE_WAITED
+    }
+
+    #[inline]
+    fn get(self) -> i32 {
         #[cfg(not(loom))]
         {
             // SAFETY: as in `add`.
-            unsafe { &*self.0 }.get() > 0
+            unsafe { &*self.0 }.get()
         }
         #[cfg(loom)]
-        false
+        0
     }
 
     #[inline]
@@ -384,7 +397,7 @@ impl HeldCount {
 /// Whether the calling thread holds (or is taking) any lifeboat lock.
 #[cfg(not(loom))]
 pub(crate) fn holds_lock() -> bool {
-    HELD.with(|h| h.get() > 0)
+    HeldCount::current().any()
 }
 
 /// Under the `debug` feature, aborts if the calling thread holds (or is
@@ -406,7 +419,7 @@ pub(crate) fn check_thread_local_allowed() {
 /// can take without waiting: `HeapInner::with_shard`.)
 #[cfg(not(loom))]
 pub(crate) fn holds_waited_lock() -> bool {
-    HELD.with(|h| h.get() >= ONE_WAITED)
+    HeldCount::current().waited()
 }
 
 #[cfg(not(loom))]
