@@ -445,7 +445,8 @@ impl HeapInner {
             if !p.is_null() {
                 return Ok(p);
             }
-            let err = match self.new_slab(tc, class, r, false) {
+            let retiring = tc.take_retiring(self);
+            let err = match self.new_slab(tc, class, r, false, retiring) {
                 Ok(s) => return Ok(tc.install(self, class, s)),
                 Err(e) => e,
             };
@@ -456,7 +457,7 @@ impl HeapInner {
                         self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
                         return Ok(p);
                     }
-                    let s = self.new_slab(tc, class, r, true)?;
+                    let s = self.new_slab(tc, class, r, true, None)?;
                     Ok(tc.install(self, class, s))
                 });
                 return res;
@@ -468,17 +469,32 @@ impl HeapInner {
     /// A slab for `class`, owned by `tc`: a listed one, else a new one. On
     /// the reserve path (`reserve`), the listed slabs are reserve-backed
     /// ones and a new slab is flagged if only the memalloc right admitted it.
-    fn new_slab(
+    /// `retiring`, a slab `tc` gave up (`ThreadCache::take_retiring`), is
+    /// detached and settled in the same lock round, whatever the outcome.
+    ///
+    /// # Safety
+    /// `tc` is the caller's cache of this heap and owns `retiring`.
+    unsafe fn new_slab(
         &self,
         tc: &ThreadCache,
         class: usize,
         r: Rights,
         reserve: bool,
+        retiring: Option<&PageDesc>,
     ) -> Result<&PageDesc, AllocError> {
         let order = SLAB_ORDER[class] as usize;
+        if let Some(s) = retiring {
+            // SAFETY: `tc` owns `s` (caller's promise); settled below.
+            unsafe { slab::detach(s, self.slabs.key) };
+        }
         self.with_lock(|| {
-            // SAFETY: under the heap lock.
+            // SAFETY: under the heap lock; `retiring` is a descriptor of
+            // this heap, detached above.
             unsafe {
+                if let Some(s) = retiring {
+                    // First, so a claim may take it if it became partial.
+                    slab::settle(&self.arena, &self.slabs, s);
+                }
                 let owner = if reserve { tc.reserve_id() } else { tc.id() };
                 if let Some(s) = slab::claim(&self.arena, &self.slabs, class, reserve, owner) {
                     if reserve {
@@ -1796,6 +1812,10 @@ impl HeapInner {
         st.reserve_timeouts = self.counters.reserve_timeouts.load(Ordering::Relaxed);
         st.grants = self.counters.grants();
         st.refusals = self.counters.refusals();
+        #[cfg(not(loom))]
+        {
+            (st.lock_acquisitions, st.lock_contended) = self.lock.acquisitions();
+        }
         st.reclaim = self.reclaim.snapshot();
         st
     }

@@ -140,6 +140,12 @@ pub struct Stats {
     pub grants: TierCounts,
     /// Refused allocations per tier (memalloc callers count under `memalloc`).
     pub refusals: TierCounts,
+    /// Acquisitions of the heap lock (slab claims and carves, settling
+    /// detached slabs, large blocks, statistics), and those that found it
+    /// taken: a measure of how often threads meet outside their caches.
+    pub lock_acquisitions: usize,
+    /// See [`Stats::lock_acquisitions`].
+    pub lock_contended: usize,
     /// Arena bytes ever touched plus direct mappings.
     pub mapped_bytes: usize,
     /// Resident bytes of the arena (by `mincore`) plus direct mappings.
@@ -200,6 +206,8 @@ impl Stats {
             reserve_timeouts: 0,
             grants: TierCounts::default(),
             refusals: TierCounts::default(),
+            lock_acquisitions: 0,
+            lock_contended: 0,
             mapped_bytes: 0,
             resident_bytes: 0,
             huge_bytes: 0,
@@ -286,6 +294,11 @@ impl fmt::Display for Stats {
             self.reserve_users,
             self.reserve_waits,
             self.reserve_timeouts
+        )?;
+        writeln!(
+            f,
+            "lock     {} acquisitions, {} contended",
+            self.lock_acquisitions, self.lock_contended
         )?;
         writeln!(
             f,

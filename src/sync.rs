@@ -128,6 +128,22 @@ pub(crate) struct RawLock {
     /// plus [`ONE_WAITED`] for a lock that the allocation path waits for.
     #[cfg(not(loom))]
     weight: i32,
+    /// Acquisitions, and those that found the lock taken: written by the
+    /// holder only (a load and a store, no read-modify-write), read
+    /// anywhere for statistics.
+    #[cfg(not(loom))]
+    acquired: core::sync::atomic::AtomicUsize,
+    #[cfg(not(loom))]
+    contended: core::sync::atomic::AtomicUsize,
+}
+
+/// Adds one to a counter only the lock's holder writes: a load and a
+/// store, cheaper than a read-modify-write, exact because writers are
+/// serialised by the lock.
+#[cfg(not(loom))]
+#[inline]
+fn bump(c: &core::sync::atomic::AtomicUsize) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
 /// The share of one held lock in a thread's count (`HELD`).
@@ -162,6 +178,8 @@ impl RawLock {
             state: AtomicU32::new(UNLOCKED),
             holder: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             weight,
+            acquired: core::sync::atomic::AtomicUsize::new(0),
+            contended: core::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -242,6 +260,7 @@ impl RawLock {
         for _ in 0..64 {
             spin_hint();
             if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock_as(held) {
+                bump(&self.contended);
                 return;
             }
         }
@@ -252,12 +271,29 @@ impl RawLock {
             futex_wait(&self.state, CONTENDED);
         }
         self.set_holder(held);
+        #[cfg(not(loom))]
+        bump(&self.contended);
     }
 
+    /// Records the new holder; called by it right after the acquire.
     #[inline]
     fn set_holder(&self, _held: HeldCount) {
         #[cfg(not(loom))]
-        self.holder.store(_held.0.cast_mut(), Ordering::Relaxed);
+        {
+            self.holder.store(_held.0.cast_mut(), Ordering::Relaxed);
+            bump(&self.acquired);
+        }
+    }
+
+    /// Acquisitions of this lock so far, and how many of them found it
+    /// taken (and spun or slept); statistics, exact while no thread holds
+    /// the lock.
+    #[cfg(not(loom))]
+    pub(crate) fn acquisitions(&self) -> (usize, usize) {
+        (
+            self.acquired.load(Ordering::Relaxed),
+            self.contended.load(Ordering::Relaxed),
+        )
     }
 
     /// The holder's count; called by the holder only.

@@ -16,6 +16,9 @@
 //!   soon as it has free objects. The oldest is detached when a new one
 //!   comes in, so remote frees into long-full slabs still find their way
 //!   back through the partial lists.
+//! * `retiring` holds the oldest kept slab pushed out by a newly full
+//!   one, still owned, until the claim that follows detaches and settles
+//!   it inside its own lock round (`HeapInner::new_slab`).
 //! * Every slab this cache owns is in one of these slots; `flush` detaches
 //!   them all, so nothing stays owned by a thread that is gone.
 //! * `large[o]` parks one freed block of order 4..=6 (64–256 KiB), the
@@ -47,6 +50,8 @@ use crate::slab::{self, pop_local};
 const BUMP_BATCH: u32 = 64;
 /// Full slabs per class kept owned (see the module docs).
 const KEEP: usize = 4;
+/// Slabs a flush detaches before it settles them under one lock round.
+const SETTLE_BATCH: usize = 64;
 /// Smallest and largest order of the per-thread large-block cache.
 pub(crate) const LARGE_MIN_ORDER: usize = 4;
 pub(crate) const LARGE_MAX_ORDER: usize = 6;
@@ -55,6 +60,10 @@ pub(crate) struct ThreadCache {
     pub(crate) active: [*const PageDesc; NUM_CLASSES],
     pub(crate) reserve: [*const PageDesc; NUM_CLASSES],
     kept: [[*const PageDesc; KEEP]; NUM_CLASSES],
+    /// The kept slab given up by the last exhaustion of an active one,
+    /// still owned, until [`ThreadCache::take_retiring`] hands it to the
+    /// claim that follows (or `empty`).
+    retiring: *const PageDesc,
     /// Parked large blocks, by order - LARGE_MIN_ORDER: page index + 1.
     large: [usize; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
     per_thread: bool,
@@ -88,6 +97,7 @@ impl ThreadCache {
             active: [empty; NUM_CLASSES],
             reserve: [empty; NUM_CLASSES],
             kept: [[empty; KEEP]; NUM_CLASSES],
+            retiring: empty,
             large: [0; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
             per_thread,
             foreign: ForeignLists::new(),
@@ -128,8 +138,10 @@ impl ThreadCache {
     }
 
     /// Refills the active (or, with `reserve`, the reserve) slot of `class`
-    /// from its own slab: bump region, then remote frees. Returns an object,
-    /// or null if the slab is full (it is then detached and the slot reset).
+    /// from its own slab: bump region, then remote frees, then (ordinary
+    /// slots) a kept slab with free objects. Returns an object, or null with
+    /// the slot reset: the caller then claims or carves a slab, and settles
+    /// the kept slab this gave up ([`ThreadCache::take_retiring`]).
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`]; `heap` owns the slabs.
@@ -208,10 +220,20 @@ impl ThreadCache {
         // SAFETY: kept slots hold live descriptors.
         let old = unsafe { &*oldest };
         if old.kind() == KIND_SLAB {
-            // SAFETY: we own `old`; after detaching it is settled.
-            unsafe { slab::detach(old, self.key) };
-            // SAFETY: `old` is a descriptor of this heap.
-            heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, old) });
+            // SAFETY: `retiring` holds a live descriptor.
+            let pending = unsafe { &*self.retiring };
+            if pending.kind() == KIND_SLAB {
+                // Not taken by a claim since (a caller that did not go on
+                // to `HeapInner::new_slab`): settle it on its own.
+                // SAFETY: we own `pending`; after detaching it is settled.
+                unsafe { slab::detach(pending, self.key) };
+                // SAFETY: `pending` is a descriptor of this heap.
+                heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, pending) });
+            }
+            // Still owned: the caller's claim or carve detaches and
+            // settles it in its own critical section (one lock round
+            // where there were two).
+            self.retiring = old;
         }
         core::ptr::null_mut()
     }
@@ -235,6 +257,21 @@ impl ThreadCache {
         }
         // SAFETY: we own `s`; it was just installed.
         unsafe { self.refill_slot(heap, class, reserve) }
+    }
+
+    /// Takes the slab given up by the last exhaustion of an active slab
+    /// (see `switch_to_kept`), still owned by this cache, which the caller
+    /// must detach and settle.
+    ///
+    /// # Safety
+    /// `heap` is this cache's heap.
+    pub(crate) unsafe fn take_retiring<'h>(&mut self, heap: &'h HeapInner) -> Option<&'h PageDesc> {
+        let _ = heap;
+        // SAFETY: `retiring` holds the static sentinel or a descriptor of
+        // `heap`'s arena, which lives as long as `heap` (caller's promise).
+        let s: &'h PageDesc = unsafe { &*self.retiring };
+        self.retiring = self.empty;
+        (s.kind() == KIND_SLAB).then_some(s)
     }
 
     /// Frees `p`, an object of slab `s` owned by this cache.
@@ -283,35 +320,33 @@ impl ThreadCache {
                 heap.free_parked(idx);
             }
         }
+        // Detach everything first, then settle in batches under one lock
+        // round each: a thread exit would otherwise take the heap lock once
+        // per slab (about 80 times for a thread that used 40 classes).
+        let mut batch = DetachedBatch::new();
+        // SAFETY: `heap` is this cache's heap (caller's promise).
+        if let Some(s) = unsafe { self.take_retiring(heap) } {
+            // SAFETY: we own `s`; `batch` settles it.
+            unsafe { slab::detach(s, self.key) };
+            batch.push(heap, s);
+        }
         for class in 0..NUM_CLASSES {
-            for i in 0..KEEP {
-                // SAFETY: kept slots hold live descriptors.
-                let s = unsafe { &*self.kept[class][i] };
-                if s.kind() == KIND_SLAB {
-                    self.kept[class][i] = self.empty;
-                    // SAFETY: we own `s`.
-                    unsafe { slab::detach(s, self.key) };
-                    // SAFETY: `s` is a descriptor of this heap.
-                    heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, s) });
-                }
-            }
-            for reserve in [false, true] {
-                let slot = if reserve {
-                    &mut self.reserve[class]
-                } else {
-                    &mut self.active[class]
-                };
+            let slots = self.kept[class]
+                .iter_mut()
+                .chain(core::iter::once(&mut self.active[class]))
+                .chain(core::iter::once(&mut self.reserve[class]));
+            for slot in slots {
                 // SAFETY: slots hold live descriptors.
                 let s = unsafe { &**slot };
                 if s.kind() == KIND_SLAB {
                     *slot = self.empty;
-                    // SAFETY: we own `s`.
+                    // SAFETY: we own `s`; `batch` settles it.
                     unsafe { slab::detach(s, self.key) };
-                    // SAFETY: `s` is a descriptor of this heap.
-                    heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, s) });
+                    batch.push(heap, s);
                 }
             }
         }
+        batch.settle(heap);
     }
 
     /// Returns every object on the foreign lists and in the remote batch
@@ -373,5 +408,50 @@ impl ThreadCache {
         }
         *slot = idx + 1;
         true
+    }
+}
+
+/// Slabs detached by a flush and not yet settled. Each must reach
+/// [`slab::settle`] (a detached slab nobody settles would keep its free
+/// objects off the partial lists); until then, remote frees may settle it
+/// first, which is harmless: settling is idempotent and does nothing to
+/// a slab that was released or owned since.
+struct DetachedBatch {
+    slabs: [*const PageDesc; SETTLE_BATCH],
+    len: usize,
+}
+
+impl DetachedBatch {
+    fn new() -> Self {
+        Self {
+            slabs: [core::ptr::null(); SETTLE_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Adds the detached slab `s` of `heap`, settling the batch when full.
+    fn push(&mut self, heap: &HeapInner, s: &PageDesc) {
+        if self.len == SETTLE_BATCH {
+            self.settle(heap);
+        }
+        self.slabs[self.len] = s;
+        self.len += 1;
+    }
+
+    /// Settles every slab in the batch under one lock round.
+    fn settle(&mut self, heap: &HeapInner) {
+        if self.len == 0 {
+            return;
+        }
+        let slabs = &self.slabs[..self.len];
+        heap.with_lock(|| {
+            for &s in slabs {
+                // SAFETY: each entry is a descriptor of `heap`'s arena
+                // (descriptors are never unmapped while the heap lives);
+                // under the heap lock.
+                unsafe { slab::settle(&heap.arena, &heap.slabs, &*s) };
+            }
+        });
+        self.len = 0;
     }
 }

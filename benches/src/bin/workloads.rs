@@ -5,7 +5,7 @@
 //! ```text
 //! workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING]
 //!           [--markdown FILE] [--svg FILE] [--append FILE]
-//! workloads --child WORKLOAD ALLOCATOR [--scale X]
+//! workloads --child WORKLOAD ALLOCATOR [--scale X] [--stats]
 //! ```
 //!
 //! The parent re-executes itself (`--child`) once per (round, workload,
@@ -17,7 +17,9 @@
 //! lifeboat-bench-workload kind=larson allocator=lifeboat wall_s=0.41 cpu_s=0.80 peak_kib=30512 base_kib=2300
 //! ```
 //!
-//! which the parent parses. The parent prints the markdown report (medians,
+//! which the parent parses (with `--stats`, a lifeboat child also prints
+//! `lifeboat::stats()` on stderr: heap-lock acquisitions and contention,
+//! slabs per class). The parent prints the markdown report (medians,
 //! ratios to mimalloc and to System, the issue's targets as met/missed) on
 //! stdout, and writes it to `--markdown FILE` with the SVG chart to
 //! `--svg FILE`; `--append FILE` adds a markdown file (the `ratios` tables)
@@ -35,7 +37,7 @@ use lifeboat_bench::{with_allocator, Which};
 
 const USAGE: &str = "usage: workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING] \
                      [--markdown FILE] [--svg FILE] [--append FILE]\n       \
-                     workloads --child WORKLOAD ALLOCATOR [--scale X]";
+                     workloads --child WORKLOAD ALLOCATOR [--scale X] [--stats]";
 
 /// Prefix of the child's result line.
 const TAG: &str = "lifeboat-bench-workload";
@@ -48,6 +50,7 @@ struct Options {
     svg: Option<String>,
     append: Option<String>,
     child: Option<(Kind, Which)>,
+    stats: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -59,6 +62,7 @@ fn parse_args() -> Result<Options, String> {
         svg: None,
         append: None,
         child: None,
+        stats: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -82,6 +86,7 @@ fn parse_args() -> Result<Options, String> {
                 let a = Which::from_name(&a).ok_or_else(|| format!("unknown allocator {a:?}"))?;
                 o.child = Some((k, a));
             }
+            "--stats" => o.stats = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -90,7 +95,7 @@ fn parse_args() -> Result<Options, String> {
 }
 
 /// The child: one run of `kind` on `which`, then the result line.
-fn child(kind: Kind, which: Which, scale: f64) -> ExitCode {
+fn child(kind: Kind, which: Which, scale: f64, stats: bool) -> ExitCode {
     let base_kib = machine::status_kib("VmRSS").unwrap_or(0);
     let wall = with_allocator!(which, |a| kind.run(a, scale));
     let cpu = machine::cpu_seconds();
@@ -105,6 +110,9 @@ fn child(kind: Kind, which: Which, scale: f64) -> ExitCode {
         wall.as_secs_f64(),
         cpu.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}")),
     );
+    if stats && which == Which::Lifeboat {
+        eprintln!("{}", lifeboat::stats());
+    }
     ExitCode::SUCCESS
 }
 
@@ -259,7 +267,7 @@ fn main() -> ExitCode {
         }
     };
     match opts.child {
-        Some((kind, which)) => child(kind, which, opts.scale),
+        Some((kind, which)) => child(kind, which, opts.scale, opts.stats),
         None => parent(&opts),
     }
 }
