@@ -70,11 +70,11 @@ use crate::slab::{bad_link, key};
 use crate::sync::Ordering;
 
 /// Most bytes one thread keeps on its foreign lists.
-pub(crate) const MAX_BYTES: usize = 256 << 10;
+pub(crate) const MAX_BYTES: usize = 512 << 10;
 
 /// Most objects one thread keeps on its foreign lists (each may pin a
 /// slab of its own).
-pub(crate) const MAX_OBJECTS: usize = 1024;
+pub(crate) const MAX_OBJECTS: usize = 2048;
 
 /// What listing one object of each class takes from the lists' room: its
 /// size, but at least `MAX_BYTES / MAX_OBJECTS`, so that the one budget of
