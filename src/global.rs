@@ -695,13 +695,14 @@ unsafe impl GlobalAlloc for Lifeboat {
             // caller, so its first word is ours to write.
             unsafe {
                 let used = s.used.load(Ordering::Relaxed);
-                let head = s.free.get();
+                // The `frees` list, not the allocation list (see `slab`).
+                let head = s.frees();
                 // An empty slab or a free of the list head is a double
                 // free: the slow path reports it.
                 if used != 0 && head != p {
                     // The link is stored encoded (see `slab::key`).
                     *(p as *mut usize) = crate::slab::key::encode(head, (*tc).key);
-                    s.free.set(p);
+                    s.set_frees(p);
                     s.used.store(used - 1, Ordering::Relaxed);
                     return;
                 }

@@ -204,7 +204,7 @@ impl ThreadCache {
                 continue;
             }
             // SAFETY: we own `k`.
-            let has_free = unsafe { !k.free.get().is_null() }
+            let has_free = unsafe { !k.free.get().is_null() || !k.frees().is_null() }
                 || slab::remote::rcnt(slab::remote::word(k).load(crate::sync::Ordering::Relaxed))
                     != 0;
             if has_free {

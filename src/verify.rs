@@ -214,7 +214,7 @@ impl HeapInner {
                     d.order(),
                 )?;
                 // SAFETY: list links are under the heap lock, held.
-                let (dp, dn) = unsafe { (d.prev.get(), d.next.get()) };
+                let (dp, dn) = unsafe { (d.prev(), d.next()) };
                 check(dp == prev, "buddy list: broken prev link", i, dp as usize)?;
                 n += 1;
                 check(n <= (npages >> o), "buddy list: cycle", o, n)?;
@@ -358,7 +358,7 @@ impl HeapInner {
                         class,
                     )?;
                     // SAFETY: list links are under the heap lock, held.
-                    let (dp, dn) = unsafe { (d.prev.get(), d.next.get()) };
+                    let (dp, dn) = unsafe { (d.prev(), d.next()) };
                     check(dp == prev, "partial list: broken prev link", i, dp as usize)?;
                     n += 1;
                     check(n <= npages, "partial list: cycle", class, n)?;
@@ -614,7 +614,12 @@ impl HeapInner {
         };
         // SAFETY: the local list is frozen (every lock is held; owners are
         // shard caches of this heap, see `Heap::verify`).
-        let local = walk(unsafe { d.free.get() }, false)?;
+        let mut local = walk(unsafe { d.free.get() }, false)?;
+        if d.owner.load(Ordering::Relaxed) != 0 {
+            // SAFETY: as above; an owned slab's links field is its `frees`
+            // list (a detached one's holds list links, and no `frees`).
+            local += walk(unsafe { d.frees() }, false)?;
+        }
         let remote_n = walk(rptr(w), true)?;
         check(
             local + used == bump,

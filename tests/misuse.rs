@@ -138,15 +138,18 @@ fn corrupted_link_written_after_free() {
             let a = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
             let b = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
             // SAFETY: deliberate misuse: a write to a freed object's first
-            // word (its encoded link), then two allocations: the first
-            // hands `a` out, the second follows the forged link.
+            // word (its encoded link), then allocations: once the ones
+            // linked before the frees are used up, one hands `a` out and
+            // the next follows the forged link. (Leaked: the case ends in
+            // an abort.)
             unsafe {
                 h.dealloc(b, layout(96));
                 h.dealloc(a, layout(96));
                 a.as_ptr().cast::<usize>().write(0x4141_4141_4141_4141);
             }
-            let _ = h.alloc(layout(96), AllocFlags::NORMAL);
-            let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+            for _ in 0..1000 {
+                let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+            }
         },
         "free list corrupted (a link decodes outside its slab; use after free?)",
     );
@@ -164,8 +167,9 @@ fn corrupted_link_through_the_global_allocator() {
                 GLOBAL.dealloc(b, l);
                 GLOBAL.dealloc(a, l);
                 a.cast::<usize>().write(0x4141_4141_4141_4141);
-                let _ = GLOBAL.alloc(l);
-                let _ = GLOBAL.alloc(l);
+                for _ in 0..1000 {
+                    let _ = GLOBAL.alloc(l);
+                }
             }
         },
         "free list corrupted",
@@ -183,12 +187,15 @@ mod debug {
                 let h = heap();
                 let a = h.alloc(layout(96), AllocFlags::NORMAL).unwrap();
                 // SAFETY: deliberate misuse: a write past the link word of
-                // a freed object; the next allocation hands it out again.
+                // a freed object; allocations hand it out again once the
+                // objects linked before it are used up.
                 unsafe {
                     h.dealloc(a, layout(96));
                     a.as_ptr().add(40).write(7);
                 }
-                let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+                for _ in 0..1000 {
+                    let _ = h.alloc(layout(96), AllocFlags::NORMAL);
+                }
             },
             "use after free (a freed object was written to",
         );

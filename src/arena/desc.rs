@@ -6,8 +6,8 @@
 //!
 //! Invariants (who may write what):
 //!
-//! * `kind`, `order`, `back`, `next`, `prev`, and the `LISTED`/`ZEROED` flags
-//!   change only under the heap lock, except in blocks that no list and
+//! * `kind`, `order`, `back`, the list links (`next`, `prev`) and the
+//!   `LISTED`/`ZEROED` flags change only under the heap lock, except in blocks that no list and
 //!   no one else can reach: a large block's holder parks it (`CACHED`)
 //!   and sets up, grows and takes back its growth run (`growth_run.rs`)
 //!   without the lock. `FREE` appears only on the first page of a block
@@ -20,9 +20,14 @@
 //!   never a stale one: the free fast path relies on this. `class`, `lo` and
 //!   `span` are set when the slab is carved and stay fixed until it is
 //!   released; object size and capacity come from the class tables.
-//! * `free`, `bump` and `used` belong to the slab's owner: the thread cache
-//!   whose address is in `owner`, or, while the slab is detached, whoever
-//!   holds the heap lock. `used` is an atomic only so that statistics and
+//! * `links` holds the list links (`next`, `prev`) of a free block or of a
+//!   slab on a partial list, and, while a slab is owned, the head of the
+//!   owner's `frees` list instead (the kernel's `struct page` overlays its
+//!   fields the same way): an owned slab is on no list, and `claim`,
+//!   `carve` and `detach` switch the meaning, each setting the field.
+//! * `free`, `frees`, `bump` and `used` belong to the slab's owner: the
+//!   thread cache whose address is in `owner`, or, while the slab is
+//!   detached (when `frees` is empty), whoever holds the heap lock. `used` is an atomic only so that statistics and
 //!   remote freers may read it; only the owner writes it.
 //! * `remote` is the lock-free list of objects freed by non-owners; see
 //!   [`crate::slab::remote`].
@@ -68,9 +73,10 @@ pub(crate) struct PageDesc {
     pub(crate) class: AtomicU8,
     pub(crate) flags: AtomicU8,
     pub(crate) back: AtomicU32,
-    pub(crate) next: RacyCell<u32>,
-    pub(crate) prev: RacyCell<u32>,
-    /// Owner's free list (objects linked through their first word).
+    /// `next` (low half) and `prev` (high half) page indices on a list, or
+    /// the owner's `frees` head (see the module docs); use the accessors.
+    links: RacyCell<u64>,
+    /// Owner's allocation list (objects linked through their first word).
     pub(crate) free: RacyCell<*mut u8>,
     /// Objects handed out and not yet returned to the owner's list.
     pub(crate) used: AtomicU32,
@@ -99,8 +105,7 @@ impl PageDesc {
             class: AtomicU8::new(0),
             flags: AtomicU8::new(0),
             back: AtomicU32::new(0),
-            next: RacyCell::new(0),
-            prev: RacyCell::new(0),
+            links: RacyCell::new(0),
             free: RacyCell::new(core::ptr::null_mut()),
             used: AtomicU32::new(0),
             bump: RacyCell::new(0),
@@ -120,8 +125,7 @@ impl PageDesc {
             class: AtomicU8::new(0),
             flags: AtomicU8::new(0),
             back: AtomicU32::new(0),
-            next: RacyCell::new(0),
-            prev: RacyCell::new(0),
+            links: RacyCell::new(0),
             free: RacyCell::new(core::ptr::null_mut()),
             used: AtomicU32::new(0),
             bump: RacyCell::new(0),
@@ -154,6 +158,77 @@ impl PageDesc {
 
     pub(crate) fn order(&self) -> usize {
         self.order.load(Ordering::Relaxed) as usize
+    }
+
+    /// The next block or slab on this one's list (`NIL` at the end).
+    ///
+    /// # Safety
+    /// Under the heap lock; the page heads a free block or a listed slab.
+    #[inline]
+    pub(crate) unsafe fn next(&self) -> u32 {
+        // SAFETY: as guaranteed by the caller.
+        unsafe { self.links.get() as u32 }
+    }
+
+    /// The previous block or slab on this one's list (`NIL` at the head).
+    ///
+    /// # Safety
+    /// As for [`PageDesc::next`].
+    #[inline]
+    pub(crate) unsafe fn prev(&self) -> u32 {
+        // SAFETY: as guaranteed by the caller.
+        unsafe { (self.links.get() >> 32) as u32 }
+    }
+
+    /// Sets the next link.
+    ///
+    /// # Safety
+    /// Under the heap lock; the page heads a free block or a slab being
+    /// listed (no owner).
+    #[inline]
+    pub(crate) unsafe fn set_next(&self, next: u32) {
+        // SAFETY: as guaranteed by the caller.
+        unsafe {
+            let l = self.links.get();
+            self.links.set((l & !0xffff_ffff) | next as u64);
+        }
+    }
+
+    /// Sets the previous link.
+    ///
+    /// # Safety
+    /// As for [`PageDesc::set_next`].
+    #[inline]
+    pub(crate) unsafe fn set_prev(&self, prev: u32) {
+        // SAFETY: as guaranteed by the caller.
+        unsafe {
+            let l = self.links.get();
+            self.links.set((l & 0xffff_ffff) | (prev as u64) << 32);
+        }
+    }
+
+    /// The head of the owner's `frees` list: objects the owner freed since
+    /// its allocation list was last refilled from it.
+    ///
+    /// # Safety
+    /// The caller owns the slab (or holds the heap lock while it is
+    /// detached, when the list is empty), or the page is a thread cache's
+    /// sentinel, whose list is always empty.
+    #[inline(always)]
+    pub(crate) unsafe fn frees(&self) -> *mut u8 {
+        // SAFETY: as guaranteed by the caller.
+        unsafe { self.links.get() as usize as *mut u8 }
+    }
+
+    /// Sets the head of the `frees` list.
+    ///
+    /// # Safety
+    /// The caller owns the slab, or is making it owned (`carve`, `claim`)
+    /// or detached (`detach`), and it is on no list.
+    #[inline(always)]
+    pub(crate) unsafe fn set_frees(&self, head: *mut u8) {
+        // SAFETY: as guaranteed by the caller.
+        unsafe { self.links.set(head as usize as u64) }
     }
 }
 

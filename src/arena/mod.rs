@@ -270,7 +270,7 @@ impl Arena {
             while cur != NIL && n < out.len() {
                 let d = self.desc(cur as usize);
                 // SAFETY: under the heap lock.
-                let next = unsafe { d.next.get() };
+                let next = unsafe { d.next() };
                 if !d.has_flag(FLAG_ZEROED) {
                     // SAFETY: under the heap lock; `cur` is on list `o`.
                     unsafe { self.unlink(cur as usize, o) };
@@ -429,10 +429,10 @@ impl Arena {
         // SAFETY: under the heap lock (caller); list links are lock-owned.
         unsafe {
             let head = self.lists[order].get();
-            d.prev.set(NIL);
-            d.next.set(head);
+            d.set_prev(NIL);
+            d.set_next(head);
             if head != NIL {
-                self.desc(head as usize).prev.set(idx as u32);
+                self.desc(head as usize).set_prev(idx as u32);
             }
             self.lists[order].set(idx as u32);
             self.counts[order].set(self.counts[order].get() + 1);
@@ -447,14 +447,14 @@ impl Arena {
         let d = self.desc(idx);
         // SAFETY: under the heap lock (caller).
         unsafe {
-            let (p, n) = (d.prev.get(), d.next.get());
+            let (p, n) = (d.prev(), d.next());
             if p == NIL {
                 self.lists[order].set(n);
             } else {
-                self.desc(p as usize).next.set(n);
+                self.desc(p as usize).set_next(n);
             }
             if n != NIL {
-                self.desc(n as usize).prev.set(p);
+                self.desc(n as usize).set_prev(p);
             }
             self.counts[order].set(self.counts[order].get() - 1);
         }
