@@ -469,11 +469,13 @@ impl HeapInner {
     /// A slab for `class`, owned by `tc`: a listed one, else a new one. On
     /// the reserve path (`reserve`), the listed slabs are reserve-backed
     /// ones and a new slab is flagged if only the memalloc right admitted it.
-    /// `retiring`, a slab `tc` gave up (`ThreadCache::take_retiring`), is
-    /// detached and settled in the same lock round, whatever the outcome.
+    /// `retiring`, a slab `tc` gave up and detached
+    /// (`ThreadCache::take_retiring`), is settled in the same lock round,
+    /// first, whatever the outcome.
     ///
     /// # Safety
-    /// `tc` is the caller's cache of this heap and owns `retiring`.
+    /// `tc` is the caller's cache of this heap; `retiring` is a detached
+    /// slab of this heap.
     unsafe fn new_slab(
         &self,
         tc: &ThreadCache,
@@ -483,13 +485,9 @@ impl HeapInner {
         retiring: Option<&PageDesc>,
     ) -> Result<&PageDesc, AllocError> {
         let order = SLAB_ORDER[class] as usize;
-        if let Some(s) = retiring {
-            // SAFETY: `tc` owns `s` (caller's promise); settled below.
-            unsafe { slab::detach(s, self.slabs.key) };
-        }
         self.with_lock(|| {
-            // SAFETY: under the heap lock; `retiring` is a descriptor of
-            // this heap, detached above.
+            // SAFETY: under the heap lock; `retiring` is a detached slab of
+            // this heap (caller's promise).
             unsafe {
                 if let Some(s) = retiring {
                     // First, so a claim may take it if it became partial.

@@ -290,10 +290,9 @@ impl RawLock {
     /// the lock.
     #[cfg(not(loom))]
     pub(crate) fn acquisitions(&self) -> (usize, usize) {
-        (
-            self.acquired.load(Ordering::Relaxed),
-            self.contended.load(Ordering::Relaxed),
-        )
+        // Contended first: the holder bumps it after `acquired`.
+        let contended = self.contended.load(Ordering::Relaxed);
+        (self.acquired.load(Ordering::Relaxed), contended)
     }
 
     /// The holder's count; called by the holder only.

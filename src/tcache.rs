@@ -5,7 +5,7 @@
 //! address is the owner id written into the slabs it owns.
 //!
 //! * `active[c]` is an ordinary slab owned by this cache, or the sentinel
-//!   `empty` descriptor, whose local list is always empty: the fast path
+//!   `empty` descriptor, whose local lists are always empty: the fast path
 //!   needs no null check and falls to the slow path on the sentinel.
 //! * `reserve[c]` is a reserve-backed slab owned by this cache, or the
 //!   sentinel. It is used only by the slow path and only for callers with
@@ -13,12 +13,13 @@
 //! * `kept[c]` holds up to `KEEP` ordinary slabs that were full when the
 //!   cache moved on from them. They stay owned, so this thread's frees into
 //!   them stay local (no atomics); the slow path switches back to one as
-//!   soon as it has free objects. The oldest is detached when a new one
-//!   comes in, so remote frees into long-full slabs still find their way
-//!   back through the partial lists.
-//! * `retiring` holds the oldest kept slab pushed out by a newly full
-//!   one, still owned, until the claim that follows detaches and settles
-//!   it inside its own lock round (`HeapInner::new_slab`).
+//!   soon as it has free objects. The oldest gives way when a new one
+//!   comes in and is detached, so remote frees into long-full slabs still
+//!   find their way back through the partial lists.
+//! * `retiring` holds that oldest kept slab, still owned, until the slow
+//!   path that follows takes it (`take_retiring` detaches it) and settles
+//!   it inside the lock round of its claim or carve (`HeapInner::new_slab`):
+//!   one round where there were two.
 //! * Every slab this cache owns is in one of these slots; `flush` detaches
 //!   them all, so nothing stays owned by a thread that is gone.
 //! * `large[o]` parks one freed block of order 4..=6 (64–256 KiB), the
@@ -186,7 +187,8 @@ impl ThreadCache {
 
     /// The active slab `full` of `class` is exhausted: switch to a kept
     /// slab that has free objects (keeping `full` in its place), or keep
-    /// `full` (detaching the oldest kept slab) and return null.
+    /// `full`, move the oldest kept slab to `retiring` (first detaching and
+    /// settling one still there) and return null.
     ///
     /// # Safety
     /// This cache owns `full` and every kept slab.
@@ -260,18 +262,26 @@ impl ThreadCache {
     }
 
     /// Takes the slab given up by the last exhaustion of an active slab
-    /// (see `switch_to_kept`), still owned by this cache, which the caller
-    /// must detach and settle.
+    /// (see `switch_to_kept`) and detaches it: the caller must settle it
+    /// under the heap lock, or its free objects stay off the partial lists.
     ///
     /// # Safety
     /// `heap` is this cache's heap.
+    #[must_use]
     pub(crate) unsafe fn take_retiring<'h>(&mut self, heap: &'h HeapInner) -> Option<&'h PageDesc> {
         let _ = heap;
-        // SAFETY: `retiring` holds the static sentinel or a descriptor of
-        // `heap`'s arena, which lives as long as `heap` (caller's promise).
+        // SAFETY: `retiring` holds this cache's sentinel (the process
+        // heap's static one, or `heap`'s own) or a descriptor of `heap`'s
+        // arena; both live as long as `heap` (caller's promise).
         let s: &'h PageDesc = unsafe { &*self.retiring };
         self.retiring = self.empty;
-        (s.kind() == KIND_SLAB).then_some(s)
+        if s.kind() != KIND_SLAB {
+            return None;
+        }
+        // SAFETY: this cache owns `s` (the `retiring` slot); the caller
+        // settles it.
+        unsafe { slab::detach(s, self.key) };
+        Some(s)
     }
 
     /// Frees `p`, an object of slab `s` owned by this cache.
@@ -323,12 +333,11 @@ impl ThreadCache {
         // Detach everything first, then settle in batches under one lock
         // round each: a thread exit would otherwise take the heap lock once
         // per slab (about 80 times for a thread that used 40 classes).
-        let mut batch = DetachedBatch::new();
+        let mut batch = DetachedBatch::new(heap);
         // SAFETY: `heap` is this cache's heap (caller's promise).
         if let Some(s) = unsafe { self.take_retiring(heap) } {
-            // SAFETY: we own `s`; `batch` settles it.
-            unsafe { slab::detach(s, self.key) };
-            batch.push(heap, s);
+            // SAFETY: `s` is a detached slab of `heap`.
+            unsafe { batch.push(s) };
         }
         for class in 0..NUM_CLASSES {
             let slots = self.kept[class]
@@ -340,13 +349,15 @@ impl ThreadCache {
                 let s = unsafe { &**slot };
                 if s.kind() == KIND_SLAB {
                     *slot = self.empty;
-                    // SAFETY: we own `s`; `batch` settles it.
-                    unsafe { slab::detach(s, self.key) };
-                    batch.push(heap, s);
+                    // SAFETY: we own `s`; once detached, `batch` settles it.
+                    unsafe {
+                        slab::detach(s, self.key);
+                        batch.push(s);
+                    }
                 }
             }
         }
-        batch.settle(heap);
+        batch.settle();
     }
 
     /// Returns every object on the foreign lists and in the remote batch
@@ -411,47 +422,58 @@ impl ThreadCache {
     }
 }
 
-/// Slabs detached by a flush and not yet settled. Each must reach
-/// [`slab::settle`] (a detached slab nobody settles would keep its free
-/// objects off the partial lists); until then, remote frees may settle it
-/// first, which is harmless: settling is idempotent and does nothing to
-/// a slab that was released or owned since.
-struct DetachedBatch {
-    slabs: [*const PageDesc; SETTLE_BATCH],
+/// Slabs detached by a flush and not yet settled, of one heap. Each must
+/// reach [`slab::settle`] (a detached slab nobody settles keeps its free
+/// objects off the partial lists): `push` settles the batch when it is
+/// full, `settle` and the drop settle the rest. Until then, remote frees
+/// may settle a slab first, which is harmless: settling is idempotent and
+/// does nothing to a slab that was released or owned since.
+struct DetachedBatch<'h> {
+    heap: &'h HeapInner,
+    slabs: [Option<&'h PageDesc>; SETTLE_BATCH],
     len: usize,
 }
 
-impl DetachedBatch {
-    fn new() -> Self {
+impl<'h> DetachedBatch<'h> {
+    fn new(heap: &'h HeapInner) -> Self {
         Self {
-            slabs: [core::ptr::null(); SETTLE_BATCH],
+            heap,
+            slabs: [None; SETTLE_BATCH],
             len: 0,
         }
     }
 
-    /// Adds the detached slab `s` of `heap`, settling the batch when full.
-    fn push(&mut self, heap: &HeapInner, s: &PageDesc) {
+    /// Adds `s`, settling the batch first when it is full.
+    ///
+    /// # Safety
+    /// `s` is a detached slab of the batch's heap.
+    unsafe fn push(&mut self, s: &'h PageDesc) {
         if self.len == SETTLE_BATCH {
-            self.settle(heap);
+            self.settle();
         }
-        self.slabs[self.len] = s;
+        self.slabs[self.len] = Some(s);
         self.len += 1;
     }
 
     /// Settles every slab in the batch under one lock round.
-    fn settle(&mut self, heap: &HeapInner) {
+    fn settle(&mut self) {
         if self.len == 0 {
             return;
         }
-        let slabs = &self.slabs[..self.len];
+        let (heap, slabs) = (self.heap, &self.slabs[..self.len]);
         heap.with_lock(|| {
-            for &s in slabs {
-                // SAFETY: each entry is a descriptor of `heap`'s arena
-                // (descriptors are never unmapped while the heap lives);
-                // under the heap lock.
-                unsafe { slab::settle(&heap.arena, &heap.slabs, &*s) };
+            for s in slabs.iter().flatten() {
+                // SAFETY: under the heap lock; each entry is a descriptor
+                // of `heap`'s arena (`push`'s contract).
+                unsafe { slab::settle(&heap.arena, &heap.slabs, s) };
             }
         });
         self.len = 0;
+    }
+}
+
+impl Drop for DetachedBatch<'_> {
+    fn drop(&mut self) {
+        self.settle();
     }
 }

@@ -383,9 +383,9 @@ impl HeapInner {
             0,
             empty.kind() as usize,
         )?;
-        // SAFETY: the sentinel's list is never written.
+        // SAFETY: the sentinel's lists are never written.
         check(
-            unsafe { empty.free.get() }.is_null(),
+            unsafe { empty.free.get().is_null() && empty.frees().is_null() },
             "sentinel slab has a free list",
             0,
             0,
