@@ -342,7 +342,15 @@ fn alloc_class_miss(config: &Config, layout: Layout, class: usize) -> *mut u8 {
     if let Some(h) = process_heap() {
         // SAFETY: the cache of this thread, for the process heap; `class`
         // is the class of `layout` (alignment at most 8).
-        if let Some(p) = with_live_cache(|tc| unsafe { h.take_foreign(tc, class) }) {
+        if let Some(p) = with_live_cache(|tc| unsafe {
+            // The thread's own frees into its active slab first, then
+            // objects it freed into others' slabs.
+            let p = tc.take_frees(class);
+            if !p.is_null() {
+                return Some(p);
+            }
+            h.take_foreign(tc, class)
+        }) {
             return p;
         }
     }

@@ -408,6 +408,11 @@ impl HeapInner {
             return Ok(p);
         }
         // SAFETY: as guaranteed by the caller.
+        let p = unsafe { tc.take_frees(class) };
+        if !p.is_null() {
+            return Ok(p);
+        }
+        // SAFETY: as guaranteed by the caller.
         let p = unsafe { self.pop_foreign(tc, class) };
         if !p.is_null() {
             return Ok(p);

@@ -138,11 +138,24 @@ impl ThreadCache {
         unsafe { pop_local(&**self.active.get_unchecked(class), self.key) }
     }
 
+    /// The active slab's allocation list of `class` is empty: takes its
+    /// `frees` list and pops from it (null if that is empty too).
+    ///
+    /// # Safety
+    /// As for [`ThreadCache::alloc_fast`].
+    #[inline]
+    pub(crate) unsafe fn take_frees(&mut self, class: usize) -> *mut u8 {
+        // SAFETY: as for `alloc_fast` (the sentinel's lists are empty, so
+        // it is not written).
+        unsafe { slab::take_frees(&**self.active.get_unchecked(class), self.key) }
+    }
+
     /// Refills the active (or, with `reserve`, the reserve) slot of `class`
-    /// from its own slab: bump region, then remote frees, then (ordinary
-    /// slots) a kept slab with free objects. Returns an object, or null with
-    /// the slot reset: the caller then claims or carves a slab, and settles
-    /// the kept slab this gave up ([`ThreadCache::take_retiring`]).
+    /// from its own slab: its `frees` list, bump region, then remote frees,
+    /// then (ordinary slots) a kept slab with free objects. Returns an
+    /// object, or null with the slot reset: the caller then claims or
+    /// carves a slab, and settles the kept slab this gave up
+    /// ([`ThreadCache::take_retiring`]).
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`]; `heap` owns the slabs.
@@ -165,7 +178,10 @@ impl ThreadCache {
         let key = self.key;
         // SAFETY: we own `s`.
         unsafe {
-            let p = pop_local(s, key);
+            let mut p = pop_local(s, key);
+            if p.is_null() {
+                p = slab::take_frees(s, key);
+            }
             if !p.is_null() {
                 return p;
             }
