@@ -277,6 +277,18 @@ impl ThreadCache {
         unsafe { self.refill_slot(heap, class, reserve) }
     }
 
+    /// The kept slabs of `class` (or sentinels), for `verify`.
+    #[cfg(not(loom))]
+    pub(crate) fn kept(&self, class: usize) -> &[*const PageDesc] {
+        &self.kept[class]
+    }
+
+    /// The retiring slab (or the sentinel), for `verify`.
+    #[cfg(not(loom))]
+    pub(crate) fn retiring(&self) -> *const PageDesc {
+        self.retiring
+    }
+
     /// Takes the slab given up by the last exhaustion of an active slab
     /// (see `switch_to_kept`) and detaches it: the caller must settle it
     /// under the heap lock, or its free objects stay off the partial lists.

@@ -393,8 +393,31 @@ impl HeapInner {
         for shard in &self.shards {
             // SAFETY: the shard lock is held.
             let tc = unsafe { &*shard.cache.get() };
+            // Every slot that holds an owned slab: active, kept and reserve
+            // per class, and the retiring slab (of whatever class it has).
+            let retiring = tc.retiring();
+            let retiring_class = if std::ptr::eq(retiring, empty) {
+                None
+            } else {
+                // Checked to be one of this heap's descriptors before use.
+                let off = (retiring as usize).wrapping_sub(a.descs as usize);
+                let i = off / core::mem::size_of::<PageDesc>();
+                check(
+                    i < frontier && off.is_multiple_of(core::mem::size_of::<PageDesc>()),
+                    "cache slot: not a descriptor of this heap",
+                    retiring as usize,
+                    0,
+                )?;
+                Some(a.desc(i).class.load(Ordering::Relaxed) as usize)
+            };
             for class in 0..NUM_CLASSES {
-                for (slot, reserve) in [(tc.active[class], false), (tc.reserve[class], true)] {
+                let ordinary = core::iter::once(tc.active[class])
+                    .chain(tc.kept(class).iter().copied())
+                    .chain((retiring_class == Some(class)).then_some(retiring));
+                let slots = ordinary
+                    .map(|slot| (slot, false))
+                    .chain(core::iter::once((tc.reserve[class], true)));
+                for (slot, reserve) in slots {
                     if std::ptr::eq(slot, empty) {
                         continue;
                     }
