@@ -395,19 +395,24 @@ impl HeapInner {
             let tc = unsafe { &*shard.cache.get() };
             // Every slot that holds an owned slab: active, kept and reserve
             // per class, and the retiring slab (of whatever class it has).
-            let retiring = tc.retiring();
-            let retiring_class = if std::ptr::eq(retiring, empty) {
-                None
-            } else {
-                // Checked to be one of this heap's descriptors before use.
-                let off = (retiring as usize).wrapping_sub(a.descs as usize);
+            // A slot's page index, checked to name one of this heap's
+            // descriptors before any use.
+            let slot_index = |slot: *const PageDesc, class: usize| {
+                let off = (slot as usize).wrapping_sub(a.descs as usize);
                 let i = off / core::mem::size_of::<PageDesc>();
                 check(
                     i < frontier && off.is_multiple_of(core::mem::size_of::<PageDesc>()),
                     "cache slot: not a descriptor of this heap",
-                    retiring as usize,
-                    0,
-                )?;
+                    slot as usize,
+                    class,
+                )
+                .map(|()| i)
+            };
+            let retiring = tc.retiring();
+            let retiring_class = if std::ptr::eq(retiring, empty) {
+                None
+            } else {
+                let i = slot_index(retiring, 0)?;
                 Some(a.desc(i).class.load(Ordering::Relaxed) as usize)
             };
             for class in 0..NUM_CLASSES {
@@ -421,15 +426,7 @@ impl HeapInner {
                     if std::ptr::eq(slot, empty) {
                         continue;
                     }
-                    let off = (slot as usize).wrapping_sub(a.descs as usize);
-                    let i = off / core::mem::size_of::<PageDesc>();
-                    check(
-                        i < frontier && off.is_multiple_of(core::mem::size_of::<PageDesc>()),
-                        "cache slot: not a descriptor of this heap",
-                        slot as usize,
-                        class,
-                    )?;
-                    let d = a.desc(i);
+                    let d = a.desc(slot_index(slot, class)?);
                     check(
                         d.kind() == KIND_SLAB,
                         "cache slot: not a slab",
