@@ -245,14 +245,11 @@ impl ThreadCache {
         // SAFETY: kept slots hold live descriptors.
         let old = unsafe { &*oldest };
         if old.kind() == KIND_SLAB {
-            // SAFETY: `retiring` holds a live descriptor.
-            let pending = unsafe { &*self.retiring };
-            if pending.kind() == KIND_SLAB {
-                // Not taken by a claim since (a caller that did not go on
-                // to `HeapInner::new_slab`): settle it on its own.
-                // SAFETY: we own `pending`; after detaching it is settled.
-                unsafe { slab::detach(pending, self.key) };
-                // SAFETY: `pending` is a descriptor of this heap.
+            // One not taken by a claim since (a caller that did not go on
+            // to `HeapInner::new_slab`) is settled on its own.
+            // SAFETY: `heap` owns this cache's slabs (caller's promise).
+            if let Some(pending) = unsafe { self.take_retiring(heap) } {
+                // SAFETY: a detached slab of this heap; under the lock.
                 heap.with_lock(|| unsafe { slab::settle(&heap.arena, &heap.slabs, pending) });
             }
             // Still owned: the caller's claim or carve detaches and
@@ -303,8 +300,10 @@ impl ThreadCache {
     /// # Safety
     /// `heap` is this cache's heap.
     #[must_use]
-    pub(crate) unsafe fn take_retiring<'h>(&mut self, heap: &'h HeapInner) -> Option<&'h PageDesc> {
-        let _ = heap;
+    pub(crate) unsafe fn take_retiring<'h>(
+        &mut self,
+        _heap: &'h HeapInner,
+    ) -> Option<&'h PageDesc> {
         // SAFETY: `retiring` holds this cache's sentinel (the process
         // heap's static one, or `heap`'s own) or a descriptor of `heap`'s
         // arena; both live as long as `heap` (caller's promise).

@@ -7,10 +7,10 @@
 //! Invariants (who may write what):
 //!
 //! * `kind`, `order`, `back`, the list links (`next`, `prev`) and the
-//!   `LISTED`/`ZEROED` flags change only under the heap lock, except in blocks that no list and
-//!   no one else can reach: a large block's holder parks it (`CACHED`)
-//!   and sets up, grows and takes back its growth run (`growth_run.rs`)
-//!   without the lock. `FREE` appears only on the first page of a block
+//!   `LISTED`/`ZEROED` flags change only under the heap lock, except in
+//!   blocks that no list and no one else can reach: a large block's
+//!   holder parks it (`CACHED`) and sets up, grows and takes back its
+//!   growth run (`growth_run.rs`) without the lock. `FREE` appears only on the first page of a block
 //!   that is on a free list of order `order`; merging clears the absorbed
 //!   buddy to `TAIL`.
 //! * `back` is the distance from a page to the first page of the block it
@@ -27,8 +27,9 @@
 //!   `carve` and `detach` switch the meaning, each setting the field.
 //! * `free`, `frees`, `bump` and `used` belong to the slab's owner: the
 //!   thread cache whose address is in `owner`, or, while the slab is
-//!   detached (when `frees` is empty), whoever holds the heap lock. `used` is an atomic only so that statistics and
-//!   remote freers may read it; only the owner writes it.
+//!   detached (when `frees` is empty), whoever holds the heap lock. `used`
+//!   is an atomic only so that statistics and remote freers may read it;
+//!   only the owner writes it.
 //! * `remote` is the lock-free list of objects freed by non-owners; see
 //!   [`crate::slab::remote`].
 //! * An all-zero descriptor is a valid `UNUSED` one: fresh, untouched
