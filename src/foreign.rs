@@ -65,7 +65,7 @@
 
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::arena::Arena;
-use crate::slab::class::{is_object_offset, CLASS_CAP, CLASS_SIZE, NUM_CLASSES};
+use crate::slab::class::{is_object_offset, CLASS_CAP, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
 use crate::slab::{bad_link, key};
 use crate::sync::Ordering;
 
@@ -286,11 +286,10 @@ fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
     let Some(idx) = arena.page_of(b) else {
         return false;
     };
-    let back = arena.desc(idx).back.load(Ordering::Relaxed) as usize;
-    let Some(first) = idx.checked_sub(back) else {
-        return false;
-    };
-    let s = arena.desc(first);
+    // A slab of `class` holding `b` starts at `idx` rounded down to the
+    // class's slab order (one descriptor read, not two through `back`).
+    let order = SLAB_ORDER[class];
+    let s = arena.desc((idx >> order) << order);
     // SAFETY: `lo` and `span` are fixed while the slab is live, and zero
     // (nothing passes) on other pages.
     let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };

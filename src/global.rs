@@ -28,7 +28,9 @@ use crate::heap::{HeapInner, Hold, GROWTH_BLOCK_MIN};
 use crate::os::PAGE_SHIFT;
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
-use crate::slab::class::{class_for, class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE};
+use crate::slab::class::{
+    class_for, class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE, MIN_SLAB_ORDER,
+};
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -646,6 +648,35 @@ unsafe fn dealloc_uncached(p: *mut u8) {
     with_cache(h, |tc| unsafe { h.free(tc, p) });
 }
 
+/// The descriptor the free of a live block on page `idx` starts from:
+/// what the `back` offset of that page leads to (the page itself, or a
+/// live slab's first page), found with one descriptor read instead of two
+/// when the block is an object of a slab of the smallest order (the
+/// slabs of every class up to 2 KiB): `idx` rounded down to that order
+/// heads the slab if it reads `SLAB` (`desc.rs`). Slabs span at least four
+/// pages, so most frees save a cache line. Another page (a tail of a
+/// bigger slab, a large block) leaves it to `back`.
+///
+/// # Safety
+/// `descs` is the process heap's descriptor array, `idx` below its length,
+/// and the block on page `idx` was handed out and is not freed yet (the
+/// caller's contract).
+#[inline(always)]
+unsafe fn free_desc(descs: *const PageDesc, idx: usize) -> &'static PageDesc {
+    let first = (idx >> MIN_SLAB_ORDER) << MIN_SLAB_ORDER;
+    // SAFETY: `first <= idx`, so the descriptor exists.
+    let s = unsafe { &*descs.add(first) };
+    if s.kind() == KIND_SLAB {
+        return s;
+    }
+    // SAFETY: `idx` is in range (caller); `back` leads to the page itself
+    // or a live slab's first page (desc.rs).
+    unsafe {
+        let d = &*descs.add(idx);
+        &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize)
+    }
+}
+
 // SAFETY: the allocator returns blocks of at least the requested size and
 // alignment, never hands a block out twice, and never unwinds.
 unsafe impl GlobalAlloc for Lifeboat {
@@ -685,12 +716,8 @@ unsafe impl GlobalAlloc for Lifeboat {
         // poison).
         if !cfg!(feature = "debug") && idx < FAST.npages.load(Ordering::Relaxed) {
             let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
-            // SAFETY: idx is below npages, so the descriptor exists; `back`
-            // leads to the page itself or a live slab's first page (desc.rs).
-            let s = unsafe {
-                let d = &*descs.add(idx);
-                &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize)
-            };
+            // SAFETY: idx is below npages, and `p` is live (the caller).
+            let s = unsafe { free_desc(descs, idx) };
             let tc = TC.with(|tc| tc.get());
             if s.owner.load(Ordering::Relaxed) != tc as usize {
                 // Another thread's slab, a detached one, or no slab.

@@ -17,9 +17,18 @@
 //!   belongs to: `i` for the `i`-th page of a slab, 0 for every other page
 //!   (fresh descriptors are zero, released slabs reset their tails). So
 //!   `desc - back` is always the page itself or a live slab's first page,
-//!   never a stale one: the free fast path relies on this. `class`, `lo` and
+//!   never a stale one: the free path relies on this. `class`, `lo` and
 //!   `span` are set when the slab is carved and stay fixed until it is
 //!   released; object size and capacity come from the class tables.
+//! * `SLAB` is written only by `carve`, on the first page of a buddy block
+//!   of the class's slab order (at least `MIN_SLAB_ORDER`), and a
+//!   released slab's first page turns `FREE` or `TAIL` under the heap lock
+//!   before any of its pages can be taken again. So the descriptor at a
+//!   live block's page index rounded down to `MIN_SLAB_ORDER`, if it reads
+//!   `SLAB`, heads that block's own slab: a slab there covers the page, and
+//!   a slab released before the block was carved cannot be read any more.
+//!   The free fast path reads that descriptor first, one cache line where
+//!   `back` takes two on most pages of a slab.
 //! * `links` holds the list links (`next`, `prev`) of a free block or of a
 //!   slab on a partial list, and, while a slab is owned, the head of the
 //!   owner's `frees` list instead (the kernel's `struct page` overlays its

@@ -45,8 +45,14 @@ pub(crate) const fn compute_class(size: usize) -> usize {
     }
 }
 
+/// The smallest slab order: every slab spans at least `1 << MIN_SLAB_ORDER`
+/// pages, so a page whose index is a multiple of that and that heads a
+/// slab heads the slab of the pages after it too (the free path's one
+/// descriptor read, `desc.rs`).
+pub(crate) const MIN_SLAB_ORDER: usize = 2;
+
 const fn compute_order(size: usize) -> usize {
-    let mut o = 2;
+    let mut o = MIN_SLAB_ORDER;
     while o < MAX_ORDER {
         let bytes = 4096usize << o;
         let cap = bytes / size;
@@ -69,6 +75,17 @@ const fn build_sizes() -> [u32; NUM_CLASSES] {
     }
     t
 }
+
+// Every slab spans at least `1 << MIN_SLAB_ORDER` pages (the free path
+// relies on it).
+const _: () = {
+    let orders = build_orders();
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        assert!(orders[c] as usize >= MIN_SLAB_ORDER);
+        c += 1;
+    }
+};
 
 const fn build_orders() -> [u8; NUM_CLASSES] {
     let mut t = [0u8; NUM_CLASSES];
