@@ -779,14 +779,27 @@ unsafe impl GlobalAlloc for Lifeboat {
             let stays_small =
                 !cfg!(feature = "debug") && layout.align() <= 8 && new_size < GROWTH_BLOCK_MIN;
             if let Some(class) = stays_small.then(|| h.slab_class_at(idx, d)).flatten() {
-                if class_for(new_size, 8) == Some(class) {
+                let new_class = class_for(new_size, 8);
+                if new_class == Some(class) {
                     return p;
                 }
+                // The object of the new class this thread freed last, whose
+                // lines the copy then finds in cache (a buffer growing over
+                // the classes frees each step's object for the next), else
+                // the ordinary allocation.
+                let warm = new_class.map_or(ptr::null_mut(), |c| {
+                    // SAFETY: `c < NUM_CLASSES`; the thread's own cache.
+                    TC.with(|tc| unsafe { (*tc.get()).alloc_warm(c) })
+                });
                 // SAFETY: GlobalAlloc::realloc's contract makes this layout
                 // valid; `p` is live with `layout` and is freed only after
                 // its bytes are copied to the distinct new block.
                 unsafe {
-                    let q = self.alloc(Layout::from_size_align_unchecked(new_size, 8));
+                    let q = if warm.is_null() {
+                        self.alloc(Layout::from_size_align_unchecked(new_size, 8))
+                    } else {
+                        warm
+                    };
                     if !q.is_null() {
                         ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
                         self.dealloc(p, layout);

@@ -144,6 +144,26 @@ impl ThreadCache {
         unsafe { pop_local(&**self.active.get_unchecked(class), self.key) }
     }
 
+    /// Pops from the active slab of `class` the object this thread freed
+    /// into it last, else from its allocation list; null if both are
+    /// empty. (For `realloc`'s moves; see [`slab::pop_frees`].)
+    ///
+    /// # Safety
+    /// As for [`ThreadCache::alloc_fast`].
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_warm(&mut self, class: usize) -> *mut u8 {
+        // SAFETY: as for `alloc_fast` (the sentinel's lists are empty).
+        unsafe {
+            let s = &**self.active.get_unchecked(class);
+            let p = slab::pop_frees(s, self.key);
+            if p.is_null() {
+                pop_local(s, self.key)
+            } else {
+                p
+            }
+        }
+    }
+
     /// The active slab's allocation list of `class` is empty: takes its
     /// `frees` list and pops from it (null if that is empty too).
     ///

@@ -517,3 +517,35 @@ fn global_growth_and_shrink_keep_contents() {
         unsafe { dealloc(p, layout) };
     }
 }
+
+/// A move to another small class takes the object of that class this
+/// thread freed last (its lines are likely still in cache), not the next
+/// one of the allocation list. (Not under `debug`, where every `realloc`
+/// takes the general path.)
+#[cfg(not(feature = "debug"))]
+#[test]
+fn a_move_between_small_classes_reuses_the_object_freed_last() {
+    let small = Layout::from_size_align(100, 8).unwrap();
+    let big = Layout::from_size_align(200, 8).unwrap();
+    // SAFETY: non-zero sizes; every block is freed once, with its layout.
+    unsafe {
+        let x = alloc(big);
+        let y = alloc(big);
+        assert!(!x.is_null() && !y.is_null());
+        dealloc(x, big);
+        let p = alloc(small);
+        assert!(!p.is_null());
+        p.write_bytes(0x5c, small.size());
+        let q = realloc(p, small, big.size());
+        assert_eq!(q, x, "the move took another object than the one freed last");
+        assert!((0..small.size()).all(|i| *q.add(i) == 0x5c));
+        // With nothing freed into the class, a move takes the next object.
+        let r = alloc(small);
+        assert!(!r.is_null());
+        let s = realloc(r, small, big.size());
+        assert!(!s.is_null() && s != x && s != y);
+        dealloc(q, big);
+        dealloc(y, big);
+        dealloc(s, big);
+    }
+}

@@ -157,6 +157,34 @@ pub(crate) unsafe fn pop_local(s: &PageDesc, key: usize) -> *mut u8 {
     }
 }
 
+/// Pops the head of the owner's `frees` list, the object it freed last,
+/// whose lines are likely still in this core's cache; null when the list
+/// is empty. For a caller that writes the whole object at once (`realloc`
+/// moving a buffer): the allocation fast path takes the other list first
+/// (see the module docs). Aborts like [`pop_local`] on a bad link.
+///
+/// # Safety
+/// As for [`pop_local`].
+#[inline(always)]
+pub(crate) unsafe fn pop_frees(s: &PageDesc, key: usize) -> *mut u8 {
+    // SAFETY: as for `pop_local`, on the other list of the owner's.
+    unsafe {
+        let b = s.frees();
+        if !in_slab(s, b) {
+            if b.is_null() {
+                return b;
+            }
+            bad_link(b)
+        }
+        #[cfg(feature = "debug")]
+        debug::on_pop(s, b, key);
+        s.set_frees(key::decode(*(b as *const usize), key));
+        s.used
+            .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        b
+    }
+}
+
 /// Pushes `p`, an object of `s` being freed by its owner, onto its `frees`
 /// list. Aborts on a double free that the list shows: `p` is its head, or
 /// no object of the slab is out (the free count would exceed capacity).
