@@ -128,33 +128,13 @@ pub(crate) fn slab_start(arena: &Arena, s: &PageDesc) -> *mut u8 {
 /// empty (the caller's miss path then tries [`take_frees`]). Aborts if the
 /// head lies outside the slab (a corrupted link put it there).
 ///
-/// One range check serves as both the empty test and the corruption test:
-/// null (and anything on the sentinel, whose `span` is 0) fails it, and
-/// only then is null told apart from a bad link.
-///
 /// # Safety
 /// The caller owns `s` (or `s` is a sentinel with an empty list); `key` is
 /// the key of the heap of `s`.
 #[inline(always)]
 pub(crate) unsafe fn pop_local(s: &PageDesc, key: usize) -> *mut u8 {
-    // SAFETY: the caller owns the slab's local fields; the head, checked to
-    // lie inside the slab, is a free object holding the encoded next link
-    // in its first word.
-    unsafe {
-        let b = s.free.get();
-        if !in_slab(s, b) {
-            if b.is_null() {
-                return b;
-            }
-            bad_link(b)
-        }
-        #[cfg(feature = "debug")]
-        debug::on_pop(s, b, key);
-        s.free.set(key::decode(*(b as *const usize), key));
-        s.used
-            .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        b
-    }
+    // SAFETY: forwarded; `free` is one of the owner's lists.
+    unsafe { pop_head(s, s.free.get(), key, |next| s.free.set(next)) }
 }
 
 /// Pops the head of the owner's `frees` list, the object it freed last,
@@ -167,22 +147,44 @@ pub(crate) unsafe fn pop_local(s: &PageDesc, key: usize) -> *mut u8 {
 /// As for [`pop_local`].
 #[inline(always)]
 pub(crate) unsafe fn pop_frees(s: &PageDesc, key: usize) -> *mut u8 {
-    // SAFETY: as for `pop_local`, on the other list of the owner's.
-    unsafe {
-        let b = s.frees();
-        if !in_slab(s, b) {
-            if b.is_null() {
-                return b;
-            }
-            bad_link(b)
+    // SAFETY: forwarded; `frees` is one of the owner's lists.
+    unsafe { pop_head(s, s.frees(), key, |next| s.set_frees(next)) }
+}
+
+/// Pops `b`, the head of one of the owner's two lists of `s`: hands the
+/// link it holds to `set_head` and counts `b` as handed out; null if the
+/// list is empty. Aborts if `b` lies outside the slab.
+///
+/// One range check serves as both the empty test and the corruption test:
+/// null (and anything on the sentinel, whose `span` is 0) fails it, and
+/// only then is null told apart from a bad link.
+///
+/// # Safety
+/// As for [`pop_local`]; `b` is the head of the list that `set_head` sets.
+#[inline(always)]
+unsafe fn pop_head(
+    s: &PageDesc,
+    b: *mut u8,
+    key: usize,
+    set_head: impl FnOnce(*mut u8),
+) -> *mut u8 {
+    if !in_slab(s, b) {
+        if b.is_null() {
+            return b;
         }
-        #[cfg(feature = "debug")]
-        debug::on_pop(s, b, key);
-        s.set_frees(key::decode(*(b as *const usize), key));
-        s.used
-            .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        b
+        bad_link(b)
     }
+    #[cfg(feature = "debug")]
+    // SAFETY: `b` is a free object of the caller's slab.
+    unsafe {
+        debug::on_pop(s, b, key)
+    };
+    // SAFETY: the head, checked to lie inside the slab, is a free object
+    // holding the encoded next link in its first word.
+    set_head(key::decode(unsafe { *(b as *const usize) }, key));
+    s.used
+        .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    b
 }
 
 /// Pushes `p`, an object of `s` being freed by its owner, onto its `frees`
