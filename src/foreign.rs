@@ -238,7 +238,8 @@ impl ForeignLists {
                 b as usize,
             );
         }
-        if !is_listed_object(arena, b, class) {
+        // SAFETY: `class < NUM_CLASSES` (caller).
+        if !unsafe { is_listed_object(arena, b, class) } {
             bad_link(b);
         }
         // SAFETY: `b` is an object start of a live slab, listed here: its
@@ -282,13 +283,17 @@ fn slab_of(arena: &Arena, p: *const u8) -> &PageDesc {
 }
 
 /// Whether `b` is an object start of a live slab of `class`.
-fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+unsafe fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
     let Some(idx) = arena.page_of(b) else {
         return false;
     };
     // A slab of `class` holding `b` starts at `idx` rounded down to the
     // class's slab order (one descriptor read, not two through `back`).
-    let order = SLAB_ORDER[class];
+    // SAFETY: `class < NUM_CLASSES` (caller).
+    let order = unsafe { *SLAB_ORDER.get_unchecked(class) };
     let s = arena.desc((idx >> order) << order);
     // SAFETY: `lo` and `span` are fixed while the slab is live, and zero
     // (nothing passes) on other pages.

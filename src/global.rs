@@ -14,9 +14,9 @@
 //!
 //! * alloc: size ≤ 1 KiB and align ≤ 8 → table lookup, pop from the active
 //!   slab's local list;
-//! * free: the page descriptor gives the slab; if this thread owns it and
-//!   the object is not its last live one nor the list head (a cheap
-//!   double-free check), push on the local list.
+//! * free: a page descriptor gives the slab (`free_desc`); if this thread
+//!   owns it and the object is not its last live one nor the head of the
+//!   slab's `frees` list (a cheap double-free check), push onto that list.
 //!
 //! Everything else goes to `#[cold]` functions.
 
@@ -533,7 +533,8 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
 ///
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
-/// of `p`'s page leads to, in the process heap's arena.
+/// of `p`'s page leads to (as [`free_desc`] finds it), in the process
+/// heap's arena.
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
@@ -655,7 +656,10 @@ unsafe fn dealloc_uncached(p: *mut u8) {
 /// slabs of every class up to 2 KiB): `idx` rounded down to that order
 /// heads the slab if it reads `SLAB` (`desc.rs`). Slabs span at least four
 /// pages, so most frees save a cache line. Another page (a tail of a
-/// bigger slab, a large block) leaves it to `back`.
+/// bigger slab, a large block) leaves it to `back`: for objects above
+/// 2 KiB (slabs of 8 pages or more) three of four pages then read three
+/// descriptor lines instead of two, and a block of one or two pages off
+/// such a boundary two instead of one.
 ///
 /// # Safety
 /// `descs` is the process heap's descriptor array, `idx` below its length,
@@ -666,7 +670,9 @@ unsafe fn free_desc(descs: *const PageDesc, idx: usize) -> &'static PageDesc {
     let first = (idx >> MIN_SLAB_ORDER) << MIN_SLAB_ORDER;
     // SAFETY: `first <= idx`, so the descriptor exists.
     let s = unsafe { &*descs.add(first) };
-    if s.kind() == KIND_SLAB {
+    // (Acquire pairs with `carve`'s publication of the kind, so an invalid
+    // free racing a carve sees the slab's fields set; free on x86.)
+    if s.kind.load(Ordering::Acquire) == KIND_SLAB {
         return s;
     }
     // SAFETY: `idx` is in range (caller); `back` leads to the page itself
@@ -722,7 +728,7 @@ unsafe impl GlobalAlloc for Lifeboat {
             if s.owner.load(Ordering::Relaxed) != tc as usize {
                 // Another thread's slab, a detached one, or no slab.
                 // SAFETY: forwarded from the caller; `s` is what `back`
-                // leads to from `p`'s page.
+                // leads to from `p`'s page (`free_desc`).
                 return unsafe { dealloc_unowned(p, s) };
             }
             // SAFETY: this thread owns the slab `s`, so its local list and

@@ -14,7 +14,9 @@
 //!   as slow on a Zen 4 core (mimalloc keeps `free` and `local_free` apart
 //!   for the same reason). A pop that finds `free` empty takes the whole
 //!   `frees` list; `detach` appends `frees` to `free`, so a slab that is
-//!   not owned has one list.
+//!   not owned has one list. `realloc` moving a buffer into the class pops
+//!   the head of `frees` first ([`pop_frees`]): the object freed last,
+//!   likely still in cache, which the copy writes at once.
 //! * **detached**: nobody owns it (it was full when its owner moved on, or
 //!   its owner flushed at thread exit). `DETACHED` is set in `remote`;
 //!   `free`, `bump` and `used` are frozen, touched only under the heap lock.
