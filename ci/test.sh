@@ -17,6 +17,12 @@ cargo clippy --all-targets -- -D warnings
 step "cargo clippy --features debug (lifeboat, all targets, -D warnings)"
 cargo clippy -p lifeboat --all-targets --features debug -- -D warnings
 
+# Under --cfg loom the crate compiles without the global front, so code
+# only that front uses must be cfg'd out there too: lint that build as well.
+step "cargo clippy --cfg loom (lifeboat and the loom models, -D warnings)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+  cargo clippy -p lifeboat-loom-tests --tests -- -D warnings
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast

@@ -150,6 +150,7 @@ impl ThreadCache {
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`].
+    #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) unsafe fn alloc_warm(&mut self, class: usize) -> *mut u8 {
         // SAFETY: as for `alloc_fast` (the sentinel's lists are empty).

@@ -147,6 +147,7 @@ pub(crate) unsafe fn pop_local(s: &PageDesc, key: usize) -> *mut u8 {
 ///
 /// # Safety
 /// As for [`pop_local`].
+#[cfg(not(loom))]
 #[inline(always)]
 pub(crate) unsafe fn pop_frees(s: &PageDesc, key: usize) -> *mut u8 {
     // SAFETY: forwarded; `frees` is one of the owner's lists.
