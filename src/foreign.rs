@@ -277,9 +277,7 @@ impl ForeignLists {
 
 /// The first-page descriptor of the slab holding `p`, an arena address.
 fn slab_of(arena: &Arena, p: *const u8) -> &PageDesc {
-    let idx = arena.page_of(p).unwrap_or(0);
-    let d = arena.desc(idx);
-    arena.desc(idx.wrapping_sub(d.back.load(Ordering::Relaxed) as usize))
+    arena.block_head(arena.page_of(p).unwrap_or(0))
 }
 
 /// Whether `b` is an object start of a live slab of `class`.

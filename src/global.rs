@@ -14,9 +14,10 @@
 //!
 //! * alloc: size ≤ 1 KiB and align ≤ 8 → table lookup, pop from the active
 //!   slab's local list;
-//! * free: a page descriptor gives the slab (`free_desc`); if this thread
-//!   owns it and the object is not its last live one nor the head of the
-//!   slab's `frees` list (a cheap double-free check), push onto that list.
+//! * free: a page descriptor gives the slab (`desc::block_head`); if this
+//!   thread owns it and the object is not its last live one nor the head
+//!   of the slab's `frees` list (a cheap double-free check), push onto
+//!   that list.
 //!
 //! Everything else goes to `#[cold]` functions.
 
@@ -28,9 +29,7 @@ use crate::heap::{HeapInner, Hold, GROWTH_BLOCK_MIN};
 use crate::os::PAGE_SHIFT;
 use crate::reclaim::shrinker::{RegisterError, Shrinker};
 use crate::reclaim::OomHandler;
-use crate::slab::class::{
-    class_for, class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE, MIN_SLAB_ORDER,
-};
+use crate::slab::class::{class_for, class_of_medium, class_of_small, LOOKUP_MAX, MAX_SMALL_SIZE};
 use crate::stats::Stats;
 use crate::tcache::ThreadCache;
 use core::alloc::{GlobalAlloc, Layout};
@@ -434,9 +433,7 @@ unsafe fn free_unowned(h: &HeapInner, p: *mut u8) -> bool {
     let Some(idx) = h.arena.page_of(p) else {
         return false;
     };
-    let d = h.arena.desc(idx);
-    // `back` leads to the page itself or a live slab's first page.
-    let s = h.arena.desc(idx - d.back.load(Ordering::Relaxed) as usize);
+    let s = h.arena.block_head(idx);
     // SAFETY: forwarded from the caller; `s` is the descriptor `back` leads
     // to from `p`'s page.
     unsafe { free_unowned_in(h, s, p) }
@@ -533,8 +530,8 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
 ///
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
-/// of `p`'s page leads to (as [`free_desc`] finds it), in the process
-/// heap's arena.
+/// of `p`'s page leads to (as `desc::block_head` finds it), in the
+/// process heap's arena.
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
@@ -649,40 +646,6 @@ unsafe fn dealloc_uncached(p: *mut u8) {
     with_cache(h, |tc| unsafe { h.free(tc, p) });
 }
 
-/// The descriptor the free of a live block on page `idx` starts from:
-/// what the `back` offset of that page leads to (the page itself, or a
-/// live slab's first page), found with one descriptor read instead of two
-/// when the block is an object of a slab of the smallest order (the
-/// slabs of every class up to 2 KiB): `idx` rounded down to that order
-/// heads the slab if it reads `SLAB` (`desc.rs`). Slabs span at least four
-/// pages, so most frees save a cache line. Another page (a tail of a
-/// bigger slab, a large block) leaves it to `back`: for objects above
-/// 2 KiB (slabs of 8 pages or more) three of four pages then read three
-/// descriptor lines instead of two, and a block of one or two pages off
-/// such a boundary two instead of one.
-///
-/// # Safety
-/// `descs` is the process heap's descriptor array, `idx` below its length,
-/// and the block on page `idx` was handed out and is not freed yet (the
-/// caller's contract).
-#[inline(always)]
-unsafe fn free_desc(descs: *const PageDesc, idx: usize) -> &'static PageDesc {
-    let first = (idx >> MIN_SLAB_ORDER) << MIN_SLAB_ORDER;
-    // SAFETY: `first <= idx`, so the descriptor exists.
-    let s = unsafe { &*descs.add(first) };
-    // (Acquire pairs with `carve`'s publication of the kind, so an invalid
-    // free racing a carve sees the slab's fields set; free on x86.)
-    if s.kind.load(Ordering::Acquire) == KIND_SLAB {
-        return s;
-    }
-    // SAFETY: `idx` is in range (caller); `back` leads to the page itself
-    // or a live slab's first page (desc.rs).
-    unsafe {
-        let d = &*descs.add(idx);
-        &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize)
-    }
-}
-
 // SAFETY: the allocator returns blocks of at least the requested size and
 // alignment, never hands a block out twice, and never unwinds.
 unsafe impl GlobalAlloc for Lifeboat {
@@ -722,13 +685,13 @@ unsafe impl GlobalAlloc for Lifeboat {
         // poison).
         if !cfg!(feature = "debug") && idx < FAST.npages.load(Ordering::Relaxed) {
             let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
-            // SAFETY: idx is below npages, and `p` is live (the caller).
-            let s = unsafe { free_desc(descs, idx) };
+            // SAFETY: idx is below npages of the process heap's arena.
+            let s = unsafe { crate::arena::desc::block_head(descs, idx) };
             let tc = TC.with(|tc| tc.get());
             if s.owner.load(Ordering::Relaxed) != tc as usize {
                 // Another thread's slab, a detached one, or no slab.
                 // SAFETY: forwarded from the caller; `s` is what `back`
-                // leads to from `p`'s page (`free_desc`).
+                // leads to from `p`'s page (`block_head`).
                 return unsafe { dealloc_unowned(p, s) };
             }
             // SAFETY: this thread owns the slab `s`, so its local list and
@@ -795,7 +758,7 @@ unsafe impl GlobalAlloc for Lifeboat {
                 // the ordinary allocation.
                 let warm = new_class.map_or(ptr::null_mut(), |c| {
                     // SAFETY: `c < NUM_CLASSES`; the thread's own cache.
-                    TC.with(|tc| unsafe { (*tc.get()).alloc_warm(c) })
+                    TC.with(|tc| unsafe { (*tc.get()).pop_freed_last(c) })
                 });
                 // SAFETY: GlobalAlloc::realloc's contract makes this layout
                 // valid; `p` is live with `layout` and is freed only after

@@ -1137,9 +1137,7 @@ impl HeapInner {
         let Some(idx) = self.arena.page_of(p) else {
             fatal("invalid free (pointer not from this heap)", p as usize)
         };
-        let d = self.arena.desc(idx);
-        self.arena
-            .desc(idx - d.back.load(Ordering::Relaxed) as usize)
+        self.arena.block_head(idx)
     }
 
     /// What `tc` keeps for `layout` without the heap lock: an object on its

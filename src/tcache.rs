@@ -145,24 +145,16 @@ impl ThreadCache {
     }
 
     /// Pops from the active slab of `class` the object this thread freed
-    /// into it last, else from its allocation list; null if both are
-    /// empty. (For `realloc`'s moves; see [`slab::pop_frees`].)
+    /// into it last; null if there is none (the caller then allocates as
+    /// usual). For `realloc`'s moves; see [`slab::pop_frees`].
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`].
     #[cfg(not(loom))]
     #[inline(always)]
-    pub(crate) unsafe fn alloc_warm(&mut self, class: usize) -> *mut u8 {
+    pub(crate) unsafe fn pop_freed_last(&mut self, class: usize) -> *mut u8 {
         // SAFETY: as for `alloc_fast` (the sentinel's lists are empty).
-        unsafe {
-            let s = &**self.active.get_unchecked(class);
-            let p = slab::pop_frees(s, self.key);
-            if p.is_null() {
-                pop_local(s, self.key)
-            } else {
-                p
-            }
-        }
+        unsafe { slab::pop_frees(&**self.active.get_unchecked(class), self.key) }
     }
 
     /// The active slab's allocation list of `class` is empty: takes its

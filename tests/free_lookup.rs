@@ -1,7 +1,7 @@
 //! The free fast path finds a slab's first page by rounding the freed
 //! pointer's page index down to the smallest slab order, and falls back to
 //! the page's `back` offset when that page is no slab head
-//! (`src/arena/desc.rs`, `free_desc` in `src/global.rs`). Objects on every
+//! (`block_head` in `src/arena/desc.rs`). Objects on every
 //! page of many adjacent slabs, of classes with the smallest slabs and of
 //! classes with bigger ones, freed by their owner and by another thread,
 //! must each go back to their own slab: no object is handed out twice

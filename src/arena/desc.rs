@@ -27,7 +27,7 @@
 //!   live block's page index rounded down to `MIN_SLAB_ORDER`, if it reads
 //!   `SLAB`, heads that block's own slab: a slab there covers the page, and
 //!   a slab released before the block was carved cannot be read any more.
-//!   The free fast path reads that descriptor first, one cache line where
+//!   [`block_head`] reads that descriptor first, one cache line where
 //!   `back` takes two on most pages of a slab.
 //! * `links` holds the list links (`next`, `prev`) of a free block or of a
 //!   slab on a partial list, and, while a slab is owned, the head of the
@@ -75,6 +75,38 @@ pub(crate) const FLAG_RUN: u8 = 1 << 3;
 
 /// "No page" in list links.
 pub(crate) const NIL: u32 = u32::MAX;
+
+/// The descriptor of the block that holds page `idx` of the descriptor
+/// array `descs`: what `back` leads to from that page (the page itself, or
+/// a live slab's first page), read at once when the page index rounded
+/// down to `MIN_SLAB_ORDER` heads a slab (see the invariants above), so
+/// one cache line instead of two for the objects of the smallest slabs
+/// (every class up to 2 KiB), whose slabs span four pages. Other pages (a
+/// tail of a bigger slab, a large block) leave it to `back`: for objects
+/// above 2 KiB three of four pages then read three descriptor lines
+/// instead of two, and a block of one or two pages off such a boundary
+/// two instead of one.
+///
+/// # Safety
+/// `descs` is an arena's descriptor array and `idx` is below its length.
+#[inline(always)]
+pub(crate) unsafe fn block_head<'a>(descs: *const PageDesc, idx: usize) -> &'a PageDesc {
+    use crate::slab::class::MIN_SLAB_ORDER;
+    let first = (idx >> MIN_SLAB_ORDER) << MIN_SLAB_ORDER;
+    // SAFETY: `first <= idx`, so the descriptor exists (caller).
+    let s = unsafe { &*descs.add(first) };
+    // (Acquire pairs with `carve`'s publication of the kind, so a racing
+    // invalid free sees the slab's fields set; free on x86.)
+    if s.kind.load(Ordering::Acquire) == KIND_SLAB {
+        return s;
+    }
+    // SAFETY: `idx` is in range (caller); `back` leads to the page itself
+    // or a live slab's first page.
+    unsafe {
+        let d = &*descs.add(idx);
+        &*descs.add(idx - d.back.load(Ordering::Relaxed) as usize)
+    }
+}
 
 #[repr(C, align(64))]
 pub(crate) struct PageDesc {

@@ -101,6 +101,15 @@ impl Arena {
         unsafe { &*self.descs.add(idx) }
     }
 
+    /// The descriptor of the block holding page `idx` (`desc::block_head`):
+    /// the page itself, or a live slab's first page.
+    #[inline(always)]
+    pub(crate) fn block_head(&self, idx: usize) -> &PageDesc {
+        debug_assert!(idx < self.npages);
+        // SAFETY: callers pass indices below `npages`; the array is live.
+        unsafe { desc::block_head(self.descs, idx) }
+    }
+
     #[inline(always)]
     pub(crate) fn page_addr(&self, idx: usize) -> *mut u8 {
         self.base.wrapping_add(idx << PAGE_SHIFT)
