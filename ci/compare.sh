@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Compares lifeboat at two revisions on one multi-threaded workload.
+#
+# Builds the `workloads` driver of lifeboat-bench at BASE and at NEW (each
+# from a temporary git worktree, or "." for the working tree as it is),
+# then runs `workloads --child WORKLOAD lifeboat` with the two builds
+# alternately: PAIRS pairs, base first in one pair and new first in the
+# next, so that a drift in the machine's load falls on both. Prints, for
+# wall time and CPU time, the median over the pairs of new / base, how
+# many pairs new was faster, and each build's median (and peak RSS).
+#
+# Wall-clock time on a shared two-core machine moves by several percent
+# from run to run even between two identical builds: run the comparison
+# of a build with itself (`ci/compare.sh HEAD HEAD`) to see this
+# machine's spread before reading a ratio near 1. --cachegrind adds the
+# figures that do not move with load: instructions and first-level data
+# cache misses of one run of each build at --scale 0.2, under
+# `valgrind --tool=cachegrind --cache-sim=yes` (a model of one core's
+# caches: it does not see lines moving between cores).
+#
+# usage: ci/compare.sh BASE NEW [--workload W] [--pairs N] [--cpus LIST]
+#                      [--cachegrind] [-- CHILD-ARGS...]
+#   BASE, NEW       git revisions; "." is the working tree, uncommitted
+#                   changes included
+#   --workload W    larson (default), xmalloc, mstress, cache-scratch,
+#                   cache-thrash
+#   --pairs N       pairs of runs (default 20)
+#   --cpus LIST     run the children under `taskset -c LIST` (e.g. 0: one
+#                   core, where time follows instructions more closely)
+#   --cachegrind    also report cachegrind's counts (needs valgrind)
+#   CHILD-ARGS      passed to every child, e.g. -- --scale 2
+#
+# Builds go to target/compare/ (or $CARGO_TARGET_DIR/compare/); the
+# worktrees are removed again. Reports figures, never asserts on them.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+usage() {
+    sed -n '/^# usage:/,/^#   CHILD-ARGS/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+[ "$#" -ge 2 ] || usage
+BASE="$1"
+NEW="$2"
+shift 2
+WORKLOAD=larson
+PAIRS=20
+CPUS=""
+CACHEGRIND=0
+CHILD_ARGS=()
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --workload) WORKLOAD="${2:?--workload needs a name}"; shift ;;
+        --pairs) PAIRS="${2:?--pairs needs a number}"; shift ;;
+        --cpus) CPUS="${2:?--cpus needs a CPU list}"; shift ;;
+        --cachegrind) CACHEGRIND=1 ;;
+        --) shift; CHILD_ARGS=("$@"); break ;;
+        *) echo "compare.sh: unknown option '$1'" >&2; usage ;;
+    esac
+    shift
+done
+case "$PAIRS" in
+    '' | *[!0-9]* | 0) echo "compare.sh: --pairs must be a positive integer, got '$PAIRS'" >&2; exit 2 ;;
+esac
+if [ "$CACHEGRIND" = 1 ] && ! command -v valgrind >/dev/null; then
+    echo "compare.sh: --cachegrind needs valgrind" >&2
+    exit 2
+fi
+
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/compare"
+mkdir -p "$OUT"
+
+# build REV LABEL: builds the workloads driver at REV, copies it to
+# $OUT/workloads-LABEL and prints that path.
+build() {
+    local rev="$1" label="$2" src wt=""
+    if [ "$rev" = "." ]; then
+        src="$ROOT"
+    else
+        local sha
+        sha="$(git rev-parse --verify "$rev^{commit}")"
+        wt="$OUT/worktree-$label"
+        git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
+        git worktree add --detach "$wt" "$sha" >/dev/null 2>&1
+        src="$wt"
+    fi
+    # One target directory for both builds: the dependencies (jemalloc's C
+    # sources) build once. The driver's binary is copied out at once, as
+    # the next build writes the same path.
+    (cd "$src" && CARGO_TARGET_DIR="$OUT/build" cargo build --quiet --release \
+        -p lifeboat-bench --bin workloads) >&2
+    cp "$OUT/build/release/workloads" "$OUT/workloads-$label"
+    if [ -n "$wt" ]; then
+        git worktree remove --force "$wt"
+    fi
+    echo "$OUT/workloads-$label"
+}
+
+echo "building $BASE and $NEW ..." >&2
+BASE_BIN="$(build "$BASE" base)"
+NEW_BIN="$(build "$NEW" new)"
+
+RUNNER=()
+if [ -n "$CPUS" ]; then
+    RUNNER=(taskset -c "$CPUS")
+fi
+
+# run BIN: one child run; prints "wall cpu peak_kib".
+run() {
+    local line
+    line="$("${RUNNER[@]}" "$1" --child "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}" | grep 'wall_s=')" || {
+        echo "compare.sh: a run of $1 failed" >&2
+        exit 1
+    }
+    sed -E 's/.*wall_s=([0-9.]+) cpu_s=([0-9.]+) peak_kib=([0-9]+).*/\1 \2 \3/' <<<"$line"
+}
+
+RESULTS="$OUT/pairs.txt"
+: >"$RESULTS"
+echo "$PAIRS pairs of $WORKLOAD${CPUS:+ on CPUs $CPUS} ${CHILD_ARGS[*]:-}" >&2
+for ((i = 0; i < PAIRS; i++)); do
+    if ((i % 2 == 0)); then
+        b="$(run "$BASE_BIN")"
+        n="$(run "$NEW_BIN")"
+    else
+        n="$(run "$NEW_BIN")"
+        b="$(run "$BASE_BIN")"
+    fi
+    echo "$b $n" >>"$RESULTS"
+done
+
+# Columns of pairs.txt: base wall, cpu, peak; new wall, cpu, peak.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio_median() { awk -v b="$1" -v n="$2" '$b > 0 { print $n / $b }' "$RESULTS" | median; }
+faster() { awk -v b="$1" -v n="$2" '$n < $b { k++ } END { print k + 0 }' "$RESULTS"; }
+col_median() { awk -v c="$1" '{ print $c }' "$RESULTS" | median; }
+
+echo
+echo "| $WORKLOAD, $PAIRS pairs | new / base (median of pairs) | new faster | base median | new median |"
+echo "|---|---:|---:|---:|---:|"
+printf '| wall time (s) | %.3f | %d of %d | %s | %s |\n' \
+    "$(ratio_median 1 4)" "$(faster 1 4)" "$PAIRS" "$(col_median 1)" "$(col_median 4)"
+printf '| CPU time (s) | %.3f | %d of %d | %s | %s |\n' \
+    "$(ratio_median 2 5)" "$(faster 2 5)" "$PAIRS" "$(col_median 2)" "$(col_median 5)"
+printf '| peak RSS (KiB) | %.3f | | %s | %s |\n' \
+    "$(ratio_median 3 6)" "$(col_median 3)" "$(col_median 6)"
+
+if [ "$CACHEGRIND" = 1 ]; then
+    echo
+    echo "| cachegrind, --scale 0.2 | base | new | new / base |"
+    echo "|---|---:|---:|---:|"
+    declare -A CG
+    for label in base new; do
+        bin="$OUT/workloads-$label"
+        log="$OUT/cachegrind-$label.txt"
+        valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file=/dev/null \
+            "$bin" --child "$WORKLOAD" lifeboat --scale 0.2 >/dev/null 2>"$log"
+        CG[$label-ir]="$(awk '/I *refs:/ { gsub(",", "", $4); print $4 }' "$log")"
+        CG[$label-d1]="$(awk '/D1 *misses:/ { gsub(",", "", $4); print $4 }' "$log")"
+    done
+    for k in ir d1; do
+        name="instructions"
+        [ "$k" = d1 ] && name="L1 data misses"
+        printf '| %s | %s | %s | %.3f |\n' "$name" "${CG[base-$k]}" "${CG[new-$k]}" \
+            "$(awk -v b="${CG[base-$k]}" -v n="${CG[new-$k]}" 'BEGIN { print n / b }')"
+    done
+fi
