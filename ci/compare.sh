@@ -87,12 +87,16 @@ build() {
         git worktree add --detach "$wt" "$sha" >/dev/null 2>&1
         src="$wt"
     fi
-    # One target directory for both builds: the dependencies (jemalloc's C
-    # sources) build once. The driver's binary is copied out at once, as
-    # the next build writes the same path.
-    (cd "$src" && CARGO_TARGET_DIR="$OUT/build" cargo build --quiet --release \
-        -p lifeboat-bench --bin workloads) >&2
-    cp "$OUT/build/release/workloads" "$OUT/workloads-$label"
+    # A target directory a label, kept between runs, so that jemalloc's C
+    # sources build once. lifeboat and the driver are always rebuilt: a
+    # file's modification time alone (a worktree made again, a clock set
+    # back) can leave cargo taking an old build for a fresh one.
+    (cd "$src" &&
+        CARGO_TARGET_DIR="$OUT/build-$label" cargo clean --quiet --release \
+            -p lifeboat -p lifeboat-bench &&
+        CARGO_TARGET_DIR="$OUT/build-$label" cargo build --quiet --release \
+            -p lifeboat-bench --bin workloads) >&2
+    cp "$OUT/build-$label/release/workloads" "$OUT/workloads-$label"
     if [ -n "$wt" ]; then
         git worktree remove --force "$wt"
     fi

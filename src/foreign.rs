@@ -98,6 +98,19 @@ const CHARGE: [u32; NUM_CLASSES] = {
 /// slab's objects are allocated.
 const MIN_LIVE_DIVISOR: u32 = 4;
 
+/// Fewest allocated objects of a slab of each class for one of its
+/// objects to be listed: `1/MIN_LIVE_DIVISOR` of its capacity, rounded up
+/// (a table, not a multiplication on every free).
+const MIN_USED: [u32; NUM_CLASSES] = {
+    let mut m = [0u32; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        m[i] = CLASS_CAP[i].div_ceil(MIN_LIVE_DIVISOR);
+        i += 1;
+    }
+    m
+};
+
 /// Whether foreign lists are used in this build.
 pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 
@@ -174,8 +187,8 @@ impl ForeignLists {
         // lock's holder writes: a heuristic only. The remote stack's count
         // is left out: it is on the next descriptor's line, which remote
         // frees keep writing, and this free has read `used`'s line already.)
-        let used = s.used.load(Ordering::Relaxed);
-        if used.saturating_mul(MIN_LIVE_DIVISOR) < CLASS_CAP[class] {
+        // SAFETY: `class < NUM_CLASSES` (caller).
+        if s.used.load(Ordering::Relaxed) < unsafe { *MIN_USED.get_unchecked(class) } {
             return false;
         }
         let head = self.heads[class];

@@ -21,7 +21,7 @@
 //!
 //! Everything else goes to `#[cold]` functions.
 
-use crate::arena::desc::{PageDesc, KIND_SLAB};
+use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::config::Config;
 use crate::diag;
 use crate::flags::AllocFlags;
@@ -494,23 +494,27 @@ unsafe fn dealloc_slow(p: *mut u8) {
     unsafe { dealloc_uncached(p) }
 }
 
-/// Holds `p`, an object of a slab this thread does not own, on its
-/// foreign list or in its remote batch, with nothing called out of line
-/// (`HeapInner::try_hold`), so that the caller needs no stack frame when
-/// it is held. `None` when the full path must decide: an object of this
-/// thread's slabs, a lock of ours held, a thread without a live cache.
+/// Holds `p`, an object of an ordinary slab this thread does not own, on
+/// its foreign list or in its remote batch, with nothing called out of
+/// line (`HeapInner::try_hold`), so that the caller needs no stack frame
+/// when it is held. `None` when the full path must decide: a reserve
+/// slab, a lock of ours held, a thread without a live cache.
 ///
 /// # Safety
-/// As for [`free_unowned_in`], and `s` is a slab (`KIND_SLAB`), as the
-/// caller found it.
+/// As for [`free_unowned_in`]; `s` is a slab (`KIND_SLAB`) whose owner
+/// the caller found other than this thread's cache id.
 #[inline(always)]
 unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> {
     if cfg!(feature = "debug") || !crate::foreign::ENABLED || crate::sync::holds_lock() {
         return None;
     }
-    let owner = s.owner.load(Ordering::Relaxed);
-    if owner & !1 == TC.with(|tc| tc.get() as usize) {
-        return None; // one of this thread's slabs
+    // A reserve slab may be this thread's own, owned under `id | 1`,
+    // whose frees the full path takes locally (it releases the slab, and
+    // so gives the reserve its pages back, as soon as the slab empties);
+    // the lists and the batch refuse reserve slabs anyway. Every other
+    // slab the caller sends is another's or nobody's.
+    if s.has_flag(FLAG_RESERVE) {
+        return None;
     }
     let class = crate::slab::class_index(s);
     crate::heap::check_object_start(s, class, p);
@@ -521,7 +525,8 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
 }
 
 /// The free of an object whose slab descriptor `s` the inline path found
-/// owned by someone else (or by nobody): held by this thread
+/// owned by someone else, by nobody, or by this thread as a reserve slab
+/// (an owner other than this thread's cache id): held by this thread
 /// ([`hold_unowned`]), else pushed onto its slab's remote stack, else the
 /// first of a new chain ([`start_chain_out_of_line`]), else
 /// [`dealloc_unowned_full`]. The last three are tail calls, so the held
@@ -531,7 +536,7 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
 /// # Safety
 /// As for [`dealloc_slow`]; `s` is the descriptor that the `back` offset
 /// of `p`'s page leads to (as `desc::block_head` finds it), in the
-/// process heap's arena.
+/// process heap's arena, and its owner is not this thread's cache id.
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
@@ -689,9 +694,11 @@ unsafe impl GlobalAlloc for Lifeboat {
             let s = unsafe { crate::arena::desc::block_head(descs, idx) };
             let tc = TC.with(|tc| tc.get());
             if s.owner.load(Ordering::Relaxed) != tc as usize {
-                // Another thread's slab, a detached one, or no slab.
+                // Another thread's slab, a detached one, one of this
+                // thread's reserve slabs, or no slab.
                 // SAFETY: forwarded from the caller; `s` is what `back`
-                // leads to from `p`'s page (`block_head`).
+                // leads to from `p`'s page (`block_head`), its owner not
+                // this thread's cache id (tested just above).
                 return unsafe { dealloc_unowned(p, s) };
             }
             // SAFETY: this thread owns the slab `s`, so its local list and
