@@ -72,6 +72,8 @@ fi
 
 OUT="${CARGO_TARGET_DIR:-$ROOT/target}/compare"
 mkdir -p "$OUT"
+# Absolute: the builds run from the worktrees.
+OUT="$(cd "$OUT" && pwd)"
 
 # build REV LABEL: builds the workloads driver at REV, copies it to
 # $OUT/workloads-LABEL and prints that path.
