@@ -450,25 +450,55 @@ pub const fn touch_offset(page: usize) -> usize {
     page * PAGE + (page * 7 % (PAGE / LINE)) * LINE
 }
 
+/// Writes one byte in every page of the `size`-byte block at `p` (at
+/// [`touch_offset`]).
+///
+/// # Safety
+/// `p` is valid for writes of `size` bytes, `size > 0`.
+#[inline(always)]
+unsafe fn touch_pages(p: *mut u8, size: usize) {
+    for page in 0..size.div_ceil(PAGE) {
+        let off = touch_offset(page).min(size - 1);
+        // SAFETY: `off < size`, so the byte is inside the block (caller);
+        // volatile so that the page really is touched.
+        unsafe { p.add(off).write_volatile(1) };
+    }
+}
+
 /// `iters` times: allocate `size` bytes (align 16), write one byte in every
 /// page (at [`touch_offset`]), free.
 pub fn big_block<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
     let layout = Layout::from_size_align(size.max(1), 16).expect("valid layout");
-    let pages = size.div_ceil(PAGE);
     let start = Instant::now();
     for _ in 0..iters {
         // SAFETY: the size is non-zero.
         let p = unsafe { alloc_or_abort(a, black_box(layout)) };
-        for page in 0..pages {
-            let off = touch_offset(page).min(size - 1);
-            // SAFETY: `off < size`, so the byte is inside the block;
-            // volatile so that the page really is touched.
-            unsafe { p.add(off).write_volatile(1) };
-        }
+        // SAFETY: `p` holds `layout.size() > 0` bytes.
+        unsafe { touch_pages(p, layout.size()) };
         // SAFETY: `p` came from `a.alloc(layout)` and is freed once.
         unsafe { a.dealloc(black_box(p), layout) };
     }
     start.elapsed()
+}
+
+/// The floor under [`big_block`]: one block of `size` bytes from `a`,
+/// allocated and freed outside the timing, its pages written `iters`
+/// times as [`big_block`] writes them. `big_block` minus this is what the
+/// allocation and free of a block cost; what is left here still depends on
+/// the allocator through the block's pages (huge pages or not).
+pub fn big_block_touch_only<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
+    let layout = Layout::from_size_align(size.max(1), 16).expect("valid layout");
+    // SAFETY: the size is non-zero.
+    let p = unsafe { alloc_or_abort(a, layout) };
+    let start = Instant::now();
+    for _ in 0..iters {
+        // SAFETY: `p` holds `layout.size() > 0` bytes.
+        unsafe { touch_pages(black_box(p), layout.size()) };
+    }
+    let elapsed = start.elapsed();
+    // SAFETY: `p` came from `a.alloc(layout)` and is freed once.
+    unsafe { a.dealloc(p, layout) };
+    elapsed
 }
 
 #[cfg(test)]
@@ -525,6 +555,7 @@ mod tests {
                 realloc_growth(a, Growth::Half, 16, 1);
                 realloc_growth(a, Growth::Double, 4096, 1);
                 big_block(a, 1 << 20, 1);
+                big_block_touch_only(a, 1 << 20, 2);
             });
         }
     }

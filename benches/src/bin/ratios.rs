@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lifeboat_bench::{
-    big_block, cli, pairs, producer_consumer, realloc_growth, with_allocator, Growth, ManyRandom,
-    Which, BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
+    big_block, big_block_touch_only, cli, pairs, producer_consumer, realloc_growth, with_allocator,
+    Growth, ManyRandom, Which, BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
 };
 
 /// One workload: `run(which, iters)` returns the measured time of `iters`
@@ -81,6 +81,12 @@ fn workloads() -> Vec<Workload> {
             unit: "ns/block".into(),
             ops: 1.0,
             run: Box::new(move |w, n| with_allocator!(w, |a| big_block(a, size, n))),
+        });
+        v.push(Workload {
+            name: format!("big {}, touch only (floor)", human(size)),
+            unit: "ns/block".into(),
+            ops: 1.0,
+            run: Box::new(move |w, n| with_allocator!(w, |a| big_block_touch_only(a, size, n))),
         });
     }
     v
