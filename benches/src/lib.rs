@@ -482,17 +482,21 @@ pub fn big_block<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
 }
 
 /// The floor under [`big_block`]: one block of `size` bytes from `a`,
-/// allocated and freed outside the timing, its pages written `iters`
-/// times as [`big_block`] writes them. `big_block` minus this is what the
+/// allocated, written once and freed outside the timing, its pages
+/// written `iters` times as [`big_block`] writes them. `big_block` minus this is what the
 /// allocation and free of a block cost; what is left here still depends on
 /// the allocator through the block's pages (huge pages or not).
 pub fn big_block_touch_only<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
     let layout = Layout::from_size_align(size.max(1), 16).expect("valid layout");
     // SAFETY: the size is non-zero.
     let p = unsafe { alloc_or_abort(a, layout) };
+    // An untimed pass first: the floor is of pages already resident, not
+    // of an allocator's first-touch page faults.
+    // SAFETY: `p` holds `layout.size() > 0` bytes.
+    unsafe { touch_pages(black_box(p), layout.size()) };
     let start = Instant::now();
     for _ in 0..iters {
-        // SAFETY: `p` holds `layout.size() > 0` bytes.
+        // SAFETY: as above.
         unsafe { touch_pages(black_box(p), layout.size()) };
     }
     let elapsed = start.elapsed();
