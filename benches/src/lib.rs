@@ -483,9 +483,10 @@ pub fn big_block<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
 
 /// The floor under [`big_block`]: one block of `size` bytes from `a`,
 /// allocated, written once and freed outside the timing, its pages
-/// written `iters` times as [`big_block`] writes them. `big_block` minus this is what the
-/// allocation and free of a block cost; what is left here still depends on
-/// the allocator through the block's pages (huge pages or not).
+/// written `iters` times as [`big_block`] writes them. `big_block` minus
+/// this is what the allocation and free of a block cost; what is left here
+/// still depends on the allocator through the block's pages (huge pages or
+/// not).
 pub fn big_block_touch_only<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
     let layout = Layout::from_size_align(size.max(1), 16).expect("valid layout");
     // SAFETY: the size is non-zero.
