@@ -13,6 +13,7 @@
 //! | [`cache_scratch`] | Hoard's cache-scratch (passive false sharing) | the first object only |
 //! | [`cache_thrash`] | Hoard's cache-thrash (active false sharing) | no |
 //! | [`mstress`] | mimalloc's test-stress (`mstress`) | yes: objects swapped through a shared array |
+//! | [`handoff`] | a structure built by workers, torn down by the main thread | yes: the main thread frees all |
 //!
 //! Every workload takes its parameters as a struct, so the tests can run
 //! tiny versions; [`Kind::run`] runs the standard size, with a `scale` that
@@ -485,6 +486,97 @@ pub fn mstress<A: GlobalAlloc + Sync>(a: &A, p: &Mstress) -> Duration {
 }
 
 // ---------------------------------------------------------------------------
+// handoff
+
+/// Parameters of [`handoff`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    /// Threads that build a batch each and exit.
+    pub builders: usize,
+    /// Objects per builder.
+    pub objects: usize,
+    /// Sizes of the built objects (bytes, at least 1).
+    pub min_size: usize,
+    /// Largest size of the built objects.
+    pub max_size: usize,
+    /// Sizes of the objects the main thread allocates afterwards.
+    pub reuse_min: usize,
+    /// Largest size of those.
+    pub reuse_max: usize,
+    /// Rounds of build, free and reuse.
+    pub rounds: usize,
+}
+
+/// A program that builds a large structure on worker threads and tears
+/// it down on its main thread: `builders` threads each allocate `objects`
+/// objects (sizes uniform in `min_size..=max_size`, touched), hand them to
+/// the main thread and exit; the main thread, which allocates objects of
+/// those sizes itself (it keeps a few hundred for the whole run), frees
+/// them all in random order, then allocates about as many bytes in
+/// objects of `reuse_min..=reuse_max` bytes, touches them and frees them.
+/// Peak RSS shows whether the memory of the freed structure served the
+/// second allocation or stayed with its old slabs. Returns the time of
+/// all `rounds`.
+pub fn handoff<A: GlobalAlloc + Sync>(a: &A, p: &Handoff) -> Duration {
+    assert!(p.builders >= 1 && p.objects >= 1 && p.rounds >= 1);
+    assert!(1 <= p.min_size && p.min_size <= p.max_size);
+    assert!(1 <= p.reuse_min && p.reuse_min <= p.reuse_max);
+    let mut rng = Rng::new(0x4A4D_0FF0);
+    let span = p.max_size - p.min_size + 1;
+    let own: Vec<Slot> = (0..512)
+        .map(|_| {
+            let size = p.min_size + rng.below(span);
+            // SAFETY: `size >= min_size >= 1`.
+            (unsafe { alloc_touch(a, size) } as usize, size)
+        })
+        .collect();
+    let start = Instant::now();
+    for round in 0..p.rounds {
+        let mut all: Vec<Slot> = thread::scope(|s| {
+            let builders: Vec<_> = (0..p.builders)
+                .map(|i| {
+                    let mut rng = Rng::new(0x4A4D_1000 + (round * p.builders + i) as u64);
+                    s.spawn(move || {
+                        (0..p.objects)
+                            .map(|_| {
+                                let size = p.min_size + rng.below(span);
+                                // SAFETY: `size >= min_size >= 1`.
+                                (unsafe { alloc_touch(a, size) } as usize, size)
+                            })
+                            .collect::<Vec<Slot>>()
+                    })
+                })
+                .collect();
+            builders
+                .into_iter()
+                .flat_map(|b| b.join().expect("handoff builder panicked"))
+                .collect()
+        });
+        rng.shuffle(&mut all);
+        let bytes: usize = all.iter().map(|&(_, size)| size).sum();
+        // SAFETY: the builders allocated every object with `layout8(size)`
+        // and gave them up; each is listed once.
+        unsafe { free_all(a, &all) };
+        drop(all);
+        let reuse_span = p.reuse_max - p.reuse_min + 1;
+        let mut reused = Vec::with_capacity(bytes / p.reuse_min + 1);
+        let mut total = 0;
+        while total < bytes {
+            let size = p.reuse_min + rng.below(reuse_span);
+            // SAFETY: `size >= reuse_min >= 1`.
+            reused.push((unsafe { alloc_touch(a, size) } as usize, size));
+            total += size;
+        }
+        // SAFETY: allocated just above with `layout8(size)`, each once.
+        unsafe { free_all(a, &reused) };
+    }
+    let elapsed = start.elapsed();
+    // SAFETY: allocated above with `layout8(size)`, each once.
+    unsafe { free_all(a, &own) };
+    elapsed
+}
+
+// ---------------------------------------------------------------------------
 // the standard runs
 
 /// The workloads of the `workloads` driver.
@@ -500,14 +592,17 @@ pub enum Kind {
     CacheThrash,
     /// [`mstress`]
     Mstress,
+    /// [`handoff`]
+    Handoff,
 }
 
 impl Kind {
     /// All workloads, in the order they are reported.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Larson,
         Kind::Xmalloc,
         Kind::Mstress,
+        Kind::Handoff,
         Kind::CacheScratch,
         Kind::CacheThrash,
     ];
@@ -520,6 +615,7 @@ impl Kind {
             Kind::CacheScratch => "cache-scratch",
             Kind::CacheThrash => "cache-thrash",
             Kind::Mstress => "mstress",
+            Kind::Handoff => "handoff",
         }
     }
 
@@ -533,7 +629,17 @@ impl Kind {
     /// Whether objects are routinely freed by a thread other than the one
     /// that allocated them (the issue's "cross-thread workloads").
     pub const fn cross_thread(self) -> bool {
-        matches!(self, Kind::Larson | Kind::Xmalloc | Kind::Mstress)
+        matches!(
+            self,
+            Kind::Larson | Kind::Xmalloc | Kind::Mstress | Kind::Handoff
+        )
+    }
+
+    /// Whether issue 6's targets (`report::Targets`) cover this workload:
+    /// the five they were set over. [`handoff`] came later, to show what a
+    /// thread that only frees keeps.
+    pub const fn targeted(self) -> bool {
+        !matches!(self, Kind::Handoff)
     }
 
     /// Standard parameters of larson at `scale` (rounds scale).
@@ -582,6 +688,19 @@ impl Kind {
         }
     }
 
+    /// Standard parameters of handoff at `scale` (rounds scale).
+    pub fn handoff(scale: f64) -> Handoff {
+        Handoff {
+            builders: 2,
+            objects: 200_000,
+            min_size: 16,
+            max_size: 128,
+            reuse_min: 256,
+            reuse_max: 1024,
+            rounds: scaled(4, scale),
+        }
+    }
+
     /// Threads of the standard run.
     pub fn threads(self) -> usize {
         match self {
@@ -589,6 +708,7 @@ impl Kind {
             Kind::Xmalloc => 2 * Kind::xmalloc(1.0).pairs,
             Kind::CacheScratch | Kind::CacheThrash => Kind::cache(1.0).threads,
             Kind::Mstress => Kind::mstress(1.0).threads,
+            Kind::Handoff => Kind::handoff(1.0).builders + 1,
         }
     }
 
@@ -637,6 +757,21 @@ impl Kind {
                     p.iterations, p.threads, p.transfers
                 )
             }
+            Kind::Handoff => {
+                let p = Kind::handoff(1.0);
+                format!(
+                    "{} threads each allocate {} objects ({}–{} B) and exit; the main \
+                     thread frees them all in random order, then allocates as many \
+                     bytes in {}–{} B objects and frees them; {} rounds",
+                    p.builders,
+                    p.objects,
+                    p.min_size,
+                    p.max_size,
+                    p.reuse_min,
+                    p.reuse_max,
+                    p.rounds
+                )
+            }
         }
     }
 
@@ -648,6 +783,7 @@ impl Kind {
             Kind::CacheScratch => cache_scratch(a, &Kind::cache(scale)),
             Kind::CacheThrash => cache_thrash(a, &Kind::cache(scale)),
             Kind::Mstress => mstress(a, &Kind::mstress(scale)),
+            Kind::Handoff => handoff(a, &Kind::handoff(scale)),
         }
     }
 }
@@ -738,6 +874,15 @@ mod tests {
             iterations: 2,
             transfers: 16,
         };
+        let handoff_p = Handoff {
+            builders: 2,
+            objects: 300,
+            min_size: 16,
+            max_size: 128,
+            reuse_min: 256,
+            reuse_max: 1024,
+            rounds: 2,
+        };
         for w in Which::ALL {
             with_allocator!(w, |a| {
                 larson(a, &larson_p);
@@ -745,6 +890,7 @@ mod tests {
                 cache_scratch(a, &cache_p);
                 cache_thrash(a, &cache_p);
                 mstress(a, &mstress_p);
+                handoff(a, &handoff_p);
             });
         }
     }
