@@ -385,14 +385,21 @@ fn remote_double_free_overflowing_a_slab() {
 /// the orphans exist, so that its own slab holds none of them.)
 #[cfg(not(feature = "debug"))]
 fn expect_abort_on_orphans(misuse: fn(&[usize], Layout), message: &str) {
+    expect_abort_on_orphans_of(320, 64, misuse, message);
+}
+
+/// As [`expect_abort_on_orphans`], with `n` objects of `size` bytes (enough
+/// that their slab stays a quarter allocated, as listing needs).
+#[cfg(not(feature = "debug"))]
+fn expect_abort_on_orphans_of(size: usize, n: usize, misuse: fn(&[usize], Layout), message: &str) {
     expect_abort(
         move || {
             std::thread::spawn(move || {
                 // SAFETY: a non-zero size.
-                let mine = unsafe { GLOBAL.alloc(layout(320)) };
+                let mine = unsafe { GLOBAL.alloc(layout(size)) };
                 assert!(!mine.is_null());
-                let v = orphans(320, 64);
-                misuse(&v, layout(320));
+                let v = orphans(size, n);
+                misuse(&v, layout(size));
             })
             .join()
             .unwrap();
@@ -538,6 +545,47 @@ fn corrupted_link_on_a_foreign_list() {
                 GLOBAL.dealloc(v[1] as *mut u8, l);
                 GLOBAL.dealloc(v[0] as *mut u8, l);
                 (v[0] as *mut usize).write(v[0] + 8);
+            }
+            allocate_past_own_slab(l, 2);
+        },
+        "free list corrupted",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn object_on_a_foreign_list_zeroed() {
+    expect_abort_on_orphans(
+        |v, l| {
+            // SAFETY: deliberate misuse: a use-after-free memset of an
+            // object on the foreign list (link and guard both zero).
+            unsafe {
+                GLOBAL.dealloc(v[1] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                (v[0] as *mut u8).write_bytes(0, l.size());
+            }
+            allocate_past_own_slab(l, 2);
+        },
+        "free list corrupted",
+    );
+}
+
+#[test]
+#[cfg(not(feature = "debug"))]
+fn corrupted_link_on_a_foreign_list_of_8_byte_objects() {
+    // The smallest class (one word an object): the check of a popped
+    // object against its slab's descriptor is the same for every class.
+    expect_abort_on_orphans_of(
+        8,
+        2048,
+        |v, l| {
+            // SAFETY: deliberate misuse: the forged link points into the
+            // middle of an object.
+            unsafe {
+                GLOBAL.dealloc(v[4] as *mut u8, l);
+                GLOBAL.dealloc(v[0] as *mut u8, l);
+                let key = (v[0] as *const usize).read() ^ v[4];
+                (v[0] as *mut usize).write((v[8] + 4) ^ key);
             }
             allocate_past_own_slab(l, 2);
         },
