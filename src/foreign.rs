@@ -49,6 +49,17 @@
 //!   objects, so at most that many slabs pinned) until it does or exits:
 //!   other threads cannot reach a thread's lists without an atomic on
 //!   every push and pop;
+//! * a thread that is only freeing (tearing down what other threads
+//!   built) would keep the objects it listed first while its later frees
+//!   empty their slabs around them: up to [`MAX_OBJECTS`] slabs, nearly
+//!   all of a structure's memory when the frees come in random order. So
+//!   once the lists have refused [`REFUSALS_BEFORE_GIVING_BACK`] objects
+//!   (for room, or from nearly empty slabs) with no allocation slow path
+//!   of the thread in between, it gives back everything it holds and
+//!   unmarks every class: it lists again only once an allocation of a
+//!   class asks the list (a slow path that finds its active slab empty).
+//!   The count costs nothing on the listing path; the allocation slow
+//!   paths reset it;
 //! * links are encoded with the heap's key, like a slab's local list; a
 //!   pop checks that the object it hands out is an object start of a live
 //!   ordinary slab of the list's class, so a use-after-free write to a link
@@ -111,6 +122,12 @@ const MIN_USED: [u32; NUM_CLASSES] = {
     m
 };
 
+/// Frees the lists refuse for room or from a nearly empty slab, with no
+/// allocation slow path of the thread in between, after which the thread
+/// gives back everything it holds and lists nothing more until it
+/// allocates again (see the module docs).
+pub(crate) const REFUSALS_BEFORE_GIVING_BACK: u32 = 256;
+
 /// Whether foreign lists are used in this build.
 pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 
@@ -120,7 +137,11 @@ pub(crate) struct ForeignLists {
     /// Classes this thread allocates (see the module docs).
     allocates: [bool; NUM_CLASSES],
     /// `MAX_BYTES` less the [`CHARGE`] of every listed object.
-    room: usize,
+    room: u32,
+    /// Pushes refused for room or from a nearly empty slab since the
+    /// thread's last allocation slow path (see
+    /// [`REFUSALS_BEFORE_GIVING_BACK`]).
+    refused: u32,
 }
 
 impl ForeignLists {
@@ -128,15 +149,43 @@ impl ForeignLists {
         Self {
             heads: [core::ptr::null_mut(); NUM_CLASSES],
             allocates: [false; NUM_CLASSES],
-            room: MAX_BYTES,
+            room: MAX_BYTES as u32,
+            refused: 0,
         }
+    }
+
+    /// Whether the thread has only been freeing for a while: the lists
+    /// refused [`REFUSALS_BEFORE_GIVING_BACK`] objects for room or from
+    /// nearly empty slabs with no allocation slow path in between. Its
+    /// listed objects then pin slabs that its own frees are emptying: it
+    /// should give them back and
+    /// [`forget_classes`](ForeignLists::forget_classes).
+    #[inline]
+    pub(crate) fn freeing_only(&self) -> bool {
+        self.refused >= REFUSALS_BEFORE_GIVING_BACK
+    }
+
+    /// Notes an allocation slow path of the thread that did not ask the
+    /// lists (a pop notes itself): the thread is not only freeing.
+    #[inline(always)]
+    pub(crate) fn note_allocation(&mut self) {
+        self.refused = 0;
+    }
+
+    /// Unmarks every class (nothing is listed until the thread's next
+    /// allocation of a class marks it again) and restarts the refusal
+    /// count. For a thread found [`freeing_only`](ForeignLists::freeing_only),
+    /// after its lists were given back.
+    pub(crate) fn forget_classes(&mut self) {
+        self.allocates = [false; NUM_CLASSES];
+        self.refused = 0;
     }
 
     /// Whether no object is listed.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         // (`>`: after a pop of a list made a loop by a double free.)
-        self.room >= MAX_BYTES
+        self.room >= MAX_BYTES as u32
     }
 
     /// Moves the listed objects out (for [`ForeignLists::drain`]), leaving
@@ -150,7 +199,7 @@ impl ForeignLists {
     /// The lists' room taken so far (see [`CHARGE`]).
     #[cfg(all(test, not(loom), not(feature = "debug")))]
     pub(crate) fn charged(&self) -> usize {
-        MAX_BYTES.saturating_sub(self.room)
+        MAX_BYTES.saturating_sub(self.room as usize)
     }
 
     /// Lists `p`, an object of the ordinary slab `s` (which the thread
@@ -177,8 +226,9 @@ impl ForeignLists {
             return false;
         }
         // SAFETY: as above.
-        let charge = unsafe { *CHARGE.get_unchecked(class) } as usize;
+        let charge = unsafe { *CHARGE.get_unchecked(class) };
         if charge > self.room {
+            self.refused = self.refused.saturating_add(1);
             return false;
         }
         // One of the last allocated objects of its slab goes back to the
@@ -189,6 +239,7 @@ impl ForeignLists {
         // frees keep writing, and this free has read `used`'s line already.)
         // SAFETY: `class < NUM_CLASSES` (caller).
         if s.used.load(Ordering::Relaxed) < unsafe { *MIN_USED.get_unchecked(class) } {
+            self.refused = self.refused.saturating_add(1);
             return false;
         }
         let head = self.heads[class];
@@ -227,6 +278,7 @@ impl ForeignLists {
         }
         // SAFETY: in range (caller).
         unsafe { *self.allocates.get_unchecked_mut(class) = true };
+        self.refused = 0;
         // SAFETY: forwarded.
         unsafe { self.unlink_head(arena, class, key) }
     }
@@ -260,7 +312,7 @@ impl ForeignLists {
         self.heads[class] = unsafe { key::decode(*(b as *const usize), key) };
         // SAFETY: in range (caller). (Past `MAX_BYTES` only in a list made
         // a loop, which the next pop reports.)
-        self.room += unsafe { *CHARGE.get_unchecked(class) } as usize;
+        self.room += unsafe { *CHARGE.get_unchecked(class) };
         b
     }
 
@@ -370,6 +422,53 @@ mod tests {
         let mut lists = ForeignLists::new();
         assert_eq!(fill(&mut lists, s, big, &mut words), MAX_BYTES / size);
         assert!(lists.charged() <= MAX_BYTES);
+    }
+
+    #[test]
+    fn refusals_with_no_allocation_mark_a_thread_as_only_freeing() {
+        let descs = [PageDesc::new(), PageDesc::new()];
+        let s = &descs[0];
+        let class = 3;
+        let mut words = vec![0usize; MAX_OBJECTS + 2 * REFUSALS_BEFORE_GIVING_BACK as usize];
+        let mut lists = ForeignLists::new();
+        let listed = fill(&mut lists, s, class, &mut words);
+        // `fill` stops at the first refusal (for room).
+        assert_eq!(lists.refused, 1);
+        // SAFETY: in range: `words` has room past the listed ones.
+        let spare = unsafe { words.as_mut_ptr().add(listed + 1) };
+        let refuse = |lists: &mut ForeignLists, n: u32| {
+            for i in 0..n as usize {
+                // SAFETY: stand-in objects inside `words`, never listed
+                // (each push below is refused).
+                let p = unsafe { spare.add(i) }.cast();
+                // SAFETY: as above.
+                assert!(!unsafe { lists.push(s, class, p, 0) });
+            }
+        };
+        refuse(&mut lists, REFUSALS_BEFORE_GIVING_BACK - 2);
+        assert!(!lists.freeing_only());
+        refuse(&mut lists, 1);
+        assert!(lists.freeing_only());
+        // An allocation slow path restarts the count.
+        lists.note_allocation();
+        assert!(!lists.freeing_only());
+        refuse(&mut lists, REFUSALS_BEFORE_GIVING_BACK);
+        assert!(lists.freeing_only());
+        // Given back and forgotten: nothing is listed until a pop (an
+        // allocation of the class) marks the class again.
+        let _ = lists.take_lists();
+        lists.forget_classes();
+        assert!(!lists.freeing_only());
+        let p = words.as_mut_ptr().cast::<u8>();
+        // SAFETY: a stand-in object; the lists are empty again.
+        assert!(!unsafe { lists.push(s, class, p, 0) });
+        lists.allocates[class] = true;
+        // SAFETY: as above.
+        assert!(unsafe { lists.push(s, class, p, 0) });
+        // Refusals of a class the thread does not allocate do not count.
+        let mut fresh = ForeignLists::new();
+        refuse(&mut fresh, REFUSALS_BEFORE_GIVING_BACK);
+        assert!(!fresh.freeing_only());
     }
 
     #[test]

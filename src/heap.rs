@@ -60,9 +60,10 @@ pub(crate) enum Hold {
     Held,
     /// Not held: it goes onto its slab's remote stack now.
     Remote,
-    /// Not held: memory is short or a drain is pending, so the cache must
-    /// give back what it holds, and the object goes onto its slab's
-    /// remote stack.
+    /// Not held: memory is short, a drain is pending, or the thread has
+    /// only been freeing for a while (`ForeignLists::freeing_only`), so
+    /// the cache must give back what it holds, and the object goes onto
+    /// its slab's remote stack.
     GiveBack,
     /// Not held yet: the chain of its class is of another slab or full;
     /// that chain is to be pushed and a new one started with the object.
@@ -410,6 +411,7 @@ impl HeapInner {
         // SAFETY: as guaranteed by the caller.
         let p = unsafe { tc.take_frees(class) };
         if !p.is_null() {
+            tc.foreign.note_allocation();
             return Ok(p);
         }
         // SAFETY: as guaranteed by the caller.
@@ -1219,7 +1221,12 @@ impl HeapInner {
             return false;
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.
-        unsafe { tc.foreign.push(s, class, p, self.slabs.key) }
+        let listed = unsafe { tc.foreign.push(s, class, p, self.slabs.key) };
+        if !listed && tc.foreign.freeing_only() {
+            // SAFETY: as guaranteed by the caller.
+            unsafe { self.give_back_held(tc) };
+        }
+        listed
     }
 
     /// Whether `tc` may hold objects of slabs it does not own (on its
@@ -1278,6 +1285,9 @@ impl HeapInner {
         // key.
         if unsafe { tc.foreign.push(s, class, p, key) } {
             return Hold::Held;
+        }
+        if tc.foreign.freeing_only() {
+            return Hold::GiveBack;
         }
         if !crate::remote_batch::ENABLED || s.has_flag(FLAG_RESERVE) {
             return Hold::Remote;
@@ -1363,8 +1373,12 @@ impl HeapInner {
     #[cold]
     #[inline(never)]
     unsafe fn give_back_held(&self, tc: &mut ThreadCache) {
+        let freeing_only = tc.foreign.freeing_only();
         // SAFETY: as guaranteed by the caller.
         unsafe { tc.flush_held(self) };
+        if freeing_only {
+            tc.foreign.forget_classes();
+        }
     }
 
     /// An object of `class` from `tc`'s foreign list, or null.

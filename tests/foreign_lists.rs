@@ -56,22 +56,28 @@ fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
     owner.join().unwrap();
     assert_eq!(live_objects(), base);
 
-    // Bound: a thread that allocates the class and frees 2 MiB of orphans
-    // keeps at most 512 KiB listed, plus the one chain of the class that
-    // its remote batch holds (at most 32 KiB), which takes the orphans the
-    // list refuses. Given back: once it has exited, every object is back
-    // in its slab.
-    let n = (2 << 20) / SIZE;
-    let kept = kept_by_a_thread_freeing(orphans(n), true);
     let class_size = lifeboat::stats()
         .classes
         .iter()
         .map(|c| c.size)
         .find(|&s| s >= SIZE)
         .unwrap();
-    assert!(kept > 0, "no orphan was listed");
+    // At most a chain of the class: what the remote batch holds of the
+    // objects the lists refuse.
+    let chain = 32 << 10;
+
+    // Bound: a thread that allocates the class and frees a hundred orphans
+    // more than its lists have room for keeps at most 512 KiB listed, plus
+    // the chain. Given back: once it has exited, every object is back in
+    // its slab.
+    let room = (512 << 10) / class_size;
+    let kept = kept_by_a_thread_freeing(orphans(room + 100), true);
     assert!(
-        kept * class_size <= (512 + 32) << 10,
+        kept * class_size > chain,
+        "no orphan was listed ({kept} kept)"
+    );
+    assert!(
+        kept * class_size <= (512 << 10) + chain,
         "{kept} objects of {class_size} bytes kept, more than 512 KiB and a chain"
     );
     assert_eq!(
@@ -79,6 +85,20 @@ fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
         base,
         "objects listed by an exited thread were not given back"
     );
+
+    // A thread that only frees (2 MiB of orphans, no allocation): once its
+    // lists have refused 256 objects it gives back all they hold, and
+    // lists nothing more until it allocates the class again, so the
+    // objects it listed do not keep their slabs, emptied by its own frees,
+    // from being released. It keeps at most the chain.
+    let n = (2 << 20) / SIZE;
+    let kept = kept_by_a_thread_freeing(orphans(n), true);
+    assert!(
+        kept * class_size <= chain,
+        "a thread that only frees kept {kept} orphans listed"
+    );
+    assert_eq!(live_objects(), base);
+    assert_lists_again_after_allocating(orphans(n), orphans(64), chain / class_size);
 
     // A thread that frees the class but never allocates it (a consumer)
     // lists none, since nobody would take them while it lives: it keeps
@@ -89,6 +109,58 @@ fn objects_of_others_slabs_are_reused_bounded_and_given_back() {
         "a thread that never allocates the class kept {kept} orphans"
     );
     assert_eq!(live_objects(), base);
+}
+
+/// A thread that gave its lists back after freeing `mass` (see above)
+/// lists objects again once it has allocated the class past its own slab:
+/// of the objects `more` (every fourth, eight of them), all stay live in
+/// their slabs when it frees them. `chain`: the objects of a chain.
+fn assert_lists_again_after_allocating(mass: Vec<usize>, more: Vec<usize>, chain: usize) {
+    let l = Layout::from_size_align(SIZE, 8).unwrap();
+    let base = live_objects() - mass.len() - more.len();
+    std::thread::spawn(move || {
+        // SAFETY: a non-zero size.
+        let first = unsafe { GLOBAL.alloc(l) } as usize;
+        for &p in &mass {
+            // SAFETY: each orphan is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        let after_mass = live_objects();
+        // Past the own slab's objects: the slow path asks the lists,
+        // which marks the class again.
+        // SAFETY: a non-zero size.
+        let own: Vec<usize> = (0..100)
+            .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
+            .collect();
+        let v: Vec<usize> = more.iter().copied().step_by(4).take(8).collect();
+        let before = live_objects();
+        for &p in &v {
+            // SAFETY: each object is live and freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        assert_eq!(
+            live_objects(),
+            before,
+            "a thread that allocates the class again did not list its frees"
+        );
+        assert!(
+            after_mass <= base + more.len() + 1 + chain,
+            "the mass free left {} objects listed",
+            after_mass - base - more.len() - 1
+        );
+        let rest = more.iter().filter(|p| !v.contains(p));
+        for &p in own.iter().chain(rest).chain([&first]) {
+            // SAFETY: allocated above or an orphan not freed yet, once each.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        live_objects(),
+        base,
+        "objects left out after the thread exited"
+    );
 }
 
 /// Every fourth of the objects `all` (their slabs stay mostly live, as
