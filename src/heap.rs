@@ -1295,6 +1295,8 @@ impl HeapInner {
         // SAFETY: as guaranteed by the caller.
         if unsafe { tc.remote_batch.add_in_place(s, class, p, key) } {
             Hold::Held
+        } else if tc.remote_batch.bypass() {
+            Hold::Remote
         } else {
             Hold::NewChain
         }

@@ -13,6 +13,14 @@
 //! is flushed (jemalloc and snmalloc batch cross-thread frees likewise;
 //! mimalloc pays one CAS an object).
 //!
+//! Frees in random order across many slabs (a thread tearing down a
+//! large structure that other threads built) make every chain one object
+//! long: each costs its push, the batch's bookkeeping, and a second write
+//! to its object when the push links it. After [`BYPASS_AFTER`] such
+//! chains in a row, frees that would start a new chain go onto their
+//! slabs' remote stacks at once, for [`BYPASS_FOR`] frees; then the batch
+//! is tried again.
+//!
 //! Invariants:
 //!
 //! * a batched object is, for its slab, still allocated: the slab's live
@@ -106,7 +114,24 @@ pub(crate) struct Chain {
 /// The batches of one thread cache.
 pub(crate) struct RemoteBatch {
     chains: [Chain; SLOTS],
+    /// Chains of a single object pushed in a row (see [`BYPASS_AFTER`]).
+    singles: u32,
 }
+
+/// Single-object chains pushed in a row after which frees that would
+/// start a new chain bypass the batch instead, going onto their slabs'
+/// remote stacks at once, for [`BYPASS_FOR`] such frees; then the batch is
+/// tried again. Frees in random order across many slabs (a thread tearing
+/// down a large structure) make every chain one object long, and each
+/// such chain costs its push, the batch's bookkeeping and a second write
+/// to its object when the push links it.
+#[cfg(not(loom))]
+pub(crate) const BYPASS_AFTER: u32 = 16;
+
+/// Frees that bypass the batch before it is tried again (see
+/// [`BYPASS_AFTER`]).
+#[cfg(not(loom))]
+pub(crate) const BYPASS_FOR: u32 = 256;
 
 const EMPTY: Chain = Chain {
     slab: core::ptr::null(),
@@ -119,7 +144,24 @@ impl RemoteBatch {
     pub(crate) const fn new() -> Self {
         Self {
             chains: [EMPTY; SLOTS],
+            singles: 0,
         }
+    }
+
+    /// Whether a free that would start a new chain (its class's chain is
+    /// of another slab, or full) bypasses the batch (see [`BYPASS_AFTER`]);
+    /// counts it if so.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn bypass(&mut self) -> bool {
+        if self.singles < BYPASS_AFTER {
+            return false;
+        }
+        self.singles += 1;
+        if self.singles >= BYPASS_AFTER + BYPASS_FOR {
+            self.singles = 0;
+        }
+        true
     }
 
     /// Adds `p`, an object of slab `s` of `class`. Returns the chain to
@@ -159,6 +201,11 @@ impl RemoteBatch {
                 objects: 1,
             },
         );
+        match old.objects {
+            0 => {}
+            1 => self.singles = self.singles.saturating_add(1),
+            _ => self.singles = 0,
+        }
         (old.objects != 0).then_some(old)
     }
 
@@ -228,6 +275,46 @@ mod tests {
             out.push(p);
         }
         out
+    }
+
+    #[test]
+    fn single_object_chains_in_a_row_turn_the_batch_off_for_a_while() {
+        let slabs: Vec<PageDesc> = (0..BYPASS_AFTER + 2).map(|_| PageDesc::new()).collect();
+        let mut cells = vec![[0usize; 2]; slabs.len() + 2];
+        let objs: Vec<*mut u8> = cells
+            .iter_mut()
+            .map(|c| c.as_mut_ptr() as *mut u8)
+            .collect();
+        let k = 0x5a5a_1234;
+        let mut batch = RemoteBatch::new();
+        // Each free is of another slab: every chain pushed holds one
+        // object.
+        for (i, s) in slabs.iter().enumerate().take(BYPASS_AFTER as usize) {
+            assert!(!batch.bypass(), "bypassed after {i} single chains");
+            // SAFETY: stand-in objects, each added once.
+            let _ = unsafe { batch.add(s, 0, objs[i], k) };
+        }
+        assert!(
+            !batch.bypass(),
+            "one chain fewer than frees has been pushed"
+        );
+        // SAFETY: as above.
+        let _ = unsafe { batch.add(&slabs[BYPASS_AFTER as usize], 0, objs[16], k) };
+        for _ in 0..BYPASS_FOR {
+            assert!(batch.bypass());
+        }
+        assert!(!batch.bypass(), "still bypassing after BYPASS_FOR frees");
+        // A chain of two objects ends a run of single ones.
+        batch.singles = BYPASS_AFTER - 1;
+        let s = &slabs[BYPASS_AFTER as usize + 1];
+        // SAFETY: as above.
+        unsafe {
+            let _ = batch.add(s, 0, objs[17], k);
+            assert!(batch.add(s, 0, objs[18], k).is_none());
+            let _ = batch.add(&slabs[0], 0, objs[19], k);
+        }
+        assert_eq!(batch.singles, 0);
+        assert!(!batch.bypass());
     }
 
     #[test]
