@@ -277,14 +277,19 @@ mod tests {
         out
     }
 
+    /// Pointers to `cells`, two-word stand-ins for objects.
+    fn stand_ins(cells: &mut [[usize; 2]]) -> Vec<*mut u8> {
+        cells
+            .iter_mut()
+            .map(|c| c.as_mut_ptr() as *mut u8)
+            .collect()
+    }
+
     #[test]
     fn single_object_chains_in_a_row_turn_the_batch_off_for_a_while() {
         let slabs: Vec<PageDesc> = (0..BYPASS_AFTER + 2).map(|_| PageDesc::new()).collect();
         let mut cells = vec![[0usize; 2]; slabs.len() + 2];
-        let objs: Vec<*mut u8> = cells
-            .iter_mut()
-            .map(|c| c.as_mut_ptr() as *mut u8)
-            .collect();
+        let objs = stand_ins(&mut cells);
         let k = 0x5a5a_1234;
         let mut batch = RemoteBatch::new();
         // Each free is of another slab: every chain pushed holds one
@@ -321,10 +326,7 @@ mod tests {
     fn runs_of_one_slab_are_chained_and_handed_back_whole() {
         let [a, b, c2, d] = [(); 4].map(|_| PageDesc::new());
         let mut cells = [[0usize; 2]; 72];
-        let objs: Vec<*mut u8> = cells
-            .iter_mut()
-            .map(|c| c.as_mut_ptr() as *mut u8)
-            .collect();
+        let objs = stand_ins(&mut cells);
         let k = 0x5a5a_1234;
         let mut batch = RemoteBatch::new();
         // SAFETY (every add below): the cells stand in for live objects,
