@@ -157,7 +157,7 @@ impl RemoteBatch {
         if self.singles < BYPASS_AFTER {
             return false;
         }
-        self.singles += 1;
+        self.singles = self.singles.saturating_add(1);
         if self.singles >= BYPASS_AFTER + BYPASS_FOR {
             self.singles = 0;
         }
