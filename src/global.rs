@@ -348,7 +348,6 @@ fn alloc_class_miss(config: &Config, layout: Layout, class: usize) -> *mut u8 {
             // objects it freed into others' slabs.
             let p = tc.take_frees(class);
             if !p.is_null() {
-                tc.foreign.note_allocation();
                 return Some(p);
             }
             h.take_foreign(tc, class)

@@ -411,7 +411,6 @@ impl HeapInner {
         // SAFETY: as guaranteed by the caller.
         let p = unsafe { tc.take_frees(class) };
         if !p.is_null() {
-            tc.foreign.note_allocation();
             return Ok(p);
         }
         // SAFETY: as guaranteed by the caller.

@@ -158,7 +158,9 @@ impl ThreadCache {
     }
 
     /// The active slab's allocation list of `class` is empty: takes its
-    /// `frees` list and pops from it (null if that is empty too).
+    /// `frees` list and pops from it (null if that is empty too). An
+    /// allocation slow path, so it tells the foreign lists that the
+    /// thread is not only freeing (a pop from them tells them itself).
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`].
@@ -166,7 +168,11 @@ impl ThreadCache {
     pub(crate) unsafe fn take_frees(&mut self, class: usize) -> *mut u8 {
         // SAFETY: as for `alloc_fast` (the sentinel's lists are empty, so
         // it is not written).
-        unsafe { slab::take_frees(&**self.active.get_unchecked(class), self.key) }
+        let p = unsafe { slab::take_frees(&**self.active.get_unchecked(class), self.key) };
+        if !p.is_null() {
+            self.foreign.note_allocation();
+        }
+        p
     }
 
     /// Refills the active (or, with `reserve`, the reserve) slot of `class`
