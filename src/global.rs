@@ -553,6 +553,8 @@ unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
             Some(Hold::Remote) => return unsafe { free_remote_out_of_line(h, s, p) },
             // SAFETY: as above; `try_hold` asked for a new chain.
             Some(Hold::NewChain) => return unsafe { start_chain_out_of_line(h, s, p) },
+            // SAFETY: as above; `try_hold` asked to hold it back.
+            Some(Hold::Defer) => return unsafe { defer_out_of_line(h, s, p) },
             // Giving back, or another path.
             _ => {}
         }
@@ -620,6 +622,25 @@ unsafe fn start_chain_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
         Some(())
     });
     if started.is_none() {
+        // SAFETY: forwarded from the caller.
+        unsafe { dealloc_unowned_full(p, s) }
+    }
+}
+
+/// `HeapInner::defer_free` as a function of its own, for a tail call
+/// from [`dealloc_unowned`]. (A cache no longer live takes the full path.)
+///
+/// # Safety
+/// As for `HeapInner::defer_free`, the cache being this thread's.
+#[inline(never)]
+unsafe fn defer_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
+    let deferred = with_live_cache(|tc| {
+        // SAFETY: forwarded from the caller; the cache is this thread's,
+        // of the process heap.
+        unsafe { h.defer_free(tc, s, p) };
+        Some(())
+    });
+    if deferred.is_none() {
         // SAFETY: forwarded from the caller.
         unsafe { dealloc_unowned_full(p, s) }
     }

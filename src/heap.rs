@@ -68,6 +68,9 @@ pub(crate) enum Hold {
     /// Not held yet: the chain of its class is of another slab or full;
     /// that chain is to be pushed and a new one started with the object.
     NewChain,
+    /// Not held yet: the batch is bypassed; the object is to be held back
+    /// while its lines are fetched (`RemoteBatch::defer`).
+    Defer,
 }
 
 /// The slot hint of a growth run's head (see `growth_run.rs`).
@@ -1295,7 +1298,7 @@ impl HeapInner {
         if unsafe { tc.remote_batch.add_in_place(s, class, p, key) } {
             Hold::Held
         } else if tc.remote_batch.bypass() {
-            Hold::Remote
+            Hold::Defer
         } else {
             Hold::NewChain
         }
@@ -1333,6 +1336,11 @@ impl HeapInner {
                 unsafe { self.start_chain(tc, s, p) };
                 true
             }
+            Hold::Defer => {
+                // SAFETY: as guaranteed by the caller.
+                unsafe { self.defer_free(tc, s, p) };
+                true
+            }
         }
     }
 
@@ -1347,6 +1355,22 @@ impl HeapInner {
         if let Some(c) = tc.remote_batch.restart(s, slab::class_index(s), p) {
             // SAFETY: a chain of this cache's batch.
             unsafe { self.free_chain(c) };
+        }
+    }
+
+    /// Does what [`Hold::Defer`] asks: holds `p` back and pushes the free
+    /// held back longest.
+    ///
+    /// # Safety
+    /// As for [`HeapInner::try_hold`], which returned `Defer` for `p`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn defer_free(&self, tc: &mut ThreadCache, s: &PageDesc, p: *mut u8) {
+        // SAFETY: forwarded from the caller.
+        if let Some((s, p)) = unsafe { tc.remote_batch.defer(s, p) } {
+            // SAFETY: a free held back: a live object of its slab, a live
+            // slab of this heap.
+            unsafe { self.free_remote(&*s, p) };
         }
     }
 

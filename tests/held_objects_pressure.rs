@@ -1,7 +1,8 @@
 //! Objects a thread holds for slabs it does not own, under memory
 //! pressure: foreign lists (`src/foreign.rs`, objects of exited threads'
-//! slabs) and remote batches (`src/remote_batch.rs`, objects of live
-//! threads' slabs). A held object keeps its slab from being released, so
+//! slabs), remote batches (`src/remote_batch.rs`, objects of live
+//! threads' slabs) and the frees a batch holds back while it is bypassed
+//! (frees of one object a slab, in a row). A held object keeps its slab from being released, so
 //! while the heap's free pages are below the `low` watermark a thread that
 //! frees such objects gives them straight back to their slabs, holds
 //! none, and gives back what it held before; and whatever it holds goes
@@ -26,6 +27,7 @@ static GLOBAL: lifeboat::Lifeboat =
 /// are detached, and their objects go onto foreign lists.)
 const SIZE_EXITED: usize = 1500;
 const SIZE_LIVE: usize = 168;
+const SIZE_SCATTERED: usize = 2000;
 
 mod common;
 
@@ -39,6 +41,11 @@ enum Owner {
     Exited,
     /// A live thread: frees go into remote batches.
     Live,
+    /// A thread that has exited, one object a slab, freed by a thread
+    /// that does not allocate their class (so its foreign lists refuse
+    /// them): every chain of the batch holds one object, and after a run
+    /// of those the batch is bypassed and holds frees back.
+    Scattered,
 }
 
 impl Owner {
@@ -46,7 +53,14 @@ impl Owner {
         match self {
             Owner::Exited => SIZE_EXITED,
             Owner::Live => SIZE_LIVE,
+            Owner::Scattered => SIZE_SCATTERED,
         }
+    }
+
+    /// Whether the freeing thread allocates the class (and so lists
+    /// objects of it on its foreign lists).
+    fn allocates(self) -> bool {
+        !matches!(self, Owner::Scattered)
     }
 
     /// Live objects of the process heap in the class of this kind's size.
@@ -57,21 +71,60 @@ impl Owner {
 
 /// The thread that allocated a set of objects, kept alive (owning their
 /// slabs) until dropped.
-struct LiveOwner(Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+enum LiveOwner {
+    None,
+    Thread(Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>),
+}
 
 impl Drop for LiveOwner {
     fn drop(&mut self) {
-        if let Some((done, t)) = self.0.take() {
-            drop(done);
-            t.join().unwrap();
+        if let LiveOwner::Thread(t) = self {
+            if let Some((done, t)) = t.take() {
+                drop(done);
+                t.join().unwrap();
+            }
         }
+    }
+}
+
+/// Sets of `N` objects of `Owner::Scattered`'s kind, made ahead by
+/// [`make_scattered_sets`]: finding one allocates megabytes, which the
+/// heap does not have to spare while it is short of memory.
+static SCATTERED: std::sync::Mutex<Vec<Vec<usize>>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes `k` sets for [`SCATTERED`]. The objects allocated to find them
+/// are freed by a thread that then exits, so that nothing of theirs is
+/// held: each set's slabs keep just its objects.
+fn make_scattered_sets(k: usize) {
+    let l = Layout::from_size_align(SIZE_SCATTERED, 8).unwrap();
+    for _ in 0..k {
+        // 16 KiB apart: a slab of the class spans 16 KiB (eight
+        // objects). Farther apart, the slabs they pin would leave no
+        // 64 KiB block for `short_of_memory` to take. (Were the slabs
+        // larger, two frees in a row could be of one slab, and the
+        // scattered step would fail: "no free was held back".)
+        let (v, rest) = common::scattered_orphans(SIZE_SCATTERED, N, 16 << 10);
+        std::thread::spawn(move || {
+            for p in rest {
+                // SAFETY: allocated with `l`, freed once.
+                unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+            }
+        })
+        .join()
+        .unwrap();
+        SCATTERED.lock().unwrap().push(v);
     }
 }
 
 /// `n` objects of `owner.size()` allocated by a thread of kind `owner`.
 fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
     match owner {
-        Owner::Exited => (common::orphans(SIZE_EXITED, n), LiveOwner(None)),
+        Owner::Exited => (common::orphans(SIZE_EXITED, n), LiveOwner::None),
+        Owner::Scattered => {
+            let v = SCATTERED.lock().unwrap().pop().expect("a set made ahead");
+            assert_eq!(v.len(), n);
+            (v, LiveOwner::None)
+        }
         Owner::Live => {
             let (tx, rx) = mpsc::channel();
             let (done, wait) = mpsc::channel::<()>();
@@ -85,21 +138,39 @@ fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
                 tx.send(v).unwrap();
                 let _ = wait.recv(); // until the owner is dropped
             });
-            (rx.recv().unwrap(), LiveOwner(Some((done, t))))
+            (rx.recv().unwrap(), LiveOwner::Thread(Some((done, t))))
         }
     }
 }
 
-/// Prepares a thread that is about to free objects of layout `l`: arms its
-/// exit hook, and allocates one object of the class, which the caller
-/// frees at the end (a thread lists foreign objects only of classes it
-/// allocates). Call it before the objects to free exist, so that the slab
-/// this object comes from holds none of them.
-fn start_freeing(l: Layout) -> *mut u8 {
+/// Prepares a thread that is about to free objects of `owner`'s kind:
+/// arms its exit hook, and allocates one object of the class (unless
+/// `owner` does not want the class allocated), which the caller frees at
+/// the end with [`end_freeing`] (a thread lists foreign objects only of
+/// classes it allocates). Call it before the objects to free exist, so
+/// that the slab this object comes from holds none of them.
+fn start_freeing(owner: Owner) -> *mut u8 {
+    let class = Layout::from_size_align(owner.size(), 8).unwrap();
+    let l = if owner.allocates() {
+        class
+    } else {
+        Layout::new::<[u64; 5]>() // another class
+    };
     // SAFETY: a non-zero size.
     let p = unsafe { GLOBAL.alloc(l) };
     assert!(!p.is_null());
     p
+}
+
+/// Frees the object of [`start_freeing`].
+fn end_freeing(owner: Owner, p: *mut u8) {
+    let l = if owner.allocates() {
+        Layout::from_size_align(owner.size(), 8).unwrap()
+    } else {
+        Layout::new::<[u64; 5]>()
+    };
+    // SAFETY: allocated by `start_freeing` with `l`, freed once.
+    unsafe { GLOBAL.dealloc(p, l) };
 }
 
 /// A fresh thread prepares ([`start_freeing`]), gets `N` objects of
@@ -109,7 +180,7 @@ fn start_freeing(l: Layout) -> *mut u8 {
 fn held_by_a_thread_freeing(owner: Owner) -> (usize, usize) {
     let l = Layout::from_size_align(owner.size(), 8).unwrap();
     let (held, before, owner_thread) = std::thread::spawn(move || {
-        let own = start_freeing(l);
+        let own = start_freeing(owner);
         let (v, owner_thread) = objects(owner, N);
         // (Measured here, after the spawn's own allocations.)
         let before = owner.live_objects();
@@ -120,10 +191,13 @@ fn held_by_a_thread_freeing(owner: Owner) -> (usize, usize) {
         // Objects freed to their slabs leave the live count; held ones
         // stay in it.
         let held = owner.live_objects() + N - before;
-        // SAFETY: allocated by `start_freeing` with `l`, freed once.
-        unsafe { GLOBAL.dealloc(own, l) };
+        end_freeing(owner, own);
         // What the count comes back to once everything is given back.
-        (held, before - N - 1, owner_thread)
+        (
+            held,
+            before - N - usize::from(owner.allocates()),
+            owner_thread,
+        )
     })
     .join()
     .unwrap();
@@ -170,13 +244,16 @@ fn threads_hold_nothing_while_memory_is_short() {
     // 256 MiB heap, fragmented by the steps, may refuse, and std's
     // allocation-error handler then waits for the backtrace lock.
     std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
-    for owner in [Owner::Exited, Owner::Live] {
+    for owner in [Owner::Exited, Owner::Live, Owner::Scattered] {
         short_of_memory_steps(owner);
     }
 }
 
 fn short_of_memory_steps(owner: Owner) {
     let l = Layout::from_size_align(owner.size(), 8).unwrap();
+    if let Owner::Scattered = owner {
+        make_scattered_sets(3); // one a step
+    }
     // With memory to spare the freeing thread holds objects (so the
     // assertions below can fail), at most a chain's 64 in a batch, and
     // gives them all back when it exits.
@@ -187,6 +264,11 @@ fn short_of_memory_steps(owner: Owner) {
             held <= 64,
             "{owner:?}: {held} objects held in one class's chain"
         );
+    }
+    if let Owner::Scattered = owner {
+        // One object in the chain of the class; the rest held back.
+        assert!(held > 1, "{owner:?}: no free was held back");
+        assert!(held <= 64, "{owner:?}: {held} frees held back");
     }
     assert_eq!(
         after_exit, 0,
@@ -211,7 +293,7 @@ fn short_of_memory_steps(owner: Owner) {
         }
     };
     let t = std::thread::spawn(move || {
-        let own = start_freeing(l);
+        let own = start_freeing(owner);
         let (v, owner_thread) = objects(owner, N);
         let before = owner.live_objects();
         for &p in &v[..N - 1] {
@@ -226,8 +308,7 @@ fn short_of_memory_steps(owner: Owner) {
         unsafe { GLOBAL.dealloc(v[N - 1] as *mut u8, l) };
         let given_back = before - owner.live_objects();
         PHASE.store(3, Ordering::Release);
-        // SAFETY: allocated by `start_freeing` with `l`, freed once.
-        unsafe { GLOBAL.dealloc(own, l) };
+        end_freeing(owner, own);
         drop(owner_thread);
         (held, given_back)
     });

@@ -494,6 +494,36 @@ fn double_free_of_the_second_object_of_a_remote_batch() {
     );
 }
 
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_of_a_free_held_back() {
+    expect_abort(
+        || {
+            // One object a slab (16 KiB: eight objects of this class), of
+            // a class the freeing thread never allocates (finding them
+            // does: another thread looks), so its foreign lists refuse
+            // them and every chain of its batch holds one object; after a
+            // run of those the batch is bypassed, and its last frees are
+            // held back.
+            let (v, _) = common::scattered_orphans(2000, 40, 16 << 10);
+            std::thread::spawn(move || {
+                let l = layout(2000);
+                // SAFETY: deliberate misuse: every object freed once, then
+                // one of the last again.
+                unsafe {
+                    for &p in &v {
+                        GLOBAL.dealloc(p as *mut u8, l);
+                    }
+                    GLOBAL.dealloc(v[v.len() - 3] as *mut u8, l);
+                }
+            })
+            .join()
+            .unwrap();
+        },
+        "double free (the object is already in this thread's remote batch)",
+    );
+}
+
 // Without `debug`, a free into a slab nobody owns goes onto the freeing
 // thread's foreign list (`foreign.rs`); these cases check its guards.
 #[test]

@@ -43,6 +43,31 @@ pub fn orphans(size: usize, n: usize) -> Vec<usize> {
     .unwrap()
 }
 
+/// `n` objects of `size` bytes of a thread that has exited, in address
+/// order and at least `gap` bytes apart, so that each is of another slab
+/// when `gap` is at least the class's slab size (freed in this order, no
+/// two frees in a row are of one slab); and the other objects allocated to
+/// find them, for the caller to free. (Finding them allocates vectors on
+/// the calling thread, of the class of 2 KiB among others.)
+#[allow(dead_code)]
+pub fn scattered_orphans(size: usize, n: usize, gap: usize) -> (Vec<usize>, Vec<usize>) {
+    // Enough objects to span `n` gaps twice over.
+    let mut all = orphans(size, 2 * n * gap.div_ceil(size));
+    all.sort_unstable();
+    let (mut picked, mut rest) = (Vec::with_capacity(n), Vec::new());
+    let mut next = 0;
+    for p in all {
+        if picked.len() < n && p >= next {
+            picked.push(p);
+            next = p + gap;
+        } else {
+            rest.push(p);
+        }
+    }
+    assert_eq!(picked.len(), n, "the orphans spanned too few gaps");
+    (picked, rest)
+}
+
 /// Live objects of the process heap's size class that serves `size`.
 #[allow(dead_code)]
 pub fn live_objects_of(size: usize) -> usize {
