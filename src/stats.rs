@@ -93,8 +93,8 @@ pub struct ClassStats {
     /// Slabs of the class (owned, detached or listed).
     pub slabs: usize,
     /// Objects handed out and not freed (remote frees not yet collected
-    /// count as freed; objects a thread keeps on its foreign list for its
-    /// own next allocations count as live).
+    /// count as freed; objects a thread holds, on its foreign list for its
+    /// own next allocations or in its remote batch, count as live).
     pub live_objects: usize,
 }
 
