@@ -34,14 +34,17 @@
 //!   released while the batch holds it. If the slab is detached (its
 //!   owner exited before or meanwhile), the batch's push settles it as any
 //!   push onto a detached slab does, for a count of several objects
-//!   (`HeapInner::after_detached_push`);
+//!   (`HeapInner::after_detached_push`). If this thread claims the slab
+//!   meanwhile, the push goes onto its own slab's remote stack, which
+//!   takes frees from any thread;
 //! * at most one chain a size class a thread, each of one slab and at
 //!   most [`MAX_OBJECTS`] objects and [`MAX_CHAIN_BYTES`] (one object of
 //!   a class larger than that), and [`DEFERRED`] frees held back, so at
-//!   most 88 slabs pinned and 2.75 MiB held; nothing is batched while the heap's free pages are below the `low` watermark or
-//!   a drain the cache has not answered is pending (such a free pushes the
-//!   batch first), and `flush` (thread exit, reclaim's drain) pushes it,
-//!   so nothing stays out when the thread is gone. A thread that stops
+//!   most 88 slabs pinned and 2.75 MiB held; nothing is batched while the
+//!   heap's free pages are below the `low` watermark or a drain the cache
+//!   has not answered is pending (such a free pushes the batch first),
+//!   and `flush` (thread exit, reclaim's drain) pushes it, so nothing
+//!   stays out when the thread is gone. A thread that stops
 //!   freeing into other threads' slabs keeps its batch until its next slow
 //!   path that flushes, or its exit;
 //! * only objects of ordinary slabs are batched: a reserve object goes back
@@ -136,6 +139,9 @@ pub(crate) struct RemoteBatch {
 /// operation, which waits for the link just stored into the (cold) object:
 /// one memory latency a free, one after the other. Held back, the object's
 /// line and the slab's remote word are fetched while the next frees run.
+/// (Eight: 0.71x handoff's time, 0.80x with four; sixteen saved 2 % more
+/// for 4 % more instructions. The prefetch is x86-64's; elsewhere the
+/// ring holds frees back without it.)
 const DEFERRED: usize = if cfg!(loom) { 0 } else { 8 };
 
 /// Single-object chains pushed in a row after which frees that would
