@@ -4,6 +4,7 @@
 //! to other threads through channels and freed there.
 
 use std::alloc::{alloc, dealloc, realloc, Layout};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -227,4 +228,94 @@ fn random_alloc_free_realloc_across_threads() {
     }
     assert!(allocs > 0 && frees > 0 && reallocs > 0 && sent > 0);
     assert_eq!(sent, got, "objects sent between threads were lost");
+}
+
+/// A small object's layout (8–256 B, 8-aligned), as most structures hold.
+fn small_layout(rng: &mut Rng) -> Layout {
+    Layout::from_size_align(8 + rng.below(249), 8).expect("valid layout")
+}
+
+/// Threads build sets of small objects; the test's thread tears them down
+/// in random order, in runs of frees without an allocation between (long
+/// enough that its foreign lists fill, give back and stop listing, and its
+/// remote batch, every chain one object long, is bypassed and holds frees
+/// back, `src/remote_batch.rs`), each run followed by allocations of the
+/// same sizes (whose refills may claim the slabs of frees held back). In
+/// half the rounds the builders stay alive and churn objects of their own
+/// meanwhile, collecting the frees into their slabs; in the other half
+/// they have exited. Every object's pattern is checked before it is
+/// freed, so an object handed out twice, or a free pushed onto the wrong
+/// slab, shows as a corrupted pattern if it does not abort first.
+#[test]
+fn random_order_teardown_of_other_threads_objects() {
+    const BUILDERS: usize = 3;
+    const PER_BUILDER: usize = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        100_000
+    };
+    const RUN: usize = 4096;
+    for round in 0..4u64 {
+        let live = round % 2 == 0;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<Vec<Obj>>();
+        let builders: Vec<_> = (0..BUILDERS as u64)
+            .map(|b| {
+                let tx = tx.clone();
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    let mut rng = Rng::new(round * 16 + b + 1);
+                    let objs = (0..PER_BUILDER)
+                        .map(|_| new_obj(small_layout(&mut rng)))
+                        .collect();
+                    tx.send(objs).expect("the test thread receives");
+                    let mut mine: Vec<Obj> = Vec::new();
+                    while live && !stop.load(Ordering::Relaxed) {
+                        if mine.len() < 256 {
+                            mine.push(new_obj(small_layout(&mut rng)));
+                        } else {
+                            let k = rng.below(mine.len());
+                            free_obj(mine.swap_remove(k), "builder's own");
+                        }
+                    }
+                    for o in mine {
+                        free_obj(o, "builder's own");
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut all: Vec<Obj> = rx.iter().take(BUILDERS).flatten().collect();
+        let mut builders = Some(builders);
+        if !live {
+            for h in builders.take().into_iter().flatten() {
+                h.join().expect("builder panicked");
+            }
+        }
+        let mut rng = Rng::new(round + 100);
+        for i in (1..all.len()).rev() {
+            all.swap(i, rng.below(i + 1));
+        }
+        let mut own: Vec<Obj> = Vec::new();
+        let mut all = all.into_iter().peekable();
+        while all.peek().is_some() {
+            for o in all.by_ref().take(RUN) {
+                free_obj(o, "teardown");
+            }
+            for _ in 0..64 {
+                own.push(new_obj(small_layout(&mut rng)));
+            }
+            while own.len() > 1024 {
+                let k = rng.below(own.len());
+                free_obj(own.swap_remove(k), "teardown's own");
+            }
+        }
+        for o in own {
+            free_obj(o, "teardown's own");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in builders.into_iter().flatten() {
+            h.join().expect("builder panicked");
+        }
+    }
 }
