@@ -615,16 +615,8 @@ unsafe fn dealloc_unowned_full(p: *mut u8, s: &PageDesc) {
 #[cold]
 #[inline(never)]
 unsafe fn start_chain_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
-    let started = with_live_cache(|tc| {
-        // SAFETY: forwarded from the caller; the cache is this thread's,
-        // of the process heap.
-        unsafe { h.start_chain(tc, s, p) };
-        Some(())
-    });
-    if started.is_none() {
-        // SAFETY: forwarded from the caller.
-        unsafe { dealloc_unowned_full(p, s) }
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { on_live_cache(h, s, p, HeapInner::start_chain) }
 }
 
 /// `HeapInner::defer_free` as a function of its own, for a tail call
@@ -634,13 +626,30 @@ unsafe fn start_chain_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
 /// As for `HeapInner::defer_free`, the cache being this thread's.
 #[inline(never)]
 unsafe fn defer_out_of_line(h: &HeapInner, s: &PageDesc, p: *mut u8) {
-    let deferred = with_live_cache(|tc| {
+    // SAFETY: forwarded from the caller.
+    unsafe { on_live_cache(h, s, p, HeapInner::defer_free) }
+}
+
+/// Frees `p` (of the slab `s`) with `free` on this thread's cache, or,
+/// when the cache is no longer live, through [`dealloc_unowned_full`].
+///
+/// # Safety
+/// As `free` requires of its arguments, the cache being this thread's,
+/// of the process heap `h`.
+#[inline(always)]
+unsafe fn on_live_cache(
+    h: &HeapInner,
+    s: &PageDesc,
+    p: *mut u8,
+    free: unsafe fn(&HeapInner, &mut ThreadCache, &PageDesc, *mut u8),
+) {
+    let done = with_live_cache(|tc| {
         // SAFETY: forwarded from the caller; the cache is this thread's,
         // of the process heap.
-        unsafe { h.defer_free(tc, s, p) };
+        unsafe { free(h, tc, s, p) };
         Some(())
     });
-    if deferred.is_none() {
+    if done.is_none() {
         // SAFETY: forwarded from the caller.
         unsafe { dealloc_unowned_full(p, s) }
     }
