@@ -127,7 +127,9 @@ pub(crate) struct RemoteBatch {
     singles: u32,
     /// Bypassing frees waiting for their lines (see [`DEFERRED`]): a ring
     /// of objects and their slabs, `next` its oldest entry; an empty entry
-    /// holds null.
+    /// holds null. (The slabs are kept, not looked up again at the push;
+    /// the objects have an array of their own, which the double-free
+    /// check compares in a few vector instructions.)
     deferred: [*mut u8; DEFERRED],
     deferred_slabs: [*const PageDesc; DEFERRED],
     #[cfg(not(loom))]
@@ -391,19 +393,20 @@ mod tests {
             "one chain fewer than frees has been pushed"
         );
         // SAFETY: as above.
-        let _ = unsafe { batch.add(&slabs[BYPASS_AFTER as usize], 0, objs[16], k) };
+        let n = BYPASS_AFTER as usize;
+        let _ = unsafe { batch.add(&slabs[n], 0, objs[n], k) };
         for _ in 0..BYPASS_FOR {
             assert!(batch.bypass());
         }
         assert!(!batch.bypass(), "still bypassing after BYPASS_FOR frees");
         // A chain of two objects ends a run of single ones.
         batch.singles = BYPASS_AFTER - 1;
-        let s = &slabs[BYPASS_AFTER as usize + 1];
+        let s = &slabs[n + 1];
         // SAFETY: as above.
         unsafe {
-            let _ = batch.add(s, 0, objs[17], k);
-            assert!(batch.add(s, 0, objs[18], k).is_none());
-            let _ = batch.add(&slabs[0], 0, objs[19], k);
+            let _ = batch.add(s, 0, objs[n + 1], k);
+            assert!(batch.add(s, 0, objs[n + 2], k).is_none());
+            let _ = batch.add(&slabs[0], 0, objs[n + 3], k);
         }
         assert_eq!(batch.singles, 0);
         assert!(!batch.bypass());

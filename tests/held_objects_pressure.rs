@@ -63,6 +63,16 @@ impl Owner {
         !matches!(self, Owner::Scattered)
     }
 
+    /// The layout of the freeing thread's own object ([`start_freeing`]):
+    /// of this kind's class when the thread allocates it, else of another.
+    fn own_layout(self) -> Layout {
+        if self.allocates() {
+            Layout::from_size_align(self.size(), 8).unwrap()
+        } else {
+            Layout::new::<[u64; 5]>()
+        }
+    }
+
     /// Live objects of the process heap in the class of this kind's size.
     fn live_objects(self) -> usize {
         common::live_objects_of(self.size())
@@ -71,18 +81,13 @@ impl Owner {
 
 /// The thread that allocated a set of objects, kept alive (owning their
 /// slabs) until dropped.
-enum LiveOwner {
-    None,
-    Thread(Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>),
-}
+struct LiveOwner(Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
 
 impl Drop for LiveOwner {
     fn drop(&mut self) {
-        if let LiveOwner::Thread(t) = self {
-            if let Some((done, t)) = t.take() {
-                drop(done);
-                t.join().unwrap();
-            }
+        if let Some((done, t)) = self.0.take() {
+            drop(done);
+            t.join().unwrap();
         }
     }
 }
@@ -119,11 +124,11 @@ fn make_scattered_sets(k: usize) {
 /// `n` objects of `owner.size()` allocated by a thread of kind `owner`.
 fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
     match owner {
-        Owner::Exited => (common::orphans(SIZE_EXITED, n), LiveOwner::None),
+        Owner::Exited => (common::orphans(SIZE_EXITED, n), LiveOwner(None)),
         Owner::Scattered => {
             let v = SCATTERED.lock().unwrap().pop().expect("a set made ahead");
             assert_eq!(v.len(), n);
-            (v, LiveOwner::None)
+            (v, LiveOwner(None))
         }
         Owner::Live => {
             let (tx, rx) = mpsc::channel();
@@ -138,7 +143,7 @@ fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
                 tx.send(v).unwrap();
                 let _ = wait.recv(); // until the owner is dropped
             });
-            (rx.recv().unwrap(), LiveOwner::Thread(Some((done, t))))
+            (rx.recv().unwrap(), LiveOwner(Some((done, t))))
         }
     }
 }
@@ -150,27 +155,16 @@ fn objects(owner: Owner, n: usize) -> (Vec<usize>, LiveOwner) {
 /// classes it allocates). Call it before the objects to free exist, so
 /// that the slab this object comes from holds none of them.
 fn start_freeing(owner: Owner) -> *mut u8 {
-    let class = Layout::from_size_align(owner.size(), 8).unwrap();
-    let l = if owner.allocates() {
-        class
-    } else {
-        Layout::new::<[u64; 5]>() // another class
-    };
     // SAFETY: a non-zero size.
-    let p = unsafe { GLOBAL.alloc(l) };
+    let p = unsafe { GLOBAL.alloc(owner.own_layout()) };
     assert!(!p.is_null());
     p
 }
 
 /// Frees the object of [`start_freeing`].
 fn end_freeing(owner: Owner, p: *mut u8) {
-    let l = if owner.allocates() {
-        Layout::from_size_align(owner.size(), 8).unwrap()
-    } else {
-        Layout::new::<[u64; 5]>()
-    };
-    // SAFETY: allocated by `start_freeing` with `l`, freed once.
-    unsafe { GLOBAL.dealloc(p, l) };
+    // SAFETY: allocated by `start_freeing` with this layout, freed once.
+    unsafe { GLOBAL.dealloc(p, owner.own_layout()) };
 }
 
 /// A fresh thread prepares ([`start_freeing`]), gets `N` objects of
