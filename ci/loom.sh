@@ -30,7 +30,8 @@
 #   remote_batch        1,756 / 1        1 s   twin ChainCountedAsOne
 #   remote_free       105,733 / 1       39 s   twin WeakRemotePush
 #   reserve_slabs      36,812 / 1       23 s   twin ReserveListedAsOrdinary
-#   slab_ownership     31,950 / 226     17 s   twin SettleSkipsRecheck
+#   slab_ownership     30,672 / 226     12 s   twin SettleSkipsRecheck
+#                             / 305            twin DetachSplitsWord
 #
 # The whole set takes under 3 minutes, plus about a minute for the build
 # (3 min 44 s in all, rebuilding lifeboat and the models). A twin that

@@ -348,6 +348,11 @@ pub enum Fault {
     /// that frees the slab's last objects does not see it, and the slab is
     /// never released.
     ChainCountedAsOne,
+    /// `slab::detach` sets `DETACHED` with a load and a separate store
+    /// instead of one read-modify-write: a remote free pushed in between,
+    /// which `detach` now leaves on the stack, is lost with its count, and
+    /// the slab is never released.
+    DetachSplitsWord,
     /// `GrowthRuns::grow` checks the slot and stores the grown run in two
     /// steps instead of one compare-and-swap: a drain in between and the
     /// holder both take the same held blocks.

@@ -211,9 +211,8 @@ impl ThreadCache {
                 return p;
             }
             let batch = (BUMP_BYTES / slab::obj_size(s) as u32).clamp(4, BUMP_BATCH);
-            if slab::refill_from_bump(&heap.arena, s, batch, key)
-                || slab::collect_remote(s, false, key) != 0
-            {
+            // (Both lists are empty here, as `collect_remote` needs one.)
+            if slab::refill_from_bump(&heap.arena, s, batch, key) || slab::collect_remote(s) != 0 {
                 return pop_local(s, key);
             }
             *slot = self.empty;

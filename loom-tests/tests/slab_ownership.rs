@@ -18,10 +18,15 @@
 //! fields are never touched by two owners at once (loom's tracking of the
 //! real `free`/`bump` cells), and free pages are back to the budget.
 //!
-//! Twin: `Fault::SettleSkipsRecheck` — `settle` trusts the push that saw
-//! `DETACHED` instead of re-checking under the heap lock, so a slab claimed
-//! between a freer's push and its settle is listed while owned, and a
-//! second cache claims it.
+//! Twins:
+//! * `Fault::SettleSkipsRecheck` — `settle` trusts the push that saw
+//!   `DETACHED` instead of re-checking under the heap lock, so a slab
+//!   claimed between a freer's push and its settle is listed while owned,
+//!   and a second cache claims it.
+//! * `Fault::DetachSplitsWord` — `detach` sets `DETACHED` with a load and
+//!   a store instead of one read-modify-write, so B's push of `x0` between
+//!   the two is lost: the slab keeps a live object nobody holds and is
+//!   never released.
 #![cfg(loom)]
 
 use lifeboat::model::{Cache, Fault};
@@ -124,4 +129,9 @@ fn slab_ownership() {
 #[test]
 fn slab_ownership_twin_settle_skips_recheck() {
     check_catches("slab_ownership", Fault::SettleSkipsRecheck, model);
+}
+
+#[test]
+fn slab_ownership_twin_detach_splits_word() {
+    check_catches("slab_ownership", Fault::DetachSplitsWord, model);
 }
