@@ -18,8 +18,16 @@
 # `valgrind --tool=cachegrind --cache-sim=yes` (a model of one core's
 # caches: it does not see lines moving between cores).
 #
+# A build's code layout moves its time too: a change that adds or removes
+# a few hundred bytes anywhere in lifeboat shifts the workload driver's hot
+# loops (the inlined fast paths) across instruction-fetch boundaries. Two
+# builds that ran the same instructions (cachegrind) read mstress 1.05
+# apart over 30 pairs, and 1.00 with --aligned, which builds both sides
+# with every function aligned to 64 bytes and every jump target to 32:
+# use it to judge a change, and the plain build for the figures users get.
+#
 # usage: ci/compare.sh BASE NEW [--workload W] [--pairs N] [--cpus LIST]
-#                      [--cachegrind] [-- CHILD-ARGS...]
+#                      [--cachegrind] [--aligned] [-- CHILD-ARGS...]
 #   BASE, NEW       git revisions; "." is the working tree, uncommitted
 #                   changes included
 #   --workload W    larson (default), xmalloc, mstress, cache-scratch,
@@ -28,6 +36,8 @@
 #   --cpus LIST     run the children under `taskset -c LIST` (e.g. 0: one
 #                   core, where time follows instructions more closely)
 #   --cachegrind    also report cachegrind's counts (needs valgrind)
+#   --aligned       build both sides with functions and jump targets
+#                   aligned (see above), in target directories of their own
 #   CHILD-ARGS      passed to every child, e.g. -- --scale 2
 #
 # Builds go to target/compare/ (or $CARGO_TARGET_DIR/compare/); the
@@ -50,6 +60,7 @@ WORKLOAD=larson
 PAIRS=20
 CPUS=""
 CACHEGRIND=0
+ALIGNED=0
 CHILD_ARGS=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -57,6 +68,7 @@ while [ "$#" -gt 0 ]; do
         --pairs) PAIRS="${2:?--pairs needs a number}"; shift ;;
         --cpus) CPUS="${2:?--cpus needs a CPU list}"; shift ;;
         --cachegrind) CACHEGRIND=1 ;;
+        --aligned) ALIGNED=1 ;;
         --) shift; CHILD_ARGS=("$@"); break ;;
         *) echo "compare.sh: unknown option '$1'" >&2; usage ;;
     esac
@@ -78,7 +90,12 @@ OUT="$(cd "$OUT" && pwd)"
 # build REV LABEL: builds the workloads driver at REV, copies it to
 # $OUT/workloads-LABEL and prints that path.
 build() {
-    local rev="$1" label="$2" src wt=""
+    local rev="$1" label="$2" src wt="" dir flags="${RUSTFLAGS:-}"
+    dir="$OUT/build-$label"
+    if [ "$ALIGNED" = 1 ]; then
+        dir="$OUT/build-$label-aligned"
+        flags="$flags -C llvm-args=-align-all-functions=6 -C llvm-args=-align-all-nofallthru-blocks=5"
+    fi
     if [ "$rev" = "." ]; then
         src="$ROOT"
     else
@@ -94,11 +111,11 @@ build() {
     # file's modification time alone (a worktree made again, a clock set
     # back) can leave cargo taking an old build for a fresh one.
     (cd "$src" &&
-        CARGO_TARGET_DIR="$OUT/build-$label" cargo clean --quiet --release \
+        CARGO_TARGET_DIR="$dir" cargo clean --quiet --release \
             -p lifeboat -p lifeboat-bench &&
-        CARGO_TARGET_DIR="$OUT/build-$label" cargo build --quiet --release \
+        CARGO_TARGET_DIR="$dir" RUSTFLAGS="$flags" cargo build --quiet --release \
             -p lifeboat-bench --bin workloads) >&2
-    cp "$OUT/build-$label/release/workloads" "$OUT/workloads-$label"
+    cp "$dir/release/workloads" "$OUT/workloads-$label"
     if [ -n "$wt" ]; then
         git worktree remove --force "$wt"
     fi
@@ -126,7 +143,7 @@ run() {
 
 RESULTS="$OUT/pairs.txt"
 : >"$RESULTS"
-echo "$PAIRS pairs of $WORKLOAD${CPUS:+ on CPUs $CPUS} ${CHILD_ARGS[*]:-}" >&2
+echo "$PAIRS pairs of $WORKLOAD${CPUS:+ on CPUs $CPUS}$([ "$ALIGNED" = 1 ] && echo ", aligned builds") ${CHILD_ARGS[*]:-}" >&2
 for ((i = 0; i < PAIRS; i++)); do
     if ((i % 2 == 0)); then
         b="$(run "$BASE_BIN")"
