@@ -161,7 +161,7 @@ pub(crate) static CLASS_SIZE: [u32; NUM_CLASSES] = build_sizes();
 pub(crate) static SLAB_ORDER: [u8; NUM_CLASSES] = build_orders();
 /// Objects per slab of each class. Under the `debug` feature a slab also
 /// holds its live-object bitmap after the last object (see
-/// [`crate::slab::debug`]), which may cost an object.
+/// `slab/debug.rs`, built with that feature only), which may cost an object.
 pub(crate) static CLASS_CAP: [u32; NUM_CLASSES] = build_caps();
 /// `LOOKUP[(size + 7) / 8]` is the class of `size` for sizes up to 1 KiB.
 pub(crate) static LOOKUP: [u8; LOOKUP_MAX / 8 + 1] = build_lookup();
