@@ -447,18 +447,18 @@ pub(crate) unsafe fn detach(s: &PageDesc, key: usize) {
         }
     }
     s.owner.store(0, Ordering::Relaxed);
-    // The remote stack stays where it is: a detached slab's counts include
-    // it already (`settle` and the pushers' thresholds count `used` less
-    // the stack), and the next claim takes it without a walk (see
-    // `collect_remote`).
-    // Release: the frozen `used`, `free`, `bump` are published to the next
-    // holder of the heap lock and to remote freers; an RMW, so the pushes
-    // before it stay in the release sequence that a claim's swap acquires.
     if crate::model::fault_injected!(DetachSplitsWord) {
         let w = remote::word(s).load(Ordering::Acquire);
         remote::word(s).store(w | DETACHED, Ordering::Release);
         return;
     }
+    // The remote stack stays where it is: a detached slab's counts include
+    // it already (`settle` and the pushers' thresholds count `used` less
+    // the stack), and the next claim takes it without a walk (see
+    // `collect_remote`). Release: the frozen `used`, `free`, `bump` are
+    // published to the next holder of the heap lock and to remote freers;
+    // an RMW, so the pushes before it stay in the release sequence that a
+    // claim's swap acquires.
     remote::word(s).fetch_or(DETACHED, Ordering::AcqRel);
 }
 
