@@ -110,12 +110,19 @@ build() {
     # sources build once. lifeboat and the driver are always rebuilt: a
     # file's modification time alone (a worktree made again, a clock set
     # back) can leave cargo taking an old build for a fresh one.
+    # (`build` runs in a command substitution, where `set -e` does not
+    # hold: a failed build must stop the script here, not leave it to
+    # copy and time the binary of an earlier build.)
     (cd "$src" &&
         CARGO_TARGET_DIR="$dir" cargo clean --quiet --release \
             -p lifeboat -p lifeboat-bench &&
+        rm -f "$dir/release/workloads" &&
         CARGO_TARGET_DIR="$dir" RUSTFLAGS="$flags" cargo build --quiet --release \
-            -p lifeboat-bench --bin workloads) >&2
-    cp "$dir/release/workloads" "$OUT/workloads-$label"
+            -p lifeboat-bench --bin workloads) >&2 || {
+        echo "compare.sh: the build of $rev failed" >&2
+        return 1
+    }
+    cp "$dir/release/workloads" "$OUT/workloads-$label" || return 1
     if [ -n "$wt" ]; then
         git worktree remove --force "$wt"
     fi
