@@ -308,6 +308,26 @@ fn with_live_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R
     r
 }
 
+/// Runs `f` on this thread's cache once its exit hook is armed and while
+/// no slow path runs on this thread, like [`with_live_cache`], but without
+/// marking the cache `T_BUSY` meanwhile: for `f` that only moves objects
+/// between the cache's own lists, taking no lock and calling nothing that
+/// could allocate, as the fast paths do (and, like them, not
+/// async-signal-safe). The foreign lists' push and pop run here: in a
+/// program whose threads free what others allocated (larson) nearly every
+/// free and most allocations do.
+#[inline(always)]
+fn with_armed_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R> {
+    crate::sync::check_thread_local_allowed();
+    if TSTATE.with(|s| s.get()) != T_LIVE {
+        return None;
+    }
+    // SAFETY: this thread's cache; no other borrow of it is live: the state
+    // is LIVE, not BUSY, so no slow path of this thread is using it, and
+    // `f` calls nothing that could re-enter (caller's promise).
+    TC.with(|tc| f(unsafe { &mut *tc.get() }))
+}
+
 /// Runs `f` with the cache the calling thread may use.
 ///
 /// A re-entrant call (a signal handler, the loader's TLS update) on a
@@ -343,7 +363,7 @@ fn alloc_class_miss(config: &Config, layout: Layout, class: usize) -> *mut u8 {
     if let Some(h) = process_heap() {
         // SAFETY: the cache of this thread, for the process heap; `class`
         // is the class of `layout` (alignment at most 8).
-        if let Some(p) = with_live_cache(|tc| unsafe {
+        if let Some(p) = with_armed_cache(|tc| unsafe {
             // The thread's own frees into its active slab first, then
             // objects it freed into others' slabs.
             let p = tc.take_frees(class);
@@ -518,10 +538,17 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
     }
     let class = crate::slab::class_index(s);
     crate::heap::check_object_start(s, class, p);
-    // SAFETY: `p` is a live object start of the slab `s` of class `class`
-    // (checked just above), given up by the caller; the cache is this
-    // thread's, of the process heap.
-    with_live_cache(|tc| Some(unsafe { h.try_hold(tc, s, class, p) }))
+    // (The thread's own cache is per-thread, the first gate of
+    // `HeapInner::try_hold`; the second is checked here.)
+    with_armed_cache(|tc| {
+        if h.must_give_back(tc) {
+            return Some(Hold::GiveBack);
+        }
+        // SAFETY: `p` is a live object start of the slab `s` of class
+        // `class` (checked just above), given up by the caller; the cache
+        // is this thread's, of the process heap, and the gates hold.
+        Some(unsafe { h.hold_listing(tc, s, class, p) })
+    })
 }
 
 /// The free of an object whose slab descriptor `s` the inline path found

@@ -1252,7 +1252,7 @@ impl HeapInner {
     /// Whether `tc` must give back what it holds of others' slabs (and
     /// hold nothing more): memory is short or a drain is pending.
     #[inline(always)]
-    fn must_give_back(&self, tc: &ThreadCache) -> bool {
+    pub(crate) fn must_give_back(&self, tc: &ThreadCache) -> bool {
         self.arena.free_pages() < self.arena.marks.low || self.drain_pending(tc)
     }
 
@@ -1282,6 +1282,26 @@ impl HeapInner {
         if self.must_give_back(tc) {
             return Hold::GiveBack;
         }
+        // SAFETY: forwarded.
+        unsafe { self.hold_listing(tc, s, class, p) }
+    }
+
+    /// [`HeapInner::try_hold`] past its two gates (a per-thread cache,
+    /// memory not short and no drain pending), which the caller has
+    /// checked: onto the foreign list, else into the remote batch.
+    ///
+    /// # Safety
+    /// As for [`HeapInner::try_hold`]; `tc` is a per-thread cache and
+    /// [`HeapInner::must_give_back`] was false for it just now.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) unsafe fn hold_listing(
+        &self,
+        tc: &mut ThreadCache,
+        s: &PageDesc,
+        class: usize,
+        p: *mut u8,
+    ) -> Hold {
         let key = self.slabs.key;
         // SAFETY: as guaranteed by the caller; the lists use the heap's
         // key.

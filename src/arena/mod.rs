@@ -28,6 +28,7 @@ use crate::os::PAGE_SHIFT;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};
 use buddy::{buddy_of, largest_fitting_order, MAX_ORDER, ORDERS};
 use capture::Capture;
+use crossbeam_utils::CachePadded;
 use desc::{PageDesc, FLAG_ZEROED, KIND_FREE, KIND_PURGING, KIND_TAIL, NIL};
 use watermark::{Admit, Tier, Watermarks};
 
@@ -50,7 +51,9 @@ pub(crate) struct Arena {
     /// Pages in the virtual range (the budget, in pages).
     pub(crate) npages: usize,
     /// Free pages of the budget (exact; see the module docs).
-    pub(crate) free: AtomicUsize,
+    /// (On a cache line of its own: every buddy operation writes it, and
+    /// the fields beside it are read on the slow paths of every thread.)
+    pub(crate) free: CachePadded<AtomicUsize>,
     pub(crate) marks: Watermarks,
     /// Pages in blocks flagged reserve (handed out only by the memalloc
     /// right and not yet released or unflagged).
@@ -84,7 +87,7 @@ impl Arena {
             base,
             descs,
             npages,
-            free: AtomicUsize::new(npages),
+            free: CachePadded::new(AtomicUsize::new(npages)),
             marks,
             reserve_pages: AtomicUsize::new(0),
             capture: Capture::new(capture),
