@@ -6,6 +6,7 @@
 //! workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING]
 //!           [--markdown FILE] [--svg FILE] [--append FILE]
 //! workloads --child WORKLOAD ALLOCATOR [--scale X] [--stats]
+//!           [--larson THREADS,SLOTS,ROUNDS,PER_ROUND,MIN,MAX]
 //! ```
 //!
 //! The parent re-executes itself (`--child`) once per (round, workload,
@@ -19,7 +20,10 @@
 //!
 //! which the parent parses (with `--stats`, a lifeboat child also prints
 //! `lifeboat::stats()` on stderr: heap-lock acquisitions and contention,
-//! slabs per class). The parent prints the markdown report (medians,
+//! slabs per class; with `--larson`, a larson child runs those parameters
+//! instead of the standard ones, e.g. `1,8000,1,1000000,16,128`: one
+//! thread replacing objects that the main thread allocated, with no
+//! thread exits). The parent prints the markdown report (medians,
 //! ratios to mimalloc and to System, the issue's targets as met/missed) on
 //! stdout, and writes it to `--markdown FILE` with the SVG chart to
 //! `--svg FILE`; `--append FILE` adds a markdown file (the `ratios` tables)
@@ -37,7 +41,8 @@ use lifeboat_bench::{with_allocator, Which};
 
 const USAGE: &str = "usage: workloads [--rounds N (5)] [--scale X (1.0)] [--filter SUBSTRING] \
                      [--markdown FILE] [--svg FILE] [--append FILE]\n       \
-                     workloads --child WORKLOAD ALLOCATOR [--scale X] [--stats]";
+                     workloads --child WORKLOAD ALLOCATOR [--scale X] [--stats] \
+                     [--larson THREADS,SLOTS,ROUNDS,PER_ROUND,MIN,MAX]";
 
 /// Prefix of the child's result line.
 const TAG: &str = "lifeboat-bench-workload";
@@ -51,6 +56,7 @@ struct Options {
     append: Option<String>,
     child: Option<(Kind, Which)>,
     stats: bool,
+    larson: Option<workloads::Larson>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -63,6 +69,7 @@ fn parse_args() -> Result<Options, String> {
         append: None,
         child: None,
         stats: false,
+        larson: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -87,17 +94,57 @@ fn parse_args() -> Result<Options, String> {
                 o.child = Some((k, a));
             }
             "--stats" => o.stats = true,
+            "--larson" => o.larson = Some(parse_larson(&value("--larson")?)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if o.larson.is_some() && !matches!(o.child, Some((Kind::Larson, _))) {
+        return Err("--larson applies to a larson child only".into());
+    }
     Ok(o)
 }
 
-/// The child: one run of `kind` on `which`, then the result line.
-fn child(kind: Kind, which: Which, scale: f64, stats: bool) -> ExitCode {
+/// Parses `--larson`'s value: threads, slots, rounds, replacements per
+/// round, smallest and largest size, comma-separated.
+fn parse_larson(v: &str) -> Result<workloads::Larson, String> {
+    let n: Vec<usize> = v
+        .split(',')
+        .map(|f| f.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("--larson wants six whole numbers, got {v:?}"))?;
+    let [threads, slots, rounds, per_round, min_size, max_size] = n[..] else {
+        return Err(format!("--larson wants six whole numbers, got {v:?}"));
+    };
+    if threads == 0 || slots == 0 || rounds == 0 || min_size == 0 || min_size > max_size {
+        return Err(format!(
+            "--larson: threads, slots and rounds must be at least 1, and 1 <= MIN <= MAX (got {v:?})"
+        ));
+    }
+    Ok(workloads::Larson {
+        threads,
+        slots,
+        rounds,
+        per_round,
+        min_size,
+        max_size,
+    })
+}
+
+/// The child: one run of `kind` on `which` (larson with `larson`'s
+/// parameters when given), then the result line.
+fn child(
+    kind: Kind,
+    which: Which,
+    scale: f64,
+    stats: bool,
+    larson: Option<workloads::Larson>,
+) -> ExitCode {
     let base_kib = machine::status_kib("VmRSS").unwrap_or(0);
-    let wall = with_allocator!(which, |a| kind.run(a, scale));
+    let wall = match larson {
+        Some(p) => with_allocator!(which, |a| workloads::larson(a, &p)),
+        None => with_allocator!(which, |a| kind.run(a, scale)),
+    };
     let cpu = machine::cpu_seconds();
     // VmHWM is the peak of the whole process; getrusage's ru_maxrss is the
     // same figure, but needs libc.
@@ -267,7 +314,7 @@ fn main() -> ExitCode {
         }
     };
     match opts.child {
-        Some((kind, which)) => child(kind, which, opts.scale, opts.stats),
+        Some((kind, which)) => child(kind, which, opts.scale, opts.stats, opts.larson),
         None => parent(&opts),
     }
 }
@@ -288,5 +335,32 @@ mod tests {
         let no_cpu = line.replace("cpu_s=0.480", "cpu_s=-");
         assert_eq!(parse_result(&no_cpu).expect("parses").cpu_s, None);
         assert!(parse_result("garbage").is_none());
+    }
+
+    #[test]
+    fn larson_parameters_parse_and_bad_ones_are_refused() {
+        let p = parse_larson("1, 8000,1,1000000,16,128").expect("parses");
+        assert_eq!(
+            (
+                p.threads,
+                p.slots,
+                p.rounds,
+                p.per_round,
+                p.min_size,
+                p.max_size
+            ),
+            (1, 8000, 1, 1_000_000, 16, 128)
+        );
+        for bad in [
+            "",
+            "1,2,3",
+            "1,2,3,4,5,6,7",
+            "1,8000,1,10,0,8",
+            "1,8000,1,10,64,8",
+            "0,1,1,1,1,1",
+            "a,1,1,1,1,1",
+        ] {
+            assert!(parse_larson(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }
