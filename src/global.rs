@@ -539,7 +539,7 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
     let class = crate::slab::class_index(s);
     crate::heap::check_object_start(s, class, p);
     // (The thread's own cache is per-thread, the first gate of
-    // `HeapInner::try_hold`; the second is checked here.)
+    // `HeapInner::try_hold`; the second is checked below.)
     with_armed_cache(|tc| {
         if h.must_give_back(tc) {
             return Some(Hold::GiveBack);
@@ -547,7 +547,7 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
         // SAFETY: `p` is a live object start of the slab `s` of class
         // `class` (checked just above), given up by the caller; the cache
         // is this thread's, of the process heap, and the gates hold.
-        Some(unsafe { h.hold_listing(tc, s, class, p) })
+        Some(unsafe { h.try_hold(tc, s, class, p) })
     })
 }
 

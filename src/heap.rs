@@ -1263,39 +1263,16 @@ impl HeapInner {
     /// the list refuses is batched too: the chain's push settles the slab
     /// once for all its objects.) For the global allocator's free path,
     /// which leaves the rest (pushing a chain, giving back, settling a
-    /// slab) to out-of-line code.
+    /// slab) to out-of-line code, and for [`HeapInner::hold`]. The caller
+    /// has checked the two gates: `tc` is a per-thread cache, and memory
+    /// is not short and no drain is pending ([`HeapInner::must_give_back`]
+    /// is false; where it is true the caller gives back instead).
     ///
     /// # Safety
-    /// As for [`HeapInner::list_foreign`].
+    /// As for [`HeapInner::list_foreign`]; the gates hold.
     #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) unsafe fn try_hold(
-        &self,
-        tc: &mut ThreadCache,
-        s: &PageDesc,
-        class: usize,
-        p: *mut u8,
-    ) -> Hold {
-        if !tc.per_thread() {
-            return Hold::Remote;
-        }
-        if self.must_give_back(tc) {
-            return Hold::GiveBack;
-        }
-        // SAFETY: forwarded.
-        unsafe { self.hold_listing(tc, s, class, p) }
-    }
-
-    /// [`HeapInner::try_hold`] past its two gates (a per-thread cache,
-    /// memory not short and no drain pending), which the caller has
-    /// checked: onto the foreign list, else into the remote batch.
-    ///
-    /// # Safety
-    /// As for [`HeapInner::try_hold`]; `tc` is a per-thread cache and
-    /// [`HeapInner::must_give_back`] was false for it just now.
-    #[cfg(not(loom))]
-    #[inline(always)]
-    pub(crate) unsafe fn hold_listing(
         &self,
         tc: &mut ThreadCache,
         s: &PageDesc,
@@ -1324,15 +1301,16 @@ impl HeapInner {
         }
     }
 
-    /// Holds `p` as [`HeapInner::try_hold`] does, and does what that
-    /// leaves to out-of-line code: when memory is short or a drain is
-    /// pending it gives back everything `tc` holds; when the chain of
-    /// `p`'s class is of another slab or full it pushes that chain and
-    /// starts a new one with `p`. False: not held, `p` goes onto its
-    /// slab's remote stack.
+    /// Holds `p` as [`HeapInner::try_hold`] does, after checking its
+    /// gates, and does what that leaves to out-of-line code: when memory
+    /// is short or a drain is pending it gives back everything `tc`
+    /// holds; when the chain of `p`'s class is of another slab or full it
+    /// pushes that chain and starts a new one with `p`. False: not held,
+    /// `p` goes onto its slab's remote stack (as for a cache that is not
+    /// per-thread).
     ///
     /// # Safety
-    /// As for [`HeapInner::try_hold`].
+    /// As for [`HeapInner::list_foreign`].
     #[cfg(not(loom))]
     #[inline]
     pub(crate) unsafe fn hold(
@@ -1342,8 +1320,16 @@ impl HeapInner {
         class: usize,
         p: *mut u8,
     ) -> bool {
-        // SAFETY: as guaranteed by the caller.
-        match unsafe { self.try_hold(tc, s, class, p) } {
+        let hold = if !tc.per_thread() {
+            Hold::Remote
+        } else if self.must_give_back(tc) {
+            Hold::GiveBack
+        } else {
+            // SAFETY: as guaranteed by the caller; the gates were checked
+            // just above.
+            unsafe { self.try_hold(tc, s, class, p) }
+        };
+        match hold {
             Hold::Held => true,
             Hold::Remote => false,
             Hold::GiveBack => {
