@@ -9,11 +9,9 @@
 //! it or some thread claims the slab. In a server whose requests move
 //! between threads (larson), nearly every free is of this kind. Instead,
 //! the freeing thread keeps the object on a per-class list of its own and
-//! gives it to its next allocation of that class: listing an object parks
-//! the thread's active slab of the class (`tcache.rs`), so the list serves
-//! before the slab does, and the slab serves again once the list is
-//! empty. No atomic, no lock, and the object is reused while its line is
-//! still in this core's cache (jemalloc's thread caches take
+//! gives it to its next allocation of that class that its active slab
+//! cannot serve. No atomic, no lock, and the object is reused while its
+//! line is still in this core's cache (jemalloc's thread caches take
 //! foreign objects the same way). Objects the lists refuse go into the
 //! remote batch (`remote_batch.rs`).
 //!

@@ -352,10 +352,9 @@ fn with_cache<R>(h: &HeapInner, f: impl FnOnce(&mut ThreadCache) -> R) -> Option
 }
 
 /// The slow path of an allocation whose class the inline path found and
-/// whose active slab is empty or parked: an object of `class` on this
-/// thread's foreign list first, else the parked slab back (no second
-/// class lookup, no layout tests, nothing called out of line), then the
-/// full slow path as a tail call. (A thread
+/// whose active slab is empty: an object of `class` on this thread's
+/// foreign list first (no second class lookup, no layout tests, nothing
+/// called out of line), then the full slow path as a tail call. (A thread
 /// whose exit hook is not armed yet has nothing listed: the full path
 /// arms it.)
 #[cold]
@@ -371,16 +370,7 @@ fn alloc_class_miss(config: &Config, layout: Layout, class: usize) -> *mut u8 {
             if !p.is_null() {
                 return Some(p);
             }
-            if let Some(p) = h.take_foreign(tc, class) {
-                return Some(p);
-            }
-            // The list is empty: the slab it stood in for serves again.
-            if tc.unpark(class) {
-                let p = tc.alloc_fast(class);
-                let p = if p.is_null() { tc.take_frees(class) } else { p };
-                return (!p.is_null()).then_some(p);
-            }
-            None
+            h.take_foreign(tc, class)
         }) {
             return p;
         }

@@ -1224,9 +1224,6 @@ impl HeapInner {
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.
         let listed = unsafe { tc.foreign.push(s, class, p, self.slabs.key) };
-        if listed {
-            tc.park_active(class);
-        }
         if !listed && tc.foreign.freeing_only() {
             // SAFETY: as guaranteed by the caller.
             unsafe { self.give_back_held(tc) };
@@ -1286,7 +1283,6 @@ impl HeapInner {
         // SAFETY: as guaranteed by the caller; the lists use the heap's
         // key.
         if unsafe { tc.foreign.push(s, class, p, key) } {
-            tc.park_active(class);
             return Hold::Held;
         }
         if tc.foreign.freeing_only() {

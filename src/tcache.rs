@@ -16,18 +16,6 @@
 //!   soon as it has free objects. The oldest gives way when a new one
 //!   comes in and is detached, so remote frees into long-full slabs still
 //!   find their way back through the partial lists.
-//! * `parked[c]` holds the active slab of `c`, still owned, while this
-//!   thread's foreign list of `c` has objects: listing an object moves
-//!   the active slab there and leaves the sentinel in `active[c]`, so the
-//!   class's next allocations miss the fast path and take the listed
-//!   objects first, last freed first, while their lines are in this
-//!   core's cache; the allocation that finds the list empty moves the
-//!   slab back (`refill_slot` does too, before it would claim or carve).
-//!   Objects left on the lists are the ones a thread exit must return to
-//!   their slabs one by one, reading each as it goes, long after it was
-//!   freed when the thread idled first, so the lists are used before the
-//!   slab's free objects, which a flush gives back without touching
-//!   them. `parked[c]` is a slab only while `active[c]` is the sentinel.
 //! * `retiring` holds that oldest kept slab, still owned, until the slow
 //!   path that follows takes it (`take_retiring` detaches it) and settles
 //!   it inside the lock round of its claim or carve (`HeapInner::new_slab`):
@@ -79,9 +67,6 @@ pub(crate) struct ThreadCache {
     pub(crate) active: [*const PageDesc; NUM_CLASSES],
     pub(crate) reserve: [*const PageDesc; NUM_CLASSES],
     kept: [[*const PageDesc; KEEP]; NUM_CLASSES],
-    /// The active slab of each class while its foreign list has objects
-    /// (or `empty`); see the module docs.
-    parked: [*const PageDesc; NUM_CLASSES],
     /// The kept slab given up by the last exhaustion of an active one,
     /// still owned, until [`ThreadCache::take_retiring`] hands it to the
     /// claim that follows (or `empty`).
@@ -119,7 +104,6 @@ impl ThreadCache {
             active: [empty; NUM_CLASSES],
             reserve: [empty; NUM_CLASSES],
             kept: [[empty; KEEP]; NUM_CLASSES],
-            parked: [empty; NUM_CLASSES],
             retiring: empty,
             large: [0; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
             per_thread,
@@ -146,39 +130,6 @@ impl ThreadCache {
     #[inline(always)]
     pub(crate) fn owns(&self, owner: usize) -> bool {
         owner & !1 == self.id()
-    }
-
-    /// An object of `class` was just listed on the foreign list: parks
-    /// the active slab of `class` (if any), so that the class's next
-    /// allocations miss the fast path and take the listed objects first
-    /// (see the module docs).
-    #[inline(always)]
-    pub(crate) fn park_active(&mut self, class: usize) {
-        let a = self.active[class];
-        if !core::ptr::eq(a, self.empty) {
-            self.parked[class] = a;
-            self.active[class] = self.empty;
-        }
-    }
-
-    /// Makes the parked slab of `class` active again; false if none is
-    /// parked. For an allocation of `class` that found the foreign list
-    /// empty.
-    #[inline(always)]
-    pub(crate) fn unpark(&mut self, class: usize) -> bool {
-        let a = self.parked[class];
-        if core::ptr::eq(a, self.empty) {
-            return false;
-        }
-        self.active[class] = a;
-        self.parked[class] = self.empty;
-        true
-    }
-
-    /// The parked slab of `class` (or the sentinel), for `verify`.
-    #[cfg(not(loom))]
-    pub(crate) fn parked(&self, class: usize) -> *const PageDesc {
-        self.parked[class]
     }
 
     /// Pops from the active slab of `class`; null if its list is empty.
@@ -239,10 +190,6 @@ impl ThreadCache {
         class: usize,
         reserve: bool,
     ) -> *mut u8 {
-        // A parked slab comes back before anything is claimed or carved.
-        if !reserve && core::ptr::eq(self.active[class], self.empty) {
-            self.unpark(class);
-        }
         let slot = if reserve {
             &mut self.reserve[class]
         } else {
@@ -448,7 +395,6 @@ impl ThreadCache {
             let slots = self.kept[class]
                 .iter_mut()
                 .chain(core::iter::once(&mut self.active[class]))
-                .chain(core::iter::once(&mut self.parked[class]))
                 .chain(core::iter::once(&mut self.reserve[class]));
             for slot in slots {
                 // SAFETY: slots hold live descriptors.

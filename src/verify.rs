@@ -393,8 +393,8 @@ impl HeapInner {
         for shard in &self.shards {
             // SAFETY: the shard lock is held.
             let tc = unsafe { &*shard.cache.get() };
-            // Every slot that holds an owned slab: active, parked, kept and
-            // reserve per class, and the retiring slab (of whatever class it has).
+            // Every slot that holds an owned slab: active, kept and reserve
+            // per class, and the retiring slab (of whatever class it has).
             // A slot's page index, checked to name one of this heap's
             // descriptors before any use.
             let slot_index = |slot: *const PageDesc, class: usize| {
@@ -416,14 +416,7 @@ impl HeapInner {
                 Some(a.desc(i).class.load(Ordering::Relaxed) as usize)
             };
             for class in 0..NUM_CLASSES {
-                check(
-                    std::ptr::eq(tc.parked(class), empty) || std::ptr::eq(tc.active[class], empty),
-                    "cache slot: a slab parked beside an active one",
-                    tc.parked(class) as usize,
-                    class,
-                )?;
                 let ordinary = core::iter::once(tc.active[class])
-                    .chain(core::iter::once(tc.parked(class)))
                     .chain(tc.kept(class).iter().copied())
                     .chain((retiring_class == Some(class)).then_some(retiring));
                 let slots = ordinary
