@@ -60,6 +60,18 @@
 //!   class asks the list (a slow path that finds its active slab empty).
 //!   The count costs nothing on the listing path; the allocation slow
 //!   paths reset it;
+//! * the lists never keep a thread off its own slabs for long: a thread
+//!   whose active slab of a class is exhausted takes the list's objects
+//!   first, and the objects it takes and frees again come back onto the
+//!   list, on top, so a loop that allocates and frees the class would
+//!   otherwise cycle through the same foreign objects for good, each turn
+//!   through the foreign free and pop instead of the fast paths (four
+//!   times the time of a 64-byte pair). So after [`POPS_BEFORE_REFILL`]
+//!   pops in a row with no allocation served by the thread's own slabs,
+//!   a pop hands out nothing, and the allocation slow path that follows
+//!   refills the active slab (its own frees, bump region, remote frees, a
+//!   kept slab, a claim or a carve); an allocation served that way, or by
+//!   the thread's own frees, restarts the count;
 //! * links are encoded with the heap's key, like a slab's local list; a
 //!   pop checks that the object it hands out is an object start of a live
 //!   ordinary slab of the list's class, so a use-after-free write to a link
@@ -128,6 +140,12 @@ const MIN_USED: [u32; NUM_CLASSES] = {
 /// allocates again (see the module docs).
 pub(crate) const REFUSALS_BEFORE_GIVING_BACK: u32 = 256;
 
+/// Pops in a row, with no allocation served by the thread's own slabs in
+/// between, after which a pop hands out nothing until one is (see the
+/// module docs): a loop trapped on the lists' objects runs at most this
+/// many turns through the foreign paths before its own slab serves it.
+pub(crate) const POPS_BEFORE_REFILL: u32 = 256;
+
 /// Whether foreign lists are used in this build.
 pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 
@@ -142,6 +160,9 @@ pub(crate) struct ForeignLists {
     /// thread's last allocation slow path (see
     /// [`REFUSALS_BEFORE_GIVING_BACK`]).
     refused: u32,
+    /// Pops since the last allocation the thread's own slabs served (see
+    /// [`POPS_BEFORE_REFILL`]).
+    popped: u32,
 }
 
 impl ForeignLists {
@@ -151,6 +172,7 @@ impl ForeignLists {
             allocates: [false; NUM_CLASSES],
             room: MAX_BYTES as u32,
             refused: 0,
+            popped: 0,
         }
     }
 
@@ -165,11 +187,14 @@ impl ForeignLists {
         self.refused >= REFUSALS_BEFORE_GIVING_BACK
     }
 
-    /// Notes an allocation slow path of the thread that did not ask the
-    /// lists (a pop notes itself): the thread is not only freeing.
+    /// Notes an allocation slow path of the thread that its own slabs
+    /// served, without the lists (a pop notes itself): the thread is not
+    /// only freeing, and its lists may hand out objects again (see
+    /// [`POPS_BEFORE_REFILL`]).
     #[inline(always)]
     pub(crate) fn note_allocation(&mut self) {
         self.refused = 0;
+        self.popped = 0;
     }
 
     /// Unmarks every class (nothing is listed until the thread's next
@@ -265,8 +290,10 @@ impl ForeignLists {
 
     /// Pops an object of `class` for an allocation of that class, which
     /// marks the class as one this thread allocates; null if the list is
-    /// empty. Aborts if the head is not an object start of a live slab of
-    /// `class`.
+    /// empty, or if the lists have handed out [`POPS_BEFORE_REFILL`]
+    /// objects since the thread's own slabs last served it (the caller's
+    /// slow path then refills its active slab). Aborts if the head is not
+    /// an object start of a live slab of `class`.
     ///
     /// # Safety
     /// `class < NUM_CLASSES`; `arena` and `key` are those of the heap the
@@ -279,6 +306,13 @@ impl ForeignLists {
         // SAFETY: in range (caller).
         unsafe { *self.allocates.get_unchecked_mut(class) = true };
         self.refused = 0;
+        let popped = self.popped;
+        if popped >= POPS_BEFORE_REFILL {
+            return core::ptr::null_mut();
+        }
+        // (A pop of an empty list counts too: its caller goes on to the
+        // thread's own slabs, which restarts the count.)
+        self.popped = popped + 1;
         // SAFETY: forwarded.
         unsafe { self.unlink_head(arena, class, key) }
     }

@@ -450,13 +450,19 @@ impl HeapInner {
         self.maybe_lift_reserve(tc);
         // SAFETY: `tc` is the caller's cache of this heap.
         unsafe {
+            // (Served by the thread's own slabs: its foreign lists may
+            // hand out objects again, see `foreign::POPS_BEFORE_REFILL`.)
             let p = tc.refill_slot(self, class, false);
             if !p.is_null() {
+                tc.foreign.note_allocation();
                 return Ok(p);
             }
             let retiring = tc.take_retiring(self);
             let err = match self.new_slab(tc, class, r, false, retiring) {
-                Ok(s) => return Ok(tc.install(self, class, s)),
+                Ok(s) => {
+                    tc.foreign.note_allocation();
+                    return Ok(tc.install(self, class, s));
+                }
                 Err(e) => e,
             };
             if r.memalloc && err == AllocError::Watermark {

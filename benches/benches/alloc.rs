@@ -19,8 +19,8 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
 use lifeboat_bench::{
-    big_block, pairs, producer_consumer, realloc_growth, with_allocator, Growth, ManyRandom, Which,
-    BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
+    big_block, pairs, pairs_after_foreign_free, producer_consumer, realloc_growth, with_allocator,
+    Growth, ManyRandom, Which, BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
 };
 
 /// Adds one benchmark per allocator to `g`; `run(which, iters)` returns the
@@ -38,6 +38,17 @@ fn pair(c: &mut Criterion) {
         each_allocator(&mut g, |w, n| with_allocator!(w, |a| pairs(a, size, n)));
         g.finish();
     }
+}
+
+fn pair_after_foreign_free(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pair_after_foreign_free/64");
+    g.throughput(Throughput::Elements(1));
+    // (Each sample starts two threads.)
+    g.sampling_mode(SamplingMode::Flat);
+    each_allocator(&mut g, |w, n| {
+        with_allocator!(w, |a| pairs_after_foreign_free(a, n))
+    });
+    g.finish();
 }
 
 fn many_random(c: &mut Criterion) {
@@ -97,6 +108,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pair, many_random, cross_thread, realloc, big
+    targets = pair, pair_after_foreign_free, many_random, cross_thread, realloc, big
 }
 criterion_main!(benches);

@@ -197,6 +197,78 @@ pub fn pairs<A: GlobalAlloc>(a: &A, size: usize, iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// Allocations [`pairs_after_foreign_free`] makes, at most, before it
+/// starts timing.
+pub const FOREIGN_SETUP_ALLOCS: usize = 10_000;
+
+/// `iters` alloc/free pairs of 64 bytes, timed on a thread that first
+/// freed one of 64 objects that another thread (alive until the end)
+/// allocated, then allocated and kept 64-byte objects until its allocator
+/// handed that object back to it, or [`FOREIGN_SETUP_ALLOCS`] times, and
+/// freed it again if it came back. A thread whose own memory of the class
+/// had run out when another thread's object was waiting for reuse: an
+/// allocator that keeps handing that object out makes every pair of the
+/// loop a cross-thread free and its reuse. Threads are made and the
+/// objects freed outside the timing.
+pub fn pairs_after_foreign_free<A: GlobalAlloc + Sync>(a: &A, iters: u64) -> Duration {
+    use std::sync::mpsc::channel;
+    let layout = Layout::from_size_align(64, 8).expect("valid layout");
+    std::thread::scope(|s| {
+        let (objects_tx, objects_rx) = channel::<usize>();
+        let (done_tx, done_rx) = channel::<()>();
+        s.spawn(move || {
+            // 64 objects, so that their slab (or page) stays mostly in
+            // use: lifeboat keeps another thread's object for its own
+            // reuse only then.
+            // SAFETY: a non-zero size.
+            let mine: Vec<*mut u8> = (0..64)
+                .map(|_| unsafe { alloc_or_abort(a, layout) })
+                .collect();
+            objects_tx.send(mine[0] as usize).expect("receiver alive");
+            // Alive, so the object stays another live thread's, until the
+            // timed thread is done.
+            let _ = done_rx.recv();
+            for &p in &mine[1..] {
+                // SAFETY: allocated just above with `layout`, freed once
+                // (the first one by the timed thread).
+                unsafe { a.dealloc(p, layout) };
+            }
+        });
+        let foreign = objects_rx.recv().expect("sender alive");
+        let timed = s.spawn(move || {
+            let mut kept = Vec::with_capacity(FOREIGN_SETUP_ALLOCS + 1);
+            // SAFETY: a non-zero size.
+            kept.push(unsafe { alloc_or_abort(a, layout) });
+            // SAFETY: allocated by the other thread with `layout`, handed
+            // over, freed once here.
+            unsafe { a.dealloc(foreign as *mut u8, layout) };
+            let mut back = false;
+            while kept.len() <= FOREIGN_SETUP_ALLOCS {
+                // SAFETY: a non-zero size.
+                let p = unsafe { alloc_or_abort(a, layout) };
+                if p as usize == foreign {
+                    back = true;
+                    break;
+                }
+                kept.push(p);
+            }
+            if back {
+                // SAFETY: handed back just above, freed once.
+                unsafe { a.dealloc(foreign as *mut u8, layout) };
+            }
+            let elapsed = pairs(a, 64, iters);
+            for p in kept {
+                // SAFETY: allocated above with `layout`, freed once.
+                unsafe { a.dealloc(p, layout) };
+            }
+            elapsed
+        });
+        let elapsed = timed.join().expect("timed thread panicked");
+        done_tx.send(()).expect("receiver alive");
+        elapsed
+    })
+}
+
 /// Number of objects of the allocate-many-then-free-shuffled workload.
 pub const MANY_OBJECTS: usize = 10_000;
 
@@ -556,6 +628,7 @@ mod tests {
                 }
                 ManyRandom::new(100).run(a, 2);
                 producer_consumer(a, 50, 5);
+                pairs_after_foreign_free(a, 3);
                 realloc_growth(a, Growth::Double, 16, 1);
                 realloc_growth(a, Growth::Half, 16, 1);
                 realloc_growth(a, Growth::Double, 4096, 1);

@@ -18,8 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lifeboat_bench::{
-    big_block, big_block_touch_only, cli, pairs, producer_consumer, realloc_growth, with_allocator,
-    Growth, ManyRandom, Which, BIG_SIZES, CROSS_BATCH, MANY_OBJECTS, PAIR_SIZES,
+    big_block, big_block_touch_only, cli, pairs, pairs_after_foreign_free, producer_consumer,
+    realloc_growth, with_allocator, Growth, ManyRandom, Which, BIG_SIZES, CROSS_BATCH,
+    MANY_OBJECTS, PAIR_SIZES,
 };
 
 /// One workload: `run(which, iters)` returns the measured time of `iters`
@@ -41,6 +42,12 @@ fn workloads() -> Vec<Workload> {
             run: Box::new(move |w, n| with_allocator!(w, |a| pairs(a, size, n))),
         });
     }
+    v.push(Workload {
+        name: "pair 64 B after a foreign free".into(),
+        unit: "ns/pair".into(),
+        ops: 1.0,
+        run: Box::new(|w, n| with_allocator!(w, |a| pairs_after_foreign_free(a, n))),
+    });
     v.push(Workload {
         name: format!("many {MANY_OBJECTS} mixed, shuffled free"),
         unit: "ns/object".into(),
