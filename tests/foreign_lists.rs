@@ -220,14 +220,7 @@ fn assert_a_loop_leaves_the_list_for_its_own_slab(all: Vec<usize>) {
 fn assert_slabs_given_back_at_exit() {
     const OTHER: usize = 3000;
     let l = Layout::from_size_align(OTHER, 8).unwrap();
-    let slabs_of_other = || {
-        lifeboat::stats()
-            .classes
-            .iter()
-            .find(|c| c.size >= OTHER)
-            .map_or(0, |c| c.slabs)
-    };
-    let before = slabs_of_other();
+    let before = common::slabs_of(OTHER);
     let orphans = common::orphans(OTHER, 16);
     let (first, listed) = std::thread::spawn(move || {
         // SAFETY: a non-zero size.
@@ -250,7 +243,7 @@ fn assert_slabs_given_back_at_exit() {
     .join()
     .unwrap();
     assert_eq!(
-        slabs_of_other(),
+        common::slabs_of(OTHER),
         before,
         "a slab of the class outlived every object of it"
     );

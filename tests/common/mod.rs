@@ -68,12 +68,24 @@ pub fn scattered_orphans(size: usize, n: usize, gap: usize) -> (Vec<usize>, Vec<
     (picked, rest)
 }
 
-/// Live objects of the process heap's size class that serves `size`.
+/// The process heap's statistics of the size class that serves `size`.
 #[allow(dead_code)]
-pub fn live_objects_of(size: usize) -> usize {
+fn class_of(size: usize) -> Option<lifeboat::ClassStats> {
     lifeboat::stats()
         .classes
         .iter()
+        .copied()
         .find(|c| c.size >= size)
-        .map_or(0, |c| c.live_objects)
+}
+
+/// Live objects of the process heap's size class that serves `size`.
+#[allow(dead_code)]
+pub fn live_objects_of(size: usize) -> usize {
+    class_of(size).map_or(0, |c| c.live_objects)
+}
+
+/// Slabs of the process heap's size class that serves `size`.
+#[allow(dead_code)]
+pub fn slabs_of(size: usize) -> usize {
+    class_of(size).map_or(0, |c| c.slabs)
 }
