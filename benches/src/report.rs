@@ -172,9 +172,14 @@ impl Results {
         (b > 0.0).then(|| a / b)
     }
 
-    /// Geometric mean over the workloads of `w`'s ratio to `over`.
+    /// Geometric mean over the workloads ([`Kind::in_mean`]) of `w`'s
+    /// ratio to `over`.
     pub fn geomean_ratio(&self, w: Which, over: Which, metric: Metric) -> Option<f64> {
-        geomean((0..self.kinds.len()).map(|k| self.ratio(k, w, over, metric)))
+        geomean(
+            (0..self.kinds.len())
+                .filter(|&k| self.kinds[k].in_mean())
+                .map(|k| self.ratio(k, w, over, metric)),
+        )
     }
 
     /// [`Results::geomean_ratio`] over the workloads issue 6's targets
@@ -463,6 +468,23 @@ pub fn markdown(r: &Results, meta: &Meta, appendix: Option<&str>) -> String {
         );
     }
     let _ = writeln!(w);
+    let pinned: Vec<String> = r
+        .kinds
+        .iter()
+        .filter(|k| !k.in_mean())
+        .map(|k| k.to_string())
+        .collect();
+    if !pinned.is_empty() {
+        let _ = writeln!(
+            w,
+            "The geometric means leave out {}: they pin xmalloc's threads to \
+             measure each of the two placements the scheduler settles an unpinned \
+             run into (a pair on one core, or across two), and the unpinned run is \
+             already in the means.",
+            pinned.join(" and ")
+        );
+        let _ = writeln!(w);
+    }
 
     for metric in [Metric::Time, Metric::PeakRss] {
         metric_tables(w, r, metric);
@@ -848,7 +870,7 @@ pub fn svg(r: &Results, meta: &Meta) -> String {
 
     let _ = writeln!(
         w,
-        r##"<text x="10" y="{:.0}" fill="#444">* cross-thread workload (objects freed by a thread other than the allocating one). Geometric mean over the workloads above.</text>"##,
+        r##"<text x="10" y="{:.0}" fill="#444">* cross-thread workload (objects freed by a thread other than the allocating one). Geometric mean over the workloads above but the pinned xmalloc placements.</text>"##,
         height - 10.0
     );
     let _ = writeln!(w, "</svg>");
@@ -922,6 +944,28 @@ mod tests {
             "{rss}"
         );
         assert!(cross.starts_with("**Missed**"), "{cross}");
+    }
+
+    #[test]
+    fn geometric_means_leave_out_the_pinned_placements() {
+        let mut r = results(0.5, 1.0);
+        let before = r.geomean_ratio(Which::Lifeboat, Which::Mimalloc, Metric::Time);
+        // Pinned xmalloc runs 100× slower: the means must not move.
+        for (k, kind) in Kind::ALL.into_iter().enumerate() {
+            if !kind.in_mean() {
+                for s in &mut r.cell_mut(k, Which::Lifeboat).samples {
+                    s.wall_s *= 100.0;
+                }
+            }
+        }
+        assert!(Kind::ALL.iter().any(|k| !k.in_mean()));
+        let after = r.geomean_ratio(Which::Lifeboat, Which::Mimalloc, Metric::Time);
+        assert_eq!(before, after);
+        assert!((after.unwrap() - 0.5).abs() < 1e-9);
+        let md = markdown(&r, &Meta::default(), None);
+        assert!(
+            md.contains("The geometric means leave out xmalloc-one-core and xmalloc-across-cores")
+        );
     }
 
     #[test]

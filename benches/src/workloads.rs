@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`larson`] | Larson & Krishnan's server benchmark | yes: windows move between threads |
 //! | [`xmalloc`] | Lever & Boreham's xmalloc-test | yes: producers allocate, consumers free |
+//! | [`xmalloc`], pinned | the same, each pair on one core or across two ([`Placement`]) | yes |
 //! | [`cache_scratch`] | Hoard's cache-scratch (passive false sharing) | the first object only |
 //! | [`cache_thrash`] | Hoard's cache-thrash (active false sharing) | no |
 //! | [`mstress`] | mimalloc's test-stress (`mstress`) | yes: objects swapped through a shared array |
@@ -21,9 +22,9 @@
 //! set, so peak RSS does not depend on it.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::sync_channel;
-use std::sync::{Barrier, Mutex};
+use std::sync::{Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -180,6 +181,138 @@ pub struct Xmalloc {
     pub min_size: usize,
     /// Largest object size (bytes).
     pub max_size: usize,
+    /// Where the threads run.
+    pub placement: Placement,
+}
+
+/// Where the threads of [`xmalloc`] run.
+///
+/// On two cores with two pairs, the scheduler settles each run into one of
+/// two placements and keeps it, because the threads hardly migrate once the
+/// pipeline is flowing: a pair's producer and consumer on the same core, or
+/// on different cores. The second moves every object, and the slab
+/// metadata its free reads, between the cores' caches, and took 1.2–2.8×
+/// the time of the first when this was written (2026-12-07, depending on
+/// the allocator), so the unpinned figure depends on which one a run fell
+/// into. The pinned placements measure each on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Wherever the scheduler puts the threads.
+    Scheduler,
+    /// Each pair's producer and consumer pinned to one core, pair `i` to
+    /// the `i`-th allowed core (mod their number).
+    PairOnOneCore,
+    /// Each pair's producer pinned to one core and its consumer to another
+    /// (the `2i`-th and `2i + 1`-th allowed cores, mod their number). With
+    /// one allowed core this is the same as [`Placement::PairOnOneCore`].
+    PairAcrossCores,
+}
+
+impl Placement {
+    /// Pins the calling thread for its role (`producer` or consumer) in
+    /// pair `pair`; nothing for [`Placement::Scheduler`].
+    ///
+    /// # Panics
+    ///
+    /// If the process's allowed cores cannot be read or the thread cannot
+    /// be pinned: a pinned figure measured unpinned would be mislabelled.
+    fn pin(self, pair: usize, producer: bool) {
+        let slot = match self {
+            Placement::Scheduler => return,
+            Placement::PairOnOneCore => pair,
+            Placement::PairAcrossCores => 2 * pair + usize::from(!producer),
+        };
+        let allowed = allowed_cores();
+        assert!(!allowed.is_empty(), "xmalloc: no allowed cores to pin to");
+        pin_to(allowed[slot % allowed.len()]);
+    }
+}
+
+/// The cores this process may run on, in increasing order.
+fn allowed_cores() -> Vec<usize> {
+    // SAFETY: an all-zero `cpu_set_t` is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a writable `cpu_set_t` of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(rc, 0, "xmalloc: sched_getaffinity failed");
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the size of the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: an all-zero `cpu_set_t` is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` came from `allowed_cores`, so it is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is an initialised `cpu_set_t` of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(rc, 0, "xmalloc: sched_setaffinity to core {cpu} failed");
+}
+
+/// A blocking FIFO of batches from one thread to another: a mutex and a
+/// condition variable, as xmalloc-test's own queue. (std's `sync_channel`,
+/// used before, spins before it blocks; with two threads sharing a core,
+/// how long it spun decided much of the run's time, which then changed by
+/// up to 2× with the code layout of the benchmark itself.)
+struct BatchQueue {
+    /// The batches, and whether the sender has closed the queue.
+    state: Mutex<(VecDeque<Vec<Slot>>, bool)>,
+    /// Signalled on every push and on close.
+    ready: Condvar,
+}
+
+impl BatchQueue {
+    /// An empty queue with room for `capacity` batches without growing.
+    fn new(capacity: usize) -> BatchQueue {
+        BatchQueue {
+            state: Mutex::new((VecDeque::with_capacity(capacity), false)),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Appends `batch` and wakes the receiver.
+    fn push(&self, batch: Vec<Slot>) {
+        self.state.lock().expect("xmalloc queue").0.push_back(batch);
+        self.ready.notify_one();
+    }
+
+    /// Marks the end of the batches.
+    fn close(&self) {
+        // Closing runs in `Drop`, maybe while unwinding: a poisoned lock
+        // still closes.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 = true;
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// The oldest batch, waiting for one; `None` once the queue is closed
+    /// and empty.
+    fn pop(&self) -> Option<Vec<Slot>> {
+        let mut state = self.state.lock().expect("xmalloc queue");
+        loop {
+            if let Some(batch) = state.0.pop_front() {
+                return Some(batch);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self.ready.wait(state).expect("xmalloc queue");
+        }
+    }
+}
+
+/// Closes its queue when dropped: the end of a thread's batches, however
+/// the thread ends.
+struct CloseOnDrop<'q>(&'q BatchQueue);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Lever & Boreham's xmalloc-test: `pairs` producer threads each allocate
@@ -187,44 +320,48 @@ pub struct Xmalloc {
 /// `min_size..=max_size`, touched) and push them through a bounded queue of
 /// `in_flight` batches to their own consumer thread, which frees every
 /// object and sends the empty buffer back. Every object is freed by a
-/// thread that did not allocate it. Threads block (futex) on the queues.
-/// Returns the time until the last consumer has freed its last batch.
+/// thread that did not allocate it. Threads block (futex) on the queues,
+/// and run where `placement` says. Returns the time until the last consumer has freed its last batch.
 pub fn xmalloc<A: GlobalAlloc + Sync>(a: &A, p: &Xmalloc) -> Duration {
     assert!(p.pairs >= 1 && p.batch >= 1 && p.in_flight >= 1);
     assert!(1 <= p.min_size && p.min_size <= p.max_size);
     let span = p.max_size - p.min_size + 1;
     let start = Instant::now();
+    let queues: Vec<[BatchQueue; 2]> = (0..p.pairs)
+        .map(|_| [BatchQueue::new(p.in_flight), BatchQueue::new(p.in_flight)])
+        .collect();
     thread::scope(|s| {
-        for pair in 0..p.pairs {
-            let (full_tx, full_rx) = sync_channel::<Vec<Slot>>(p.in_flight);
-            let (empty_tx, empty_rx) = sync_channel::<Vec<Slot>>(p.in_flight);
+        for (pair, [full, empty]) in queues.iter().enumerate() {
             for _ in 0..p.in_flight {
-                empty_tx
-                    .send(Vec::with_capacity(p.batch))
-                    .expect("receiver alive");
+                empty.push(Vec::with_capacity(p.batch));
             }
             s.spawn(move || {
-                while let Ok(mut buf) = full_rx.recv() {
+                // If this thread ends early (a panic), the producer's next
+                // wait for an empty batch ends too, instead of hanging.
+                let _closer = CloseOnDrop(empty);
+                p.placement.pin(pair, false);
+                while let Some(mut buf) = full.pop() {
                     // SAFETY: the producer allocated every object of the
                     // batch from `a` with `layout8(size)` and gave it up.
                     unsafe { free_all(a, &buf) };
                     buf.clear();
-                    // The producer may be gone after its last batch; there
-                    // are never more buffers than the queue holds, so this
-                    // never blocks for long.
-                    let _ = empty_tx.send(buf);
+                    empty.push(buf);
                 }
             });
             s.spawn(move || {
+                let _closer = CloseOnDrop(full);
+                p.placement.pin(pair, true);
                 let mut rng = Rng::new(0x3A11_0C00 + pair as u64);
                 for _ in 0..p.batches {
-                    let mut buf = empty_rx.recv().expect("xmalloc: consumer alive");
+                    let mut buf = empty
+                        .pop()
+                        .expect("xmalloc: the empty queue is never closed");
                     for _ in 0..p.batch {
                         let size = p.min_size + rng.below(span);
                         // SAFETY: `size >= min_size >= 1`.
                         buf.push((unsafe { alloc_touch(a, size) } as usize, size));
                     }
-                    full_tx.send(buf).expect("xmalloc: consumer alive");
+                    full.push(buf);
                 }
             });
         }
@@ -586,6 +723,10 @@ pub enum Kind {
     Larson,
     /// [`xmalloc`]
     Xmalloc,
+    /// [`xmalloc`], each pair on one core ([`Placement::PairOnOneCore`])
+    XmallocOneCore,
+    /// [`xmalloc`], each pair across two cores ([`Placement::PairAcrossCores`])
+    XmallocAcrossCores,
     /// [`cache_scratch`]
     CacheScratch,
     /// [`cache_thrash`]
@@ -598,9 +739,11 @@ pub enum Kind {
 
 impl Kind {
     /// All workloads, in the order they are reported.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Larson,
         Kind::Xmalloc,
+        Kind::XmallocOneCore,
+        Kind::XmallocAcrossCores,
         Kind::Mstress,
         Kind::Handoff,
         Kind::CacheScratch,
@@ -612,6 +755,8 @@ impl Kind {
         match self {
             Kind::Larson => "larson",
             Kind::Xmalloc => "xmalloc",
+            Kind::XmallocOneCore => "xmalloc-one-core",
+            Kind::XmallocAcrossCores => "xmalloc-across-cores",
             Kind::CacheScratch => "cache-scratch",
             Kind::CacheThrash => "cache-thrash",
             Kind::Mstress => "mstress",
@@ -631,15 +776,41 @@ impl Kind {
     pub const fn cross_thread(self) -> bool {
         matches!(
             self,
-            Kind::Larson | Kind::Xmalloc | Kind::Mstress | Kind::Handoff
+            Kind::Larson
+                | Kind::Xmalloc
+                | Kind::XmallocOneCore
+                | Kind::XmallocAcrossCores
+                | Kind::Mstress
+                | Kind::Handoff
         )
+    }
+
+    /// Whether the geometric means of the report include this workload:
+    /// the pinned placements of xmalloc do not, as the unpinned run is
+    /// already in them and would otherwise count three times.
+    pub const fn in_mean(self) -> bool {
+        !matches!(self, Kind::XmallocOneCore | Kind::XmallocAcrossCores)
+    }
+
+    /// The placement of an xmalloc workload's threads; `None` for the
+    /// other workloads.
+    pub const fn placement(self) -> Option<Placement> {
+        match self {
+            Kind::Xmalloc => Some(Placement::Scheduler),
+            Kind::XmallocOneCore => Some(Placement::PairOnOneCore),
+            Kind::XmallocAcrossCores => Some(Placement::PairAcrossCores),
+            _ => None,
+        }
     }
 
     /// Whether issue 6's targets (`report::Targets`) cover this workload:
     /// the five they were set over. [`handoff`] came later, to show what a
     /// thread that only frees keeps.
     pub const fn targeted(self) -> bool {
-        !matches!(self, Kind::Handoff)
+        !matches!(
+            self,
+            Kind::Handoff | Kind::XmallocOneCore | Kind::XmallocAcrossCores
+        )
     }
 
     /// Standard parameters of larson at `scale` (rounds scale).
@@ -654,7 +825,8 @@ impl Kind {
         }
     }
 
-    /// Standard parameters of xmalloc at `scale` (batches scale).
+    /// Standard parameters of xmalloc at `scale` (batches scale), with
+    /// the threads wherever the scheduler puts them.
     pub fn xmalloc(scale: f64) -> Xmalloc {
         Xmalloc {
             pairs: 2,
@@ -663,6 +835,7 @@ impl Kind {
             in_flight: 8,
             min_size: 16,
             max_size: 512,
+            placement: Placement::Scheduler,
         }
     }
 
@@ -705,7 +878,9 @@ impl Kind {
     pub fn threads(self) -> usize {
         match self {
             Kind::Larson => Kind::larson(1.0).threads,
-            Kind::Xmalloc => 2 * Kind::xmalloc(1.0).pairs,
+            Kind::Xmalloc | Kind::XmallocOneCore | Kind::XmallocAcrossCores => {
+                2 * Kind::xmalloc(1.0).pairs
+            }
             Kind::CacheScratch | Kind::CacheThrash => Kind::cache(1.0).threads,
             Kind::Mstress => Kind::mstress(1.0).threads,
             Kind::Handoff => Kind::handoff(1.0).builders + 1,
@@ -733,6 +908,12 @@ impl Kind {
                     p.pairs, p.batches, p.batch, p.min_size, p.max_size, p.in_flight
                 )
             }
+            Kind::XmallocOneCore => "xmalloc with each pair's two threads pinned to \
+                                     one core, the pairs to different cores"
+                .to_owned(),
+            Kind::XmallocAcrossCores => "xmalloc with each pair's producer and consumer \
+                                         pinned to different cores"
+                .to_owned(),
             Kind::CacheScratch => {
                 let p = Kind::cache(1.0);
                 format!(
@@ -779,7 +960,16 @@ impl Kind {
     pub fn run<A: GlobalAlloc + Sync>(self, a: &A, scale: f64) -> Duration {
         match self {
             Kind::Larson => larson(a, &Kind::larson(scale)),
-            Kind::Xmalloc => xmalloc(a, &Kind::xmalloc(scale)),
+            Kind::Xmalloc | Kind::XmallocOneCore | Kind::XmallocAcrossCores => {
+                let placement = self.placement().expect("an xmalloc workload");
+                xmalloc(
+                    a,
+                    &Xmalloc {
+                        placement,
+                        ..Kind::xmalloc(scale)
+                    },
+                )
+            }
             Kind::CacheScratch => cache_scratch(a, &Kind::cache(scale)),
             Kind::CacheThrash => cache_thrash(a, &Kind::cache(scale)),
             Kind::Mstress => mstress(a, &Kind::mstress(scale)),
@@ -831,6 +1021,31 @@ mod tests {
     }
 
     #[test]
+    fn placements_pin_each_role_to_its_core() {
+        let allowed = allowed_cores();
+        let core_of = |placement: Placement, pair: usize, producer: bool| {
+            thread::spawn(move || {
+                placement.pin(pair, producer);
+                // SAFETY: sched_getcpu has no preconditions.
+                unsafe { libc::sched_getcpu() }
+            })
+            .join()
+            .expect("pinned thread")
+        };
+        let nth = |i: usize| allowed[i % allowed.len()] as i32;
+        for pair in 0..3 {
+            for producer in [true, false] {
+                assert_eq!(core_of(Placement::PairOnOneCore, pair, producer), nth(pair));
+                let slot = 2 * pair + usize::from(!producer);
+                assert_eq!(
+                    core_of(Placement::PairAcrossCores, pair, producer),
+                    nth(slot)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn mstress_items_round_trip() {
         let mut rng = Rng::new(7);
         let objs: Vec<usize> = (0..2000)
@@ -861,6 +1076,7 @@ mod tests {
             in_flight: 3,
             min_size: 16,
             max_size: 512,
+            placement: Placement::Scheduler,
         };
         let cache_p = Cache {
             threads: 3,
@@ -886,7 +1102,19 @@ mod tests {
         for w in Which::ALL {
             with_allocator!(w, |a| {
                 larson(a, &larson_p);
-                xmalloc(a, &xmalloc_p);
+                for placement in [
+                    Placement::Scheduler,
+                    Placement::PairOnOneCore,
+                    Placement::PairAcrossCores,
+                ] {
+                    xmalloc(
+                        a,
+                        &Xmalloc {
+                            placement,
+                            ..xmalloc_p
+                        },
+                    );
+                }
                 cache_scratch(a, &cache_p);
                 cache_thrash(a, &cache_p);
                 mstress(a, &mstress_p);
