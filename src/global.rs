@@ -918,6 +918,48 @@ pub fn set_oom_handler(handler: Option<OomHandler>) {
     }
 }
 
+/// Gives back everything the calling thread's cache of the process heap
+/// holds, as the thread's exit would, and keeps the thread usable.
+///
+/// A thread cache keeps, between its allocations: an active slab (and up
+/// to a few full or emptied ones) per size class it has used, the objects
+/// of other threads' slabs it freed and keeps for its own next allocations
+/// (up to 512 KiB, see `foreign.rs`), the frees it batches for other
+/// threads' slabs, and a few freed large blocks. All of it comes back when
+/// the thread exits. A thread that is done with its work but does not exit
+/// yet (a worker about to sleep for long, a thread whose last act hands
+/// its data to a successor it has just spawned) can give it back now:
+/// objects go back to their slabs, large blocks to the heap, and the slabs
+/// are detached, the empty ones returned to the arena and the others put
+/// where any thread can take them. The thread's next allocations refill
+/// its cache. (jemalloc's `thread.tcache.flush`, for the same reason.)
+///
+/// Nothing happens on a thread that has not allocated from the process
+/// heap yet, after the thread's exit hook has run, or inside lifeboat's own
+/// callbacks on this thread (a shrinker or an OOM handler called from an
+/// allocation: the cache is in use there).
+///
+/// ```
+/// // A worker that is going to sleep gives its cache back first.
+/// let v: Vec<u8> = vec![0; 1000];
+/// drop(v);
+/// lifeboat::flush_thread_cache();
+/// ```
+pub fn flush_thread_cache() {
+    let Some(h) = process_heap() else { return };
+    if crate::sync::holds_lock() {
+        return;
+    }
+    with_live_cache(|tc| {
+        // SAFETY: this thread's cache, of the process heap, marked busy by
+        // `with_live_cache` (so no re-entrant call uses it meanwhile); this
+        // thread holds no lifeboat lock, and the flush takes the ones it
+        // needs, as reclaim's drain does from the allocation slow path.
+        unsafe { tc.flush(h) };
+        Some(())
+    });
+}
+
 /// Returns every free block of the process heap to the OS now; returns the
 /// bytes purged.
 pub fn purge() -> usize {

@@ -39,6 +39,51 @@ pub static MIMALLOC: MiMalloc = MiMalloc;
 /// jemalloc (tikv-jemallocator).
 pub static JEMALLOC: Jemalloc = Jemalloc;
 
+/// An allocator's own way for a thread to give back what its thread cache
+/// holds while the thread lives on (used by the larson-flush workload).
+pub trait FlushThreadCache {
+    /// Gives back the calling thread's cache, as far as the allocator has
+    /// a call for it.
+    fn flush_thread_cache(&self);
+}
+
+impl FlushThreadCache for Lifeboat {
+    fn flush_thread_cache(&self) {
+        lifeboat::flush_thread_cache();
+    }
+}
+
+/// glibc has no call that empties one thread's cache (`malloc_trim`
+/// works on the whole process): nothing.
+impl FlushThreadCache for System {
+    fn flush_thread_cache(&self) {}
+}
+
+impl FlushThreadCache for MiMalloc {
+    fn flush_thread_cache(&self) {
+        // SAFETY: mi_collect has no preconditions; `false` asks for the
+        // ordinary, not the forced, collection of this thread's heap.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    }
+}
+
+impl FlushThreadCache for Jemalloc {
+    fn flush_thread_cache(&self) {
+        // SAFETY: a NUL-terminated name of a write-only control that takes
+        // no value: null pointers and lengths of 0, as jemalloc documents.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                c"thread.tcache.flush".as_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "jemalloc: thread.tcache.flush failed");
+    }
+}
+
 /// Page size assumed when touching big blocks (one write per page).
 pub const PAGE: usize = 4096;
 

@@ -468,20 +468,17 @@ pub fn markdown(r: &Results, meta: &Meta, appendix: Option<&str>) -> String {
         );
     }
     let _ = writeln!(w);
-    let pinned: Vec<String> = r
+    let variants: Vec<String> = r
         .kinds
         .iter()
-        .filter(|k| !k.in_mean())
-        .map(|k| k.to_string())
+        .filter_map(|k| k.variant_of().map(|of| format!("{k} (of {of})")))
         .collect();
-    if !pinned.is_empty() {
+    if !variants.is_empty() {
         let _ = writeln!(
             w,
-            "The geometric means leave out {}: they pin xmalloc's threads to \
-             measure each of the two placements the scheduler settles an unpinned \
-             run into (a pair on one core, or across two), and the unpinned run is \
-             already in the means.",
-            pinned.join(" and ")
+            "The geometric means and the targets leave out the variants of workloads \
+             already in them, so that no program counts twice: {}.",
+            variants.join(", ")
         );
         let _ = writeln!(w);
     }
@@ -870,7 +867,7 @@ pub fn svg(r: &Results, meta: &Meta) -> String {
 
     let _ = writeln!(
         w,
-        r##"<text x="10" y="{:.0}" fill="#444">* cross-thread workload (objects freed by a thread other than the allocating one). Geometric mean over the workloads above but the pinned xmalloc placements.</text>"##,
+        r##"<text x="10" y="{:.0}" fill="#444">* cross-thread workload (objects freed by a thread other than the allocating one). Geometric mean over the workloads above but the variants (pinned, flushing) of others.</text>"##,
         height - 10.0
     );
     let _ = writeln!(w, "</svg>");
@@ -947,10 +944,10 @@ mod tests {
     }
 
     #[test]
-    fn geometric_means_leave_out_the_pinned_placements() {
+    fn geometric_means_leave_out_the_variants() {
         let mut r = results(0.5, 1.0);
         let before = r.geomean_ratio(Which::Lifeboat, Which::Mimalloc, Metric::Time);
-        // Pinned xmalloc runs 100× slower: the means must not move.
+        // The variants run 100× slower: the means must not move.
         for (k, kind) in Kind::ALL.into_iter().enumerate() {
             if !kind.in_mean() {
                 for s in &mut r.cell_mut(k, Which::Lifeboat).samples {
@@ -963,9 +960,8 @@ mod tests {
         assert_eq!(before, after);
         assert!((after.unwrap() - 0.5).abs() < 1e-9);
         let md = markdown(&r, &Meta::default(), None);
-        assert!(
-            md.contains("The geometric means leave out xmalloc-one-core and xmalloc-across-cores")
-        );
+        assert!(md.contains("xmalloc-one-core (of xmalloc), xmalloc-across-cores (of xmalloc)"));
+        assert!(md.contains("larson-flush (of larson)"));
     }
 
     #[test]

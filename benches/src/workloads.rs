@@ -9,6 +9,7 @@
 //! | workload | model | cross-thread frees |
 //! |---|---|---|
 //! | [`larson`] | Larson & Krishnan's server benchmark | yes: windows move between threads |
+//! | [`larson`], flushing | the same, each thread giving back its cache before the hand-off | yes |
 //! | [`xmalloc`] | Lever & Boreham's xmalloc-test | yes: producers allocate, consumers free |
 //! | [`xmalloc`], pinned | the same, each pair on one core or across two ([`Placement`]) | yes |
 //! | [`cache_scratch`] | Hoard's cache-scratch (passive false sharing) | the first object only |
@@ -28,7 +29,7 @@ use std::sync::{Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{alloc_or_abort, Rng};
+use crate::{alloc_or_abort, FlushThreadCache, Rng};
 
 /// `Layout` of `size` bytes (`>= 1`), align 8.
 fn layout8(size: usize) -> Layout {
@@ -87,6 +88,9 @@ pub struct Larson {
     pub min_size: usize,
     /// Largest object size (bytes).
     pub max_size: usize,
+    /// Whether a thread gives back its allocator's thread cache
+    /// ([`FlushThreadCache`]) just before it starts its successor.
+    pub flush_before_handoff: bool,
 }
 
 /// Larson & Krishnan's server benchmark: `threads` threads each own a
@@ -95,10 +99,14 @@ pub struct Larson {
 /// allocate a new random size, touch it); then, as in the original, it
 /// starts a new thread that takes over its window and exits, so the objects
 /// it allocated are freed by another thread (after their allocator thread
-/// has gone). This thread fills all windows first, and the first workers
+/// has gone). With `flush_before_handoff`, the thread gives back its
+/// allocator's thread cache first, as a program that knows the thread is
+/// done can (lifeboat's `flush_thread_cache`, jemalloc's
+/// `thread.tcache.flush`, mimalloc's `mi_collect`; glibc has no such
+/// call). This thread fills all windows first, and the first workers
 /// start from them. Chains do not wait for each other. Returns the time
 /// from the first allocation to the last free.
-pub fn larson<A: GlobalAlloc + Sync>(a: &A, p: &Larson) -> Duration {
+pub fn larson<A: GlobalAlloc + Sync + FlushThreadCache>(a: &A, p: &Larson) -> Duration {
     assert!(p.threads >= 1 && p.slots >= 1 && p.rounds >= 1);
     assert!(1 <= p.min_size && p.min_size <= p.max_size);
     let start = Instant::now();
@@ -135,7 +143,7 @@ pub fn larson<A: GlobalAlloc + Sync>(a: &A, p: &Larson) -> Duration {
 
 /// One larson thread: one round over `window`, then hand the window to a
 /// new thread for the next round (or to `done` after the last).
-fn larson_round<'scope, 'env, A: GlobalAlloc + Sync>(
+fn larson_round<'scope, 'env, A: GlobalAlloc + Sync + FlushThreadCache>(
     s: &'scope thread::Scope<'scope, 'env>,
     a: &'env A,
     p: &'env Larson,
@@ -155,6 +163,9 @@ fn larson_round<'scope, 'env, A: GlobalAlloc + Sync>(
         unsafe { a.dealloc(addr as *mut u8, layout8(old)) };
         // SAFETY: `size >= min_size >= 1`.
         window[k] = (unsafe { alloc_touch(a, size) } as usize, size);
+    }
+    if p.flush_before_handoff {
+        a.flush_thread_cache();
     }
     if rounds_left > 1 {
         s.spawn(move || larson_round(s, a, p, done, window, rng, rounds_left - 1));
@@ -721,6 +732,8 @@ pub fn handoff<A: GlobalAlloc + Sync>(a: &A, p: &Handoff) -> Duration {
 pub enum Kind {
     /// [`larson`]
     Larson,
+    /// [`larson`] with [`Larson::flush_before_handoff`]
+    LarsonFlush,
     /// [`xmalloc`]
     Xmalloc,
     /// [`xmalloc`], each pair on one core ([`Placement::PairOnOneCore`])
@@ -739,8 +752,9 @@ pub enum Kind {
 
 impl Kind {
     /// All workloads, in the order they are reported.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Larson,
+        Kind::LarsonFlush,
         Kind::Xmalloc,
         Kind::XmallocOneCore,
         Kind::XmallocAcrossCores,
@@ -754,6 +768,7 @@ impl Kind {
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Larson => "larson",
+            Kind::LarsonFlush => "larson-flush",
             Kind::Xmalloc => "xmalloc",
             Kind::XmallocOneCore => "xmalloc-one-core",
             Kind::XmallocAcrossCores => "xmalloc-across-cores",
@@ -777,6 +792,7 @@ impl Kind {
         matches!(
             self,
             Kind::Larson
+                | Kind::LarsonFlush
                 | Kind::Xmalloc
                 | Kind::XmallocOneCore
                 | Kind::XmallocAcrossCores
@@ -785,11 +801,22 @@ impl Kind {
         )
     }
 
-    /// Whether the geometric means of the report include this workload:
-    /// the pinned placements of xmalloc do not, as the unpinned run is
-    /// already in them and would otherwise count three times.
+    /// The workload this one is a variant of: the same program pinned to
+    /// cores or calling the allocators' thread-cache flush. The report's
+    /// geometric means and issue 6's targets leave variants out, so that
+    /// no program counts twice.
+    pub const fn variant_of(self) -> Option<Kind> {
+        match self {
+            Kind::LarsonFlush => Some(Kind::Larson),
+            Kind::XmallocOneCore | Kind::XmallocAcrossCores => Some(Kind::Xmalloc),
+            _ => None,
+        }
+    }
+
+    /// Whether the geometric means of the report include this workload
+    /// (it is no variant of another).
     pub const fn in_mean(self) -> bool {
-        !matches!(self, Kind::XmallocOneCore | Kind::XmallocAcrossCores)
+        self.variant_of().is_none()
     }
 
     /// The placement of an xmalloc workload's threads; `None` for the
@@ -807,10 +834,7 @@ impl Kind {
     /// the five they were set over. [`handoff`] came later, to show what a
     /// thread that only frees keeps.
     pub const fn targeted(self) -> bool {
-        !matches!(
-            self,
-            Kind::Handoff | Kind::XmallocOneCore | Kind::XmallocAcrossCores
-        )
+        self.in_mean() && !matches!(self, Kind::Handoff)
     }
 
     /// Standard parameters of larson at `scale` (rounds scale).
@@ -822,6 +846,7 @@ impl Kind {
             per_round: 10_000,
             min_size: 16,
             max_size: 1024,
+            flush_before_handoff: false,
         }
     }
 
@@ -877,7 +902,7 @@ impl Kind {
     /// Threads of the standard run.
     pub fn threads(self) -> usize {
         match self {
-            Kind::Larson => Kind::larson(1.0).threads,
+            Kind::Larson | Kind::LarsonFlush => Kind::larson(1.0).threads,
             Kind::Xmalloc | Kind::XmallocOneCore | Kind::XmallocAcrossCores => {
                 2 * Kind::xmalloc(1.0).pairs
             }
@@ -908,6 +933,10 @@ impl Kind {
                     p.pairs, p.batches, p.batch, p.min_size, p.max_size, p.in_flight
                 )
             }
+            Kind::LarsonFlush => "larson with each thread giving back its allocator's \
+                                  thread cache just before it starts its successor \
+                                  (no such call in glibc)"
+                .to_owned(),
             Kind::XmallocOneCore => "xmalloc with each pair's two threads pinned to \
                                      one core, the pairs to different cores"
                 .to_owned(),
@@ -957,9 +986,16 @@ impl Kind {
     }
 
     /// Runs the standard workload at `scale` on `a`; returns its time.
-    pub fn run<A: GlobalAlloc + Sync>(self, a: &A, scale: f64) -> Duration {
+    pub fn run<A: GlobalAlloc + Sync + FlushThreadCache>(self, a: &A, scale: f64) -> Duration {
         match self {
             Kind::Larson => larson(a, &Kind::larson(scale)),
+            Kind::LarsonFlush => larson(
+                a,
+                &Larson {
+                    flush_before_handoff: true,
+                    ..Kind::larson(scale)
+                },
+            ),
             Kind::Xmalloc | Kind::XmallocOneCore | Kind::XmallocAcrossCores => {
                 let placement = self.placement().expect("an xmalloc workload");
                 xmalloc(
@@ -1068,6 +1104,7 @@ mod tests {
             per_round: 100,
             min_size: 16,
             max_size: 1024,
+            flush_before_handoff: false,
         };
         let xmalloc_p = Xmalloc {
             pairs: 2,
@@ -1102,6 +1139,13 @@ mod tests {
         for w in Which::ALL {
             with_allocator!(w, |a| {
                 larson(a, &larson_p);
+                larson(
+                    a,
+                    &Larson {
+                        flush_before_handoff: true,
+                        ..larson_p
+                    },
+                );
                 for placement in [
                     Placement::Scheduler,
                     Placement::PairOnOneCore,

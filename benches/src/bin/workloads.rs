@@ -128,11 +128,13 @@ fn parse_larson(v: &str) -> Result<workloads::Larson, String> {
         per_round,
         min_size,
         max_size,
+        flush_before_handoff: false,
     })
 }
 
 /// The child: one run of `kind` on `which` (larson with `larson`'s
-/// parameters when given), then the result line.
+/// parameters when given, flushing if `kind` is larson-flush), then the
+/// result line.
 fn child(
     kind: Kind,
     which: Which,
@@ -142,7 +144,13 @@ fn child(
 ) -> ExitCode {
     let base_kib = machine::status_kib("VmRSS").unwrap_or(0);
     let wall = match larson {
-        Some(p) => with_allocator!(which, |a| workloads::larson(a, &p)),
+        Some(p) => {
+            let p = workloads::Larson {
+                flush_before_handoff: kind == Kind::LarsonFlush,
+                ..p
+            };
+            with_allocator!(which, |a| workloads::larson(a, &p))
+        }
         None => with_allocator!(which, |a| kind.run(a, scale)),
     };
     let cpu = machine::cpu_seconds();
