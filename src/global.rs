@@ -935,9 +935,8 @@ pub fn set_oom_handler(handler: Option<OomHandler>) {
 /// its cache. (jemalloc's `thread.tcache.flush`, for the same reason.)
 ///
 /// Nothing happens on a thread that has not allocated from the process
-/// heap yet, after the thread's exit hook has run, or inside lifeboat's own
-/// callbacks on this thread (a shrinker or an OOM handler called from an
-/// allocation: the cache is in use there).
+/// heap yet, or once the thread's exit hook has run. Like allocating, it
+/// is not async-signal-safe.
 ///
 /// ```
 /// // A worker that is going to sleep gives its cache back first.
