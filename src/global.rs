@@ -91,13 +91,14 @@ static HEAP: AtomicPtr<HeapInner> = AtomicPtr::new(ptr::null_mut());
 /// makes every pointer miss and take the slow path).
 struct Fast {
     base: AtomicUsize,
-    npages: AtomicUsize,
+    /// The arena's size in bytes (pages times the page size).
+    bytes: AtomicUsize,
     descs: AtomicUsize,
 }
 
 static FAST: Fast = Fast {
     base: AtomicUsize::new(0),
-    npages: AtomicUsize::new(0),
+    bytes: AtomicUsize::new(0),
     descs: AtomicUsize::new(0),
 };
 
@@ -159,7 +160,8 @@ fn init(config: &Config) -> Option<&'static HeapInner> {
     // SAFETY: the heap was just created and is never destroyed.
     let heap: &'static HeapInner = unsafe { &*h.as_ptr() };
     FAST.base.store(heap.arena.base as usize, Ordering::Relaxed);
-    FAST.npages.store(heap.arena.npages, Ordering::Relaxed);
+    FAST.bytes
+        .store(heap.arena.npages << PAGE_SHIFT, Ordering::Relaxed);
     FAST.descs
         .store(heap.arena.descs as usize, Ordering::Relaxed);
     // The exit key exists before the heap is published, so that every
@@ -742,13 +744,13 @@ unsafe impl GlobalAlloc for Lifeboat {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
-        let idx = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed)) >> PAGE_SHIFT;
+        let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
         // Under `debug` every free takes the slow path (red zone, live bit,
         // poison).
-        if !cfg!(feature = "debug") && idx < FAST.npages.load(Ordering::Relaxed) {
+        if !cfg!(feature = "debug") && off < FAST.bytes.load(Ordering::Relaxed) {
             let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
-            // SAFETY: idx is below npages of the process heap's arena.
-            let s = unsafe { crate::arena::desc::block_head(descs, idx) };
+            // SAFETY: `off` is below the size of the process heap's arena.
+            let s = unsafe { crate::arena::desc::block_head_at(descs, off) };
             let tc = TC.with(|tc| tc.get());
             if s.owner.load(Ordering::Relaxed) != tc as usize {
                 // Another thread's slab, a detached one, one of this
