@@ -926,15 +926,16 @@ pub fn set_oom_handler(handler: Option<OomHandler>) {
 /// A thread cache keeps, between its allocations: an active slab (and up
 /// to a few full or emptied ones) per size class it has used, the objects
 /// of other threads' slabs it freed and keeps for its own next allocations
-/// (up to 512 KiB, see `foreign.rs`), the frees it batches for other
-/// threads' slabs, and a few freed large blocks. All of it comes back when
-/// the thread exits. A thread that is done with its work but does not exit
-/// yet (a worker about to sleep for long, a thread whose last act hands
-/// its data to a successor it has just spawned) can give it back now:
-/// objects go back to their slabs, large blocks to the heap, and the slabs
-/// are detached, the empty ones returned to the arena and the others put
-/// where any thread can take them. The thread's next allocations refill
-/// its cache. (jemalloc's `thread.tcache.flush`, for the same reason.)
+/// (up to 512 KiB), the frees it batches for other threads' slabs, and a
+/// few freed blocks of 64–256 KiB. All of it comes back when the thread
+/// exits. A thread that is done with its work but does not exit yet (a
+/// worker about to sleep for long, a thread whose last act hands its data
+/// to a successor it has just spawned) can give it back now: objects go
+/// back to their slabs, blocks to the heap, and the slabs are detached:
+/// the empty ones return to the arena, the others are listed for any
+/// thread to take once a quarter of their objects is free (as at the
+/// thread's exit). The thread's next allocations refill its cache.
+/// (jemalloc's `thread.tcache.flush`, for the same reason.)
 ///
 /// Nothing happens on a thread that has not allocated from the process
 /// heap yet, or once the thread's exit hook has run. Like allocating, it

@@ -3,7 +3,8 @@
 //! its exit would, and allocates normally afterwards.
 //!
 //! Each test uses a size class of its own (no other code in this binary
-//! uses them), since they read the process heap's per-class counts.
+//! uses them), since they read the process heap's per-class counts; one
+//! reads the large-block pages, and is the only one with large blocks.
 
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -109,14 +110,82 @@ fn a_flush_returns_the_objects_kept_from_other_threads_slabs() {
     assert_eq!(common::live_objects_of(SIZE), live - 16);
 }
 
-/// A thread that has never allocated from lifeboat has nothing to give
-/// back: the call does nothing, and the thread allocates afterwards.
+/// The frees it batches: objects of a live thread's slab, freed by a
+/// thread that does not allocate their class, wait in the freeing thread's
+/// remote batch (counted live) until a flush sends them to their slab.
+/// (Without the `debug` feature: under it every free goes to its slab.)
+#[cfg(not(feature = "debug"))]
 #[test]
-fn a_flush_before_any_allocation_does_nothing() {
-    std::thread::spawn(|| {
+fn a_flush_sends_the_batched_frees_to_their_slab() {
+    const SIZE: usize = 1200;
+    let l = Layout::from_size_align(SIZE, 8).unwrap();
+    let (objs_tx, objs_rx) = std::sync::mpsc::channel::<Vec<usize>>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    // The owner allocates eight objects of one slab and stays alive (its
+    // slab stays owned) until the freeing thread is done.
+    let owner = std::thread::spawn(move || {
+        let objs: Vec<usize> = (0..8)
+            .map(|_| {
+                // SAFETY: a non-zero size.
+                let p = unsafe { GLOBAL.alloc(l) };
+                assert!(!p.is_null());
+                p as usize
+            })
+            .collect();
+        objs_tx.send(objs).unwrap();
+        done_rx.recv().unwrap();
+    });
+    let objs = objs_rx.recv().unwrap();
+    std::thread::spawn(move || {
+        // Another class first, so that this thread's cache is in use.
+        let warm = vec![1u8; 40];
+        let live = common::live_objects_of(SIZE);
+        for &p in &objs {
+            // SAFETY: live objects of `l`, given up by the owner, each
+            // freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        assert_eq!(
+            common::live_objects_of(SIZE),
+            live,
+            "the frees should wait in the batch (counted live) before the flush"
+        );
         lifeboat::flush_thread_cache();
-        let v = vec![7u64; 100];
-        assert_eq!(v.iter().sum::<u64>(), 700);
+        assert_eq!(
+            common::live_objects_of(SIZE),
+            live - 8,
+            "the batched frees did not reach their slab"
+        );
+        drop(warm);
+    })
+    .join()
+    .unwrap();
+    done_tx.send(()).unwrap();
+    owner.join().unwrap();
+}
+
+/// The freed blocks it parks: a freed 100 KiB block stays in the thread's
+/// cache (counted among the large pages) until the flush frees it.
+#[test]
+fn a_flush_frees_the_parked_blocks() {
+    let l = Layout::from_size_align(100 << 10, 8).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: a non-zero size.
+        let p = unsafe { GLOBAL.alloc(l) };
+        assert!(!p.is_null());
+        let with_block = lifeboat::stats().large_pages;
+        // SAFETY: live, of `l`, freed once.
+        unsafe { GLOBAL.dealloc(p, l) };
+        assert_eq!(
+            lifeboat::stats().large_pages,
+            with_block,
+            "the freed block should stay parked in the thread's cache"
+        );
+        lifeboat::flush_thread_cache();
+        assert!(
+            lifeboat::stats().large_pages < with_block,
+            "the parked block was not freed by the flush"
+        );
     })
     .join()
     .unwrap();

@@ -202,10 +202,10 @@ pub struct Xmalloc {
 /// two placements and keeps it, because the threads hardly migrate once the
 /// pipeline is flowing: a pair's producer and consumer on the same core, or
 /// on different cores. The second moves every object, and the slab
-/// metadata its free reads, between the cores' caches, and took 1.2–2.8×
-/// the time of the first when this was written (2026-12-07, depending on
-/// the allocator), so the unpinned figure depends on which one a run fell
-/// into. The pinned placements measure each on its own.
+/// metadata its free reads, between the cores' caches: it took 1.2–2.8×
+/// the time of the first for lifeboat, jemalloc and mimalloc (glibc 4.6×)
+/// in the runs of 2026-12-07, so the unpinned figure depends on which one
+/// a run fell into. The pinned placements measure each on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
     /// Wherever the scheduler puts the threads.
@@ -332,7 +332,8 @@ impl Drop for CloseOnDrop<'_> {
 /// `in_flight` batches to their own consumer thread, which frees every
 /// object and sends the empty buffer back. Every object is freed by a
 /// thread that did not allocate it. Threads block (futex) on the queues,
-/// and run where `placement` says. Returns the time until the last consumer has freed its last batch.
+/// and run where `placement` says. Returns the time until the last
+/// consumer has freed its last batch.
 pub fn xmalloc<A: GlobalAlloc + Sync>(a: &A, p: &Xmalloc) -> Duration {
     assert!(p.pairs >= 1 && p.batch >= 1 && p.in_flight >= 1);
     assert!(1 <= p.min_size && p.min_size <= p.max_size);
@@ -364,9 +365,7 @@ pub fn xmalloc<A: GlobalAlloc + Sync>(a: &A, p: &Xmalloc) -> Duration {
                 p.placement.pin(pair, true);
                 let mut rng = Rng::new(0x3A11_0C00 + pair as u64);
                 for _ in 0..p.batches {
-                    let mut buf = empty
-                        .pop()
-                        .expect("xmalloc: the empty queue is never closed");
+                    let mut buf = empty.pop().expect("xmalloc: consumer ended early");
                     for _ in 0..p.batch {
                         let size = p.min_size + rng.below(span);
                         // SAFETY: `size >= min_size >= 1`.
