@@ -13,6 +13,18 @@ static GLOBAL: lifeboat::Lifeboat = lifeboat::Lifeboat::new();
 
 mod common;
 
+/// `n` objects of `l` (a non-zero size) from the global allocator.
+fn alloc_n(l: Layout, n: usize) -> Vec<usize> {
+    (0..n)
+        .map(|_| {
+            // SAFETY: a non-zero size (caller).
+            let p = unsafe { GLOBAL.alloc(l) };
+            assert!(!p.is_null());
+            p as usize
+        })
+        .collect()
+}
+
 /// The thread's slabs: objects allocated and freed by the thread leave its
 /// cache holding their slabs; the flush gives them back to the arena, and
 /// the thread allocates again afterwards.
@@ -22,14 +34,7 @@ fn a_flush_gives_back_the_threads_slabs() {
     let l = Layout::from_size_align(SIZE, 8).unwrap();
     let before = common::slabs_of(SIZE);
     std::thread::spawn(move || {
-        let objs: Vec<usize> = (0..64)
-            .map(|_| {
-                // SAFETY: a non-zero size.
-                let p = unsafe { GLOBAL.alloc(l) };
-                assert!(!p.is_null());
-                p as usize
-            })
-            .collect();
+        let objs = alloc_n(l, 64);
         for &p in &objs {
             // SAFETY: live objects of `l`, each freed once.
             unsafe { GLOBAL.dealloc(p as *mut u8, l) };
@@ -124,15 +129,7 @@ fn a_flush_sends_the_batched_frees_to_their_slab() {
     // The owner allocates eight objects of one slab and stays alive (its
     // slab stays owned) until the freeing thread is done.
     let owner = std::thread::spawn(move || {
-        let objs: Vec<usize> = (0..8)
-            .map(|_| {
-                // SAFETY: a non-zero size.
-                let p = unsafe { GLOBAL.alloc(l) };
-                assert!(!p.is_null());
-                p as usize
-            })
-            .collect();
-        objs_tx.send(objs).unwrap();
+        objs_tx.send(alloc_n(l, 8)).unwrap();
         done_rx.recv().unwrap();
     });
     let objs = objs_rx.recv().unwrap();
