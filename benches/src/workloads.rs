@@ -733,6 +733,8 @@ pub enum Kind {
     Larson,
     /// [`larson`] with [`Larson::flush_before_handoff`]
     LarsonFlush,
+    /// [`larson`] with every thread on one core
+    LarsonOneCore,
     /// [`xmalloc`]
     Xmalloc,
     /// [`xmalloc`], each pair on one core ([`Placement::PairOnOneCore`])
@@ -751,9 +753,10 @@ pub enum Kind {
 
 impl Kind {
     /// All workloads, in the order they are reported.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Larson,
         Kind::LarsonFlush,
+        Kind::LarsonOneCore,
         Kind::Xmalloc,
         Kind::XmallocOneCore,
         Kind::XmallocAcrossCores,
@@ -768,6 +771,7 @@ impl Kind {
         match self {
             Kind::Larson => "larson",
             Kind::LarsonFlush => "larson-flush",
+            Kind::LarsonOneCore => "larson-one-core",
             Kind::Xmalloc => "xmalloc",
             Kind::XmallocOneCore => "xmalloc-one-core",
             Kind::XmallocAcrossCores => "xmalloc-across-cores",
@@ -792,6 +796,7 @@ impl Kind {
             self,
             Kind::Larson
                 | Kind::LarsonFlush
+                | Kind::LarsonOneCore
                 | Kind::Xmalloc
                 | Kind::XmallocOneCore
                 | Kind::XmallocAcrossCores
@@ -806,7 +811,7 @@ impl Kind {
     /// no program counts twice.
     pub const fn variant_of(self) -> Option<Kind> {
         match self {
-            Kind::LarsonFlush => Some(Kind::Larson),
+            Kind::LarsonFlush | Kind::LarsonOneCore => Some(Kind::Larson),
             Kind::XmallocOneCore | Kind::XmallocAcrossCores => Some(Kind::Xmalloc),
             _ => None,
         }
@@ -901,7 +906,7 @@ impl Kind {
     /// Threads of the standard run.
     pub fn threads(self) -> usize {
         match self {
-            Kind::Larson | Kind::LarsonFlush => Kind::larson(1.0).threads,
+            Kind::Larson | Kind::LarsonFlush | Kind::LarsonOneCore => Kind::larson(1.0).threads,
             Kind::Xmalloc | Kind::XmallocOneCore | Kind::XmallocAcrossCores => {
                 2 * Kind::xmalloc(1.0).pairs
             }
@@ -932,6 +937,10 @@ impl Kind {
                     p.pairs, p.batches, p.batch, p.min_size, p.max_size, p.in_flight
                 )
             }
+            Kind::LarsonOneCore => "larson with every thread pinned to one core: each \
+                                    thread's successor runs before the thread exits, \
+                                    so many threads' caches are alive at once"
+                .to_owned(),
             Kind::LarsonFlush => "larson with each thread giving back its allocator's \
                                   thread cache just before it starts its successor \
                                   (no such call in glibc)"
@@ -984,17 +993,47 @@ impl Kind {
         }
     }
 
-    /// Runs the standard workload at `scale` on `a`; returns its time.
-    pub fn run<A: GlobalAlloc + Sync + FlushThreadCache>(self, a: &A, scale: f64) -> Duration {
+    /// Runs larson with the parameters `p` as this larson workload does
+    /// (flushing for larson-flush, on one core for larson-one-core: from a
+    /// thread of its own pinned to the first allowed core, whose threads
+    /// inherit the pinning, so the caller's thread stays as it was).
+    ///
+    /// # Panics
+    ///
+    /// If `self` is not a larson workload, or the thread cannot be pinned.
+    pub fn run_larson<A: GlobalAlloc + Sync + FlushThreadCache>(
+        self,
+        a: &A,
+        p: Larson,
+    ) -> Duration {
         match self {
-            Kind::Larson => larson(a, &Kind::larson(scale)),
+            Kind::Larson => larson(a, &p),
             Kind::LarsonFlush => larson(
                 a,
                 &Larson {
                     flush_before_handoff: true,
-                    ..Kind::larson(scale)
+                    ..p
                 },
             ),
+            Kind::LarsonOneCore => thread::scope(|s| {
+                s.spawn(|| {
+                    let first = *allowed_cores().first().expect("larson: no allowed cores");
+                    pin_to(first);
+                    larson(a, &p)
+                })
+                .join()
+                .expect("larson-one-core: the pinned run panicked")
+            }),
+            _ => panic!("{self} is not a larson workload"),
+        }
+    }
+
+    /// Runs the standard workload at `scale` on `a`; returns its time.
+    pub fn run<A: GlobalAlloc + Sync + FlushThreadCache>(self, a: &A, scale: f64) -> Duration {
+        match self {
+            Kind::Larson | Kind::LarsonFlush | Kind::LarsonOneCore => {
+                self.run_larson(a, Kind::larson(scale))
+            }
             Kind::Xmalloc | Kind::XmallocOneCore | Kind::XmallocAcrossCores => {
                 let placement = self.placement().expect("an xmalloc workload");
                 xmalloc(
@@ -1137,14 +1176,12 @@ mod tests {
         };
         for w in Which::ALL {
             with_allocator!(w, |a| {
-                larson(a, &larson_p);
-                larson(
-                    a,
-                    &Larson {
-                        flush_before_handoff: true,
-                        ..larson_p
-                    },
-                );
+                let cores = allowed_cores();
+                for k in [Kind::Larson, Kind::LarsonFlush, Kind::LarsonOneCore] {
+                    k.run_larson(a, larson_p);
+                }
+                // larson-one-core pins threads of its own, not this one.
+                assert_eq!(allowed_cores(), cores);
                 for placement in [
                     Placement::Scheduler,
                     Placement::PairOnOneCore,

@@ -99,7 +99,12 @@ fn parse_args() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if o.larson.is_some() && !matches!(o.child, Some((Kind::Larson, _))) {
+    if o.larson.is_some()
+        && !matches!(
+            o.child,
+            Some((Kind::Larson | Kind::LarsonFlush | Kind::LarsonOneCore, _))
+        )
+    {
         return Err("--larson applies to a larson child only".into());
     }
     Ok(o)
@@ -132,9 +137,8 @@ fn parse_larson(v: &str) -> Result<workloads::Larson, String> {
     })
 }
 
-/// The child: one run of `kind` on `which` (larson with `larson`'s
-/// parameters when given, flushing if `kind` is larson-flush), then the
-/// result line.
+/// The child: one run of `kind` on `which` (with `larson`'s parameters
+/// when given, for a larson workload), then the result line.
 fn child(
     kind: Kind,
     which: Which,
@@ -144,13 +148,7 @@ fn child(
 ) -> ExitCode {
     let base_kib = machine::status_kib("VmRSS").unwrap_or(0);
     let wall = match larson {
-        Some(p) => {
-            let p = workloads::Larson {
-                flush_before_handoff: kind == Kind::LarsonFlush,
-                ..p
-            };
-            with_allocator!(which, |a| workloads::larson(a, &p))
-        }
+        Some(p) => with_allocator!(which, |a| kind.run_larson(a, p)),
         None => with_allocator!(which, |a| kind.run(a, scale)),
     };
     let cpu = machine::cpu_seconds();
