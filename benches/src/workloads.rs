@@ -233,9 +233,7 @@ impl Placement {
             Placement::PairOnOneCore => pair,
             Placement::PairAcrossCores => 2 * pair + usize::from(!producer),
         };
-        let allowed = allowed_cores();
-        assert!(!allowed.is_empty(), "xmalloc: no allowed cores to pin to");
-        pin_to(allowed[slot % allowed.len()]);
+        pin_to_allowed(slot);
     }
 }
 
@@ -245,11 +243,24 @@ fn allowed_cores() -> Vec<usize> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a writable `cpu_set_t` of the size passed.
     let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    assert_eq!(rc, 0, "xmalloc: sched_getaffinity failed");
+    assert_eq!(rc, 0, "workloads: sched_getaffinity failed");
     (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `cpu` is below CPU_SETSIZE, the size of the set.
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect()
+}
+
+/// Pins the calling thread (and so the threads it starts later) to the
+/// `slot`-th of the process's allowed cores, counted modulo their number.
+///
+/// # Panics
+///
+/// If the allowed cores cannot be read or the thread cannot be pinned: a
+/// pinned figure measured unpinned would be mislabelled.
+fn pin_to_allowed(slot: usize) {
+    let allowed = allowed_cores();
+    assert!(!allowed.is_empty(), "workloads: no allowed cores to pin to");
+    pin_to(allowed[slot % allowed.len()]);
 }
 
 /// Pins the calling thread to `cpu`.
@@ -260,7 +271,7 @@ fn pin_to(cpu: usize) {
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is an initialised `cpu_set_t` of the size passed.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    assert_eq!(rc, 0, "xmalloc: sched_setaffinity to core {cpu} failed");
+    assert_eq!(rc, 0, "workloads: sched_setaffinity to core {cpu} failed");
 }
 
 /// A blocking FIFO of batches from one thread to another: a mutex and a
@@ -817,6 +828,11 @@ impl Kind {
         }
     }
 
+    /// Whether this is larson or one of its variants.
+    pub const fn is_larson(self) -> bool {
+        matches!(self, Kind::Larson) || matches!(self.variant_of(), Some(Kind::Larson))
+    }
+
     /// Whether the geometric means of the report include this workload
     /// (it is no variant of another).
     pub const fn in_mean(self) -> bool {
@@ -1017,8 +1033,7 @@ impl Kind {
             ),
             Kind::LarsonOneCore => thread::scope(|s| {
                 s.spawn(|| {
-                    let first = *allowed_cores().first().expect("larson: no allowed cores");
-                    pin_to(first);
+                    pin_to_allowed(0);
                     larson(a, &p)
                 })
                 .join()

@@ -99,12 +99,7 @@ fn parse_args() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if o.larson.is_some()
-        && !matches!(
-            o.child,
-            Some((Kind::Larson | Kind::LarsonFlush | Kind::LarsonOneCore, _))
-        )
-    {
+    if o.larson.is_some() && !matches!(o.child, Some((k, _)) if k.is_larson()) {
         return Err("--larson applies to a larson child only".into());
     }
     Ok(o)
