@@ -259,11 +259,12 @@ impl ForeignLists {
         // One of the last allocated objects of its slab goes back to the
         // slab: listed, it would keep a nearly empty slab from being
         // released. (A racy read of a count that the owner or the heap
-        // lock's holder writes: a heuristic only. The remote stack's count
-        // is left out: it is on the next descriptor's line, which remote
-        // frees keep writing, and this free has read `used`'s line already.)
-        // SAFETY: `class < NUM_CLASSES` (caller).
-        if s.used.load(Ordering::Relaxed) < unsafe { *MIN_USED.get_unchecked(class) } {
+        // lock's holder writes: a heuristic only, which leaves out the
+        // objects waiting on the remote stack.)
+        // SAFETY: `s` is a live slab (caller), so it has an owner line;
+        // `class < NUM_CLASSES` (caller).
+        let (used, min) = unsafe { (&s.owner_line().used, *MIN_USED.get_unchecked(class)) };
+        if used.load(Ordering::Relaxed) < min {
             self.refused = self.refused.saturating_add(1);
             return false;
         }
@@ -407,10 +408,20 @@ unsafe fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
 mod tests {
     use super::*;
 
-    /// Pushes stand-in objects of `class` until refused; how many went in.
-    fn fill(lists: &mut ForeignLists, s: &PageDesc, class: usize, words: &mut [usize]) -> usize {
+    /// Pushes stand-in objects of `class` of the stand-in slab `slab` (its
+    /// first two page descriptors) until refused; how many went in.
+    fn fill(
+        lists: &mut ForeignLists,
+        slab: &[PageDesc; 2],
+        class: usize,
+        words: &mut [usize],
+    ) -> usize {
+        let s = &slab[0];
         s.class.store(class as _, Ordering::Relaxed);
-        s.used.store(CLASS_CAP[class], Ordering::Relaxed);
+        // SAFETY: `s` is the first of a pair.
+        unsafe { s.owner_line() }
+            .used
+            .store(CLASS_CAP[class], Ordering::Relaxed);
         lists.allocates[class] = true;
         let mut n = 0;
         // SAFETY: the "objects" are words of `words` (only the link word is
@@ -427,8 +438,8 @@ mod tests {
 
     #[test]
     fn reserve_objects_are_never_listed_and_both_bounds_hold() {
-        // A slab's first two page descriptors (the second holds the
-        // remote word).
+        // A slab's first two page descriptors (the second is its owner
+        // line).
         let descs = [PageDesc::new(), PageDesc::new()];
         let s = &descs[0];
         let mut words = vec![0usize; MAX_OBJECTS * 4];
@@ -436,7 +447,7 @@ mod tests {
         s.set_flag(FLAG_RESERVE, true);
         let mut lists = ForeignLists::new();
         assert_eq!(
-            fill(&mut lists, s, 3, &mut words),
+            fill(&mut lists, &descs, 3, &mut words),
             0,
             "a reserve object was listed"
         );
@@ -447,14 +458,14 @@ mod tests {
         let small = 0;
         assert!(MAX_BYTES / CLASS_SIZE[small] as usize > MAX_OBJECTS);
         let mut lists = ForeignLists::new();
-        assert_eq!(fill(&mut lists, s, small, &mut words), MAX_OBJECTS);
+        assert_eq!(fill(&mut lists, &descs, small, &mut words), MAX_OBJECTS);
         assert_eq!(lists.charged(), MAX_BYTES);
 
         // The biggest objects: the byte count is the bound.
         let big = NUM_CLASSES - 1;
         let size = CLASS_SIZE[big] as usize;
         let mut lists = ForeignLists::new();
-        assert_eq!(fill(&mut lists, s, big, &mut words), MAX_BYTES / size);
+        assert_eq!(fill(&mut lists, &descs, big, &mut words), MAX_BYTES / size);
         assert!(lists.charged() <= MAX_BYTES);
     }
 
@@ -465,7 +476,7 @@ mod tests {
         let class = 3;
         let mut words = vec![0usize; MAX_OBJECTS + 2 * REFUSALS_BEFORE_GIVING_BACK as usize];
         let mut lists = ForeignLists::new();
-        let listed = fill(&mut lists, s, class, &mut words);
+        let listed = fill(&mut lists, &descs, class, &mut words);
         // `fill` stops at the first refusal (for room).
         assert_eq!(lists.refused, 1);
         // SAFETY: in range: `words` has room past the listed ones.
@@ -511,7 +522,10 @@ mod tests {
         let s = &descs[0];
         let class = 7;
         s.class.store(class as _, Ordering::Relaxed);
-        s.used.store(CLASS_CAP[class], Ordering::Relaxed);
+        // SAFETY: `s` is the first of a pair.
+        unsafe { s.owner_line() }
+            .used
+            .store(CLASS_CAP[class], Ordering::Relaxed);
         let mut words = [0usize; 2];
         let base = words.as_mut_ptr();
         // SAFETY: the second of the two words.
@@ -546,7 +560,10 @@ mod tests {
         let mut word = 0usize;
         let obj = &mut word as *mut usize as *mut u8;
         let try_push = |used: u32| {
-            s.used.store(used, Ordering::Relaxed);
+            // SAFETY: `s` is the first of a pair.
+            unsafe { s.owner_line() }
+                .used
+                .store(used, Ordering::Relaxed);
             let mut lists = ForeignLists::new();
             lists.allocates[class] = true;
             // SAFETY: a stand-in object (one word), pushed once per list.

@@ -76,8 +76,9 @@ impl Default for Lifeboat {
     }
 }
 
-/// The sentinel slab of every thread cache: kind `UNUSED`, empty list.
-static EMPTY: PageDesc = PageDesc::new();
+/// The sentinel slab of every thread cache: kind `UNUSED`, empty lists; a
+/// pair, the second its owner line (`PageDesc::owner_line`).
+static EMPTY: [PageDesc; 2] = [PageDesc::new(), PageDesc::new()];
 
 const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
@@ -113,8 +114,12 @@ const T_DEAD: u8 = 2;
 const T_BUSY: u8 = 4;
 
 std::thread_local! {
-    static TC: UnsafeCell<ThreadCache> =
-        const { UnsafeCell::new(ThreadCache::per_thread_cache(ptr::addr_of!(EMPTY), true)) };
+    static TC: UnsafeCell<ThreadCache> = const {
+        UnsafeCell::new(ThreadCache::per_thread_cache(
+            ptr::addr_of!(EMPTY).cast::<PageDesc>(),
+            true,
+        ))
+    };
     static TSTATE: Cell<u8> = const { Cell::new(T_FRESH) };
 }
 
@@ -761,10 +766,11 @@ unsafe impl GlobalAlloc for Lifeboat {
                 return unsafe { dealloc_unowned(p, s) };
             }
             // SAFETY: this thread owns the slab `s`, so its local list and
-            // count are ours; `p` is one of its objects, given up by the
-            // caller, so its first word is ours to write.
+            // count (in its owner line) are ours; `p` is one of its objects,
+            // given up by the caller, so its first word is ours to write.
             unsafe {
-                let used = s.used.load(Ordering::Relaxed);
+                let o = s.owner_line();
+                let used = o.used.load(Ordering::Relaxed);
                 // The `frees` list, not the allocation list (see `slab`).
                 let head = s.frees();
                 // An empty slab or a free of the list head is a double
@@ -773,7 +779,7 @@ unsafe impl GlobalAlloc for Lifeboat {
                     // The link is stored encoded (see `slab::key`).
                     *(p as *mut usize) = crate::slab::key::encode(head, (*tc).key);
                     s.set_frees(p);
-                    s.used.store(used - 1, Ordering::Relaxed);
+                    o.used.store(used - 1, Ordering::Relaxed);
                     return;
                 }
             }

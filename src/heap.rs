@@ -101,8 +101,9 @@ pub(crate) struct HeapInner {
     lock: RawLock,
     /// Padded so threads on different shards do not share cache lines.
     pub(crate) shards: [CachePadded<Shard>; SHARDS],
-    /// The sentinel slab of the shard caches (kind `UNUSED`, empty list).
-    pub(crate) empty: PageDesc,
+    /// The sentinel slab of the shard caches (kind `UNUSED`, empty lists);
+    /// a pair, the second its owner line (`PageDesc::owner_line`).
+    pub(crate) empty: [PageDesc; 2],
     pub(crate) huge: *mut HugeEntry,
     pub(crate) huge_mask: usize,
     /// Entries in the direct-mapping table (heap lock). At most
@@ -180,8 +181,8 @@ impl HeapInner {
             field!((*inner).arena).write(Arena::new(base, descs, npages, marks, config.capture));
             field!((*inner).slabs).write(SlabLists::new(slab::key::new_key(inner as usize)));
             field!((*inner).lock).write(RawLock::new_waited());
-            field!((*inner).empty).write(PageDesc::new());
-            let empty: *const PageDesc = field!((*inner).empty);
+            field!((*inner).empty).write([PageDesc::new(), PageDesc::new()]);
+            let empty: *const PageDesc = field!((*inner).empty).cast::<PageDesc>();
             for i in 0..SHARDS {
                 let mut cache = ThreadCache::new(empty);
                 cache.key = (*inner).slabs.key;
@@ -965,7 +966,8 @@ impl HeapInner {
             k
         };
         let n = rcnt(w) + k;
-        let used = s.used.load(Ordering::Acquire);
+        // SAFETY: `s` is a slab (the caller pushed onto its remote stack).
+        let used = unsafe { s.owner_line() }.used.load(Ordering::Acquire);
         // Each push adds its objects to the free count, so exactly one
         // pusher sees the count cross the listing threshold. (A stale
         // `used` after a claim only adds a harmless extra settle, or skips
@@ -1834,7 +1836,8 @@ impl HeapInner {
                 match d.kind() {
                     KIND_SLAB => {
                         let c = d.class.load(Ordering::Relaxed) as usize;
-                        let live = d
+                        // SAFETY: `d` heads a slab of this arena.
+                        let live = unsafe { d.owner_line() }
                             .used
                             .load(Ordering::Relaxed)
                             .saturating_sub(rcnt(remote::word(d).load(Ordering::Relaxed)));

@@ -32,7 +32,7 @@ unsafe impl Send for Cache<'_> {}
 impl<'h> Cache<'h> {
     /// An empty cache of `heap`.
     pub fn new(heap: &'h Heap) -> Self {
-        let empty: *const _ = &heap.inner().empty;
+        let empty: *const _ = &heap.inner().empty[0];
         Self {
             heap,
             tc: Box::new(ThreadCache::new(empty)),

@@ -246,8 +246,8 @@ impl ThreadCache {
             if k.kind() != KIND_SLAB {
                 continue;
             }
-            // SAFETY: we own `k`.
-            let has_free = unsafe { !k.free.get().is_null() || !k.frees().is_null() }
+            // SAFETY: we own `k`, a slab, so its owner line too.
+            let has_free = unsafe { !k.owner_line().free.get().is_null() || !k.frees().is_null() }
                 || slab::remote::rcnt(slab::remote::word(k).load(crate::sync::Ordering::Relaxed))
                     != 0;
             if has_free {
@@ -342,10 +342,11 @@ impl ThreadCache {
     /// `p` is a live object of `s`, and `self.owns(s.owner)`.
     pub(crate) unsafe fn free_local(&mut self, heap: &HeapInner, s: &PageDesc, p: *mut u8) {
         use crate::sync::Ordering;
-        // SAFETY: we own the slab's local fields; `p` is one of its objects.
+        // SAFETY: we own the slab's local fields (in its owner line); `p` is
+        // one of its objects.
         unsafe {
             slab::push_local(s, p, self.key);
-            let used = s.used.load(Ordering::Relaxed);
+            let used = s.owner_line().used.load(Ordering::Relaxed);
             // `used` still counts remote frees not collected yet: the slab
             // is empty when the rest of it waits on the remote stack.
             if s.has_flag(FLAG_RESERVE)

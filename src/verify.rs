@@ -376,16 +376,17 @@ impl HeapInner {
         )?;
 
         // Shard caches.
-        let empty = &self.empty;
+        let empty = &self.empty[0];
         check(
             empty.kind() == KIND_UNUSED,
             "sentinel slab is not UNUSED",
             0,
             empty.kind() as usize,
         )?;
-        // SAFETY: the sentinel's lists are never written.
+        // SAFETY: the sentinel's lists are never written; it is the first of
+        // a pair.
         check(
-            unsafe { empty.free.get().is_null() && empty.frees().is_null() },
+            unsafe { empty.owner_line().free.get().is_null() && empty.frees().is_null() },
             "sentinel slab has a free list",
             0,
             0,
@@ -563,8 +564,10 @@ impl HeapInner {
             i,
             cap,
         )?;
-        // SAFETY: fixed while the slab is live; every lock is held.
-        let (lo, span, bump) = unsafe { (d.lo.get(), d.span.get(), d.bump.get() as usize) };
+        // SAFETY: fixed while the slab is live; every lock is held; `d`
+        // heads a slab, so it has an owner line.
+        let (lo, span, bump) =
+            unsafe { (d.lo.get(), d.span.get(), d.owner_line().bump.get() as usize) };
         check(
             lo == slab_start(a, d) as usize,
             "slab: object range does not start at the slab",
@@ -573,7 +576,8 @@ impl HeapInner {
         )?;
         check(span == cap * size, "slab: wrong object range", i, span)?;
         check(bump <= cap, "slab: bump beyond capacity", i, bump)?;
-        let used = d.used.load(Ordering::Relaxed) as usize;
+        // SAFETY: as above.
+        let used = unsafe { d.owner_line() }.used.load(Ordering::Relaxed) as usize;
         let w = remote::word(d).load(Ordering::Acquire);
         let rc = rcnt(w) as usize;
         let start = slab_start(a, d) as usize;
@@ -633,11 +637,10 @@ impl HeapInner {
             Ok(n)
         };
         // SAFETY: the local list is frozen (every lock is held; owners are
-        // shard caches of this heap, see `Heap::verify`).
-        let mut local = walk(unsafe { d.free.get() }, false)?;
+        // shard caches of this heap, see `Heap::verify`); `d` heads a slab.
+        let mut local = walk(unsafe { d.owner_line().free.get() }, false)?;
         if d.owner.load(Ordering::Relaxed) != 0 {
-            // SAFETY: as above; an owned slab's links field is its `frees`
-            // list (a detached one's holds list links, and no `frees`).
+            // SAFETY: as above (a detached slab's `frees` is empty).
             local += walk(unsafe { d.frees() }, false)?;
         }
         let remote_n = walk(rptr(w), true)?;

@@ -30,15 +30,24 @@
 //!   [`block_head`] reads that descriptor first, one cache line where
 //!   `back` takes two on most pages of a slab.
 //! * `links` holds the list links (`next`, `prev`) of a free block or of a
-//!   slab on a partial list, and, while a slab is owned, the head of the
-//!   owner's `frees` list instead (the kernel's `struct page` overlays its
-//!   fields the same way): an owned slab is on no list, and `claim`,
-//!   `carve` and `detach` switch the meaning, each setting the field.
-//! * `free`, `frees`, `bump` and `used` belong to the slab's owner: the
-//!   thread cache whose address is in `owner`, or, while the slab is
-//!   detached (when `frees` is empty), whoever holds the heap lock. `used`
-//!   is an atomic only so that statistics and remote freers may read it;
-//!   only the owner writes it.
+//!   slab on a partial list.
+//! * A slab's `free`, `frees`, `bump` and `used` are not in its first
+//!   page's descriptor but in its second's, the slab's *owner line*
+//!   ([`PageDesc::owner_line`]; `frees` in that descriptor's `links`, as
+//!   the kernel's compound pages keep fields in their tail pages' `struct
+//!   page`). They belong to the slab's owner: the thread cache whose
+//!   address is in `owner`, or, while the slab is detached (when `frees`
+//!   is empty), whoever holds the heap lock. `used` is an atomic only so
+//!   that statistics and remote freers may read it; only the owner writes
+//!   it. The owner writes them on every allocation and free, and other
+//!   threads' frees read the first page's line (`kind`, `class`, `owner`,
+//!   `lo`, `span`) on every free: on one line, each such free took the
+//!   line away from the owner's core and the owner's next allocation took
+//!   it back (producer/consumer frees took 0.6-0.7x the time once apart).
+//!   Every slab spans at least `1 << MIN_SLAB_ORDER` pages, so a slab's
+//!   second page is its own; a thread cache's sentinel is the first of a
+//!   pair for the same reason. `carve` sets the owner line, whose fields
+//!   are stale on any other page (nothing reads them there).
 //! * `remote` is the lock-free list of objects freed by non-owners; see
 //!   [`crate::slab::remote`].
 //! * An all-zero descriptor is a valid `UNUSED` one: fresh, untouched
@@ -133,14 +142,18 @@ pub(crate) struct PageDesc {
     pub(crate) class: AtomicU8,
     pub(crate) flags: AtomicU8,
     pub(crate) back: AtomicU32,
-    /// `next` (low half) and `prev` (high half) page indices on a list, or
-    /// the owner's `frees` head (see the module docs); use the accessors.
+    /// `next` (low half) and `prev` (high half) page indices on a list, or,
+    /// in a slab's owner line, the owner's `frees` head (see the module
+    /// docs); use the accessors.
     links: RacyCell<u64>,
-    /// Owner's allocation list (objects linked through their first word).
+    /// In a slab's owner line: the owner's allocation list (objects linked
+    /// through their first word).
     pub(crate) free: RacyCell<*mut u8>,
-    /// Objects handed out and not yet returned to the owner's list.
+    /// In a slab's owner line: objects handed out and not yet returned to
+    /// the owner's lists.
     pub(crate) used: AtomicU32,
-    /// Objects never handed out start at index `bump`.
+    /// In a slab's owner line: objects never handed out start at index
+    /// `bump`.
     pub(crate) bump: RacyCell<u32>,
     /// Address of the slab's first object (0 on other pages and on the
     /// thread caches' sentinel).
@@ -194,6 +207,23 @@ impl PageDesc {
             remote: AtomicU64::new(0),
             owner: AtomicUsize::new(0),
         }
+    }
+
+    /// The owner line of the slab whose first page this is: the
+    /// descriptor of its second page, which holds the slab's `free`,
+    /// `frees` (in `links`), `used` and `bump` (see the module docs).
+    ///
+    /// # Safety
+    /// `self` is followed in memory by another descriptor of the same
+    /// allocation: it is the first page of a slab (live, or being carved)
+    /// in an arena's descriptor array, whose slabs span at least
+    /// `1 << MIN_SLAB_ORDER` pages, or the first of a sentinel pair.
+    #[inline(always)]
+    pub(crate) unsafe fn owner_line(&self) -> &PageDesc {
+        // SAFETY: the next descriptor exists and lives as long as this one
+        // (caller); descriptors are only ever shared, never borrowed
+        // mutably.
+        unsafe { &*(self as *const PageDesc).add(1) }
     }
 
     #[inline(always)]
@@ -268,27 +298,29 @@ impl PageDesc {
     }
 
     /// The head of the owner's `frees` list: objects the owner freed since
-    /// its allocation list was last refilled from it.
+    /// its allocation list was last refilled from it (in the `links` of
+    /// the [owner line](PageDesc::owner_line)).
     ///
     /// # Safety
     /// The caller owns the slab (or holds the heap lock while it is
     /// detached, when the list is empty), or the page is a thread cache's
-    /// sentinel, whose list is always empty.
+    /// sentinel, whose list is always empty; as for
+    /// [`PageDesc::owner_line`].
     #[inline(always)]
     pub(crate) unsafe fn frees(&self) -> *mut u8 {
         // SAFETY: as guaranteed by the caller.
-        unsafe { self.links.get() as usize as *mut u8 }
+        unsafe { self.owner_line().links.get() as usize as *mut u8 }
     }
 
     /// Sets the head of the `frees` list.
     ///
     /// # Safety
     /// The caller owns the slab, or is making it owned (`carve`, `claim`)
-    /// or detached (`detach`), and it is on no list.
+    /// or detached (`detach`); as for [`PageDesc::owner_line`].
     #[inline(always)]
     pub(crate) unsafe fn set_frees(&self, head: *mut u8) {
         // SAFETY: as guaranteed by the caller.
-        unsafe { self.links.set(head as usize as u64) }
+        unsafe { self.owner_line().links.set(head as usize as u64) }
     }
 }
 

@@ -1,7 +1,11 @@
 //! Slabs: runs of pages cut into objects of one size class.
 //!
-//! A slab's state lives in the descriptor of its first page (see
-//! [`crate::arena::desc`]). A slab is, at any moment, in one of three states:
+//! A slab's state lives in the descriptor of its first page, except for
+//! the owner's lists and counts, which live in its second page's (the
+//! *owner line*, so that other threads' frees, which read the first, do
+//! not take the line the owner writes on every allocation; see
+//! [`crate::arena::desc`]). A slab is, at any moment, in one of three
+//! states:
 //!
 //! * **owned** by one thread cache (`owner` = its address; the slab is in
 //!   one of that cache's slots, see `tcache.rs`). Only the owner pops its
@@ -140,8 +144,12 @@ pub(crate) fn slab_start(arena: &Arena, s: &PageDesc) -> *mut u8 {
 /// the key of the heap of `s`.
 #[inline(always)]
 pub(crate) unsafe fn pop_local(s: &PageDesc, key: usize) -> *mut u8 {
-    // SAFETY: forwarded; `free` is one of the owner's lists.
-    unsafe { pop_head(s, s.free.get(), key, |next| s.free.set(next)) }
+    // SAFETY: forwarded (an owned slab or a sentinel pair has an owner
+    // line); `free` is one of the owner's lists.
+    unsafe {
+        let o = s.owner_line();
+        pop_head(s, o.free.get(), key, |next| o.free.set(next))
+    }
 }
 
 /// Pops the head of the owner's `frees` list, the object it freed last,
@@ -190,8 +198,9 @@ unsafe fn pop_head(
     // SAFETY: the head, checked to lie inside the slab, is a free object
     // holding the encoded next link in its first word.
     set_head(key::decode(unsafe { *(b as *const usize) }, key));
-    s.used
-        .store(s.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    // SAFETY: `s` is owned (caller), so it has an owner line.
+    let used = unsafe { &s.owner_line().used };
+    used.store(used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     b
 }
 
@@ -204,10 +213,12 @@ unsafe fn pop_head(
 /// be an object start); `key` is the key of the heap of `s`.
 #[inline(always)]
 pub(crate) unsafe fn push_local(s: &PageDesc, p: *mut u8, key: usize) {
-    // SAFETY: owner-only fields; `p` is an object of `s` given up by the
-    // caller, so its first word is ours to write.
+    // SAFETY: owner-only fields, of the owner line of an owned slab; `p`
+    // is an object of `s` given up by the caller, so its first word is ours
+    // to write.
     unsafe {
-        let used = s.used.load(Ordering::Relaxed);
+        let o = s.owner_line();
+        let used = o.used.load(Ordering::Relaxed);
         let head = s.frees();
         if p == head {
             fatal(
@@ -225,7 +236,7 @@ pub(crate) unsafe fn push_local(s: &PageDesc, p: *mut u8, key: usize) {
         debug::on_free(s, p);
         *(p as *mut usize) = key::encode(head, key);
         s.set_frees(p);
-        s.used.store(used - 1, Ordering::Relaxed);
+        o.used.store(used - 1, Ordering::Relaxed);
     }
 }
 
@@ -239,15 +250,16 @@ pub(crate) unsafe fn push_local(s: &PageDesc, p: *mut u8, key: usize) {
 /// As for [`pop_local`].
 #[inline]
 pub(crate) unsafe fn take_frees(s: &PageDesc, key: usize) -> *mut u8 {
-    // SAFETY: owner-only fields (a sentinel's `frees` is null and is not
-    // written); the pop checks the new head like any other.
+    // SAFETY: owner-only fields, of the owner line of an owned slab or a
+    // sentinel pair (whose `frees` is null and is not written); the pop
+    // checks the new head like any other.
     unsafe {
         let f = s.frees();
         if f.is_null() {
             return f;
         }
         s.set_frees(core::ptr::null_mut());
-        s.free.set(f);
+        s.owner_line().free.set(f);
         pop_local(s, key)
     }
 }
@@ -259,10 +271,12 @@ pub(crate) unsafe fn take_frees(s: &PageDesc, key: usize) -> *mut u8 {
 /// # Safety
 /// The caller owns `s`, whose local list is empty; `key` is its heap's.
 pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32, key: usize) -> bool {
-    // SAFETY: owner-only fields; the objects linked are inside the slab and
-    // not handed out (index >= bump).
+    // SAFETY: owner-only fields, of the owner line of an owned slab; the
+    // objects linked are inside the slab and not handed out (index >=
+    // bump).
     unsafe {
-        let (bump, cap) = (s.bump.get(), capacity(s));
+        let o = s.owner_line();
+        let (bump, cap) = (o.bump.get(), capacity(s));
         if bump >= cap {
             return false;
         }
@@ -280,8 +294,8 @@ pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32, key
             #[cfg(feature = "debug")]
             debug::poison(obj, size);
         }
-        s.free.set(base);
-        s.bump.set(bump + n);
+        o.free.set(base);
+        o.bump.set(bump + n);
         true
     }
 }
@@ -304,17 +318,19 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc) -> u32 {
     let w = remote::word(s).swap(0, Ordering::Acquire);
     let n = rcnt(w);
     if n != 0 {
-        // SAFETY: the stack is ours after the swap; owner-only fields, and
-        // one of the two lists is empty (caller).
+        // SAFETY: the stack is ours after the swap; owner-only fields of
+        // the owner line of a slab (caller), and one of the two lists is
+        // empty (caller).
         unsafe {
-            if s.free.get().is_null() {
-                s.free.set(rptr(w));
+            let o = s.owner_line();
+            if o.free.get().is_null() {
+                o.free.set(rptr(w));
             } else {
                 s.set_frees(rptr(w));
             }
+            o.used
+                .store(o.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
         }
-        s.used
-            .store(s.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
     }
     n
 }
@@ -328,9 +344,9 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc) -> u32 {
 unsafe fn append_local(s: &PageDesc, chain: *mut u8, key: usize) {
     // SAFETY: the chain is owned by the caller and null-terminated; every
     // link followed was checked to lie inside the slab; the local list is
-    // owner-only.
+    // owner-only, in the owner line of the caller's slab.
     unsafe {
-        let local = s.free.get();
+        let local = s.owner_line().free.get();
         if !local.is_null() {
             let mut tail = chain;
             loop {
@@ -345,7 +361,7 @@ unsafe fn append_local(s: &PageDesc, chain: *mut u8, key: usize) {
             }
             *(tail as *mut usize) = key::encode(local, key);
         }
-        s.free.set(chain);
+        s.owner_line().free.set(chain);
     }
 }
 
@@ -376,18 +392,21 @@ pub(crate) unsafe fn carve<'a>(
     s.flags
         .store(if reserve { FLAG_RESERVE } else { 0 }, Ordering::Relaxed);
     let lo = arena.page_addr(idx);
-    // SAFETY: nobody else can see the slab yet (it was a free block).
+    // SAFETY: nobody else can see the slab yet (it was a free block); its
+    // second page (the owner line) is its own (order >= MIN_SLAB_ORDER).
     unsafe {
-        s.free.set(core::ptr::null_mut());
-        s.bump.set(0);
+        let o = s.owner_line();
+        o.free.set(core::ptr::null_mut());
+        o.bump.set(0);
+        o.used.store(0, Ordering::Relaxed);
         s.lo.set(lo as usize);
         s.span.set(CLASS_CAP[class] as usize * size as usize);
-        // Owned from here: the links field holds the (empty) `frees` list.
+        // The owner line's links field holds the (empty) `frees` list: it
+        // may hold a free block's list links from before.
         s.set_frees(core::ptr::null_mut());
         #[cfg(feature = "debug")]
         debug::clear_live(s);
     }
-    s.used.store(0, Ordering::Relaxed);
     remote::word(s).store(0, Ordering::Relaxed);
     s.owner.store(owner, Ordering::Relaxed);
     if reserve {
@@ -418,12 +437,10 @@ pub(crate) unsafe fn claim<'a>(
         return None;
     }
     let s = arena.desc(idx as usize);
-    // SAFETY: under the heap lock; `s` is on this list.
+    // SAFETY: under the heap lock; `s` is on this list. A detached slab's
+    // `frees` is empty (`detach`), as `collect_remote` needs.
     unsafe {
         unlink(arena, lists, s);
-        // Owned from here: the links field holds the `frees` list, empty
-        // until the remote stack goes there (`collect_remote`).
-        s.set_frees(core::ptr::null_mut());
         collect_remote(s);
     }
     s.owner.store(owner, Ordering::Relaxed);
@@ -436,9 +453,9 @@ pub(crate) unsafe fn claim<'a>(
 /// # Safety
 /// The caller owns `s`; `key` is the key of its heap.
 pub(crate) unsafe fn detach(s: &PageDesc, key: usize) {
-    // SAFETY: we own the local fields; `frees` is a chain of free objects
-    // of `s` (checked link by link on the way), and after this the links
-    // field is free for the partial list.
+    // SAFETY: we own the local fields (in the owner line of our slab);
+    // `frees` is a chain of free objects of `s` (checked link by link on
+    // the way), and is left empty, as a detached slab's is.
     unsafe {
         let frees = s.frees();
         if !frees.is_null() {
@@ -475,7 +492,8 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     if w & DETACHED == 0 && !crate::model::fault_injected!(SettleSkipsRecheck) {
         return;
     }
-    let used = s.used.load(Ordering::Relaxed);
+    // SAFETY: `s` heads a slab (tested above) of this arena.
+    let used = unsafe { s.owner_line() }.used.load(Ordering::Relaxed);
     let listed = s.has_flag(FLAG_LISTED);
     if used == rcnt(w) {
         // SAFETY: under the heap lock; no live object remains.
@@ -515,7 +533,7 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     s.flags.store(0, Ordering::Relaxed);
     s.owner.store(0, Ordering::Relaxed);
     remote::word(s).store(0, Ordering::Relaxed);
-    s.used.store(0, Ordering::Relaxed);
+    // (The owner line is left as it is: `carve` sets it.)
     // SAFETY: under the heap lock, with no owner; nothing is inside a
     // released slab.
     unsafe {
