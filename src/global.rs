@@ -36,6 +36,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use crossbeam_utils::CachePadded;
 
 /// The lifeboat allocator. Install it with
 ///
@@ -86,7 +87,11 @@ const READY: u8 = 2;
 const FAILED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
-static HEAP: AtomicPtr<HeapInner> = AtomicPtr::new(ptr::null_mut());
+/// (`HEAP` and `FAST` are read on every free, and on every slow path:
+/// each on lines of its own, so that no static the linker places beside
+/// them, the program's own among them, can make those reads miss when it
+/// is written.)
+static HEAP: CachePadded<AtomicPtr<HeapInner>> = CachePadded::new(AtomicPtr::new(ptr::null_mut()));
 
 /// Arena bounds for the free fast path (zero until the heap exists, which
 /// makes every pointer miss and take the slow path).
@@ -97,11 +102,11 @@ struct Fast {
     descs: AtomicUsize,
 }
 
-static FAST: Fast = Fast {
+static FAST: CachePadded<Fast> = CachePadded::new(Fast {
     base: AtomicUsize::new(0),
     bytes: AtomicUsize::new(0),
     descs: AtomicUsize::new(0),
-};
+});
 
 /// The thread has not allocated through the slow path yet.
 const T_FRESH: u8 = 0;
