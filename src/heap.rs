@@ -966,7 +966,10 @@ impl HeapInner {
             k
         };
         let n = rcnt(w) + k;
-        // SAFETY: `s` is a slab (the caller pushed onto its remote stack).
+        // SAFETY: `s` was a slab's first page at the caller's push, so the
+        // descriptor after it exists. (The slab may have been released,
+        // or carved anew, since: the count is then stale or another's, a
+        // harmless extra settle, which decides from the slab's state.)
         let used = unsafe { s.owner_line() }.used.load(Ordering::Acquire);
         // Each push adds its objects to the free count, so exactly one
         // pusher sees the count cross the listing threshold. (A stale

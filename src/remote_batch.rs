@@ -414,11 +414,14 @@ mod tests {
 
     #[test]
     fn held_back_frees_come_out_oldest_first_and_all_at_a_flush() {
-        let slabs: Vec<PageDesc> = (0..2).map(|_| PageDesc::new()).collect();
+        // Two stand-in slabs of four page descriptors each, like the
+        // smallest slab's: `defer` reaches the remote word, which is not in
+        // the first page's descriptor (`slab::remote::word`).
+        let slabs: Vec<PageDesc> = (0..8).map(|_| PageDesc::new()).collect();
         let mut cells = vec![[0usize; 2]; DEFERRED + 3];
         let objs = stand_ins(&mut cells);
         let mut batch = RemoteBatch::new();
-        let slab_of = |i: usize| &slabs[i % 2];
+        let slab_of = |i: usize| &slabs[(i % 2) * 4];
         // SAFETY (every `defer` below): stand-in objects, each held back
         // once.
         for (i, &p) in objs.iter().enumerate().take(DEFERRED) {

@@ -639,9 +639,19 @@ impl HeapInner {
         // SAFETY: the local list is frozen (every lock is held; owners are
         // shard caches of this heap, see `Heap::verify`); `d` heads a slab.
         let mut local = walk(unsafe { d.owner_line().free.get() }, false)?;
+        // SAFETY: as above.
+        let frees = unsafe { d.frees() };
         if d.owner.load(Ordering::Relaxed) != 0 {
-            // SAFETY: as above (a detached slab's `frees` is empty).
-            local += walk(unsafe { d.frees() }, false)?;
+            local += walk(frees, false)?;
+        } else {
+            // A claim takes the remote stack as `frees` when `free` is
+            // not empty, so a detached slab's `frees` must be.
+            check(
+                frees.is_null(),
+                "slab: detached with a frees list",
+                i,
+                frees as usize,
+            )?;
         }
         let remote_n = walk(rptr(w), true)?;
         check(

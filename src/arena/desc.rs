@@ -39,17 +39,22 @@
 //!   address is in `owner`, or, while the slab is detached (when `frees`
 //!   is empty), whoever holds the heap lock. `used` is an atomic only so
 //!   that statistics and remote freers may read it; only the owner writes
-//!   it. The owner writes them on every allocation and free, and other
-//!   threads' frees read the first page's line (`kind`, `class`, `owner`,
-//!   `lo`, `span`) on every free: on one line, each such free took the
-//!   line away from the owner's core and the owner's next allocation took
-//!   it back (producer/consumer frees took 0.6-0.7x the time once apart).
-//!   Every slab spans at least `1 << MIN_SLAB_ORDER` pages, so a slab's
-//!   second page is its own; a thread cache's sentinel is the first of a
-//!   pair for the same reason. `carve` sets the owner line, whose fields
-//!   are stale on any other page (nothing reads them there).
+//!   it. The owner writes them on every allocation and free, and every
+//!   free from another thread reads the first page's line (`kind`,
+//!   `class`, `owner`, `lo`, `span`): on one line, each such free took
+//!   the line away from the owner's core and the owner's next allocation
+//!   took it back (producer/consumer frees took 0.7-0.8x the time once
+//!   apart). Every slab spans at least `1 << MIN_SLAB_ORDER` pages, so a
+//!   slab's second page is its own; a thread cache's sentinel is the
+//!   first of a pair for the same reason. `carve` sets the owner line.
+//!   Its fields are stale on any other page; the one reader that may meet
+//!   a stale count (a remote pusher's threshold test racing the slab's
+//!   release) only settles, which decides from the slab's state.
 //! * `remote` is the lock-free list of objects freed by non-owners; see
-//!   [`crate::slab::remote`].
+//!   [`crate::slab::remote`]. A slab's remote word is also in its owner
+//!   line ([`crate::slab::remote::word`]): other threads write it once a
+//!   chain of objects (`remote_batch.rs`), not once an object, and a third
+//!   line for it measured the same (2026-12-07).
 //! * An all-zero descriptor is a valid `UNUSED` one: fresh, untouched
 //!   descriptor memory needs no initialisation (outside loom).
 
@@ -222,7 +227,11 @@ impl PageDesc {
     pub(crate) unsafe fn owner_line(&self) -> &PageDesc {
         // SAFETY: the next descriptor exists and lives as long as this one
         // (caller); descriptors are only ever shared, never borrowed
-        // mutably.
+        // mutably. (The pointer, taken from a reference to one descriptor,
+        // steps to the next element of the same array, as
+        // `slab::remote::word` does: Tree Borrows allows that, Stacked
+        // Borrows would not; descriptors travel as references throughout
+        // the crate.)
         unsafe { &*(self as *const PageDesc).add(1) }
     }
 

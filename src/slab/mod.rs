@@ -198,7 +198,9 @@ unsafe fn pop_head(
     // SAFETY: the head, checked to lie inside the slab, is a free object
     // holding the encoded next link in its first word.
     set_head(key::decode(unsafe { *(b as *const usize) }, key));
-    // SAFETY: `s` is owned (caller), so it has an owner line.
+    // SAFETY: `s` is an owned slab or a sentinel pair (caller), so it has
+    // an owner line. (A sentinel never gets here: nothing passes its range
+    // test.)
     let used = unsafe { &s.owner_line().used };
     used.store(used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     b

@@ -38,8 +38,11 @@ pub(crate) fn rcnt(w: u64) -> u32 {
 }
 
 /// The remote word of slab `s`. It lives in the descriptor of the slab's
-/// *second* page: frees from other threads then do not bounce the cache
-/// line that the owner writes on every allocation (`free`, `used`).
+/// *second* page, its owner line (`PageDesc::owner_line`), beside the
+/// fields the owner writes on every allocation: other threads write it
+/// once a chain of objects (`remote_batch.rs`), and what every free reads
+/// (the first page's `kind`, `class`, `owner` and range) stays apart from
+/// both.
 #[inline(always)]
 pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
     // SAFETY: every slab has at least 4 pages (slab orders are >= 2, see
