@@ -30,11 +30,13 @@ else
   cargo test --no-fail-fast
 fi
 
-step "tests with the debug feature (lifeboat only)"
+# (The C front too: it relies on lifeboat's alignment promise, which the
+# debug feature's red zones must keep.)
+step "tests with the debug feature (lifeboat and its C front)"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run -p lifeboat --features debug --no-fail-fast
+  cargo nextest run -p lifeboat -p lifeboat-capi --features lifeboat/debug --no-fail-fast
 else
-  cargo test -p lifeboat --features debug --no-fail-fast
+  cargo test -p lifeboat -p lifeboat-capi --features lifeboat/debug --no-fail-fast
 fi
 
 step "doc tests"

@@ -1122,9 +1122,18 @@ impl HeapInner {
         layout: Layout,
         flags: AllocFlags,
     ) -> Result<(*mut u8, bool), AllocError> {
-        // Under `debug` a small object has room for its red zone and size.
+        // Under `debug` a small object has room for its red zone and size;
+        // a size that is a multiple of 16 keeps its 16-byte alignment (the
+        // promise of `Lifeboat`), which the grown size alone would not.
         #[cfg(feature = "debug")]
-        let class = class_for(layout.size() + slab::debug::RZ_EXTRA, layout.align());
+        let class = {
+            let align = if layout.size().is_multiple_of(16) {
+                layout.align().max(16)
+            } else {
+                layout.align()
+            };
+            class_for(layout.size() + slab::debug::RZ_EXTRA, align)
+        };
         #[cfg(not(feature = "debug"))]
         let class = class_for(layout.size(), layout.align());
         match class {

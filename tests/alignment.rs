@@ -193,3 +193,29 @@ fn over_aligned_beyond_max_order() {
         }
     }
 }
+
+/// The promise beyond `Layout` (see `lifeboat::Lifeboat`): a block whose
+/// size is a multiple of 16 is 16-byte aligned even when the layout asks
+/// for 8, so that a C front can serve `malloc` with 8-aligned layouts. It
+/// holds under the `debug` feature too, whose red zones grow requests.
+#[test]
+fn sizes_that_are_multiples_of_16_are_16_aligned() {
+    for size in (16..=64 * KIB).step_by(16) {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        // Several of each size, so that objects past a slab's first are
+        // checked too.
+        let ps: Vec<*mut u8> = (0..4)
+            .map(|_| {
+                // SAFETY: the size is non-zero.
+                let p = unsafe { alloc(layout) };
+                assert!(!p.is_null(), "size {size}");
+                p
+            })
+            .collect();
+        for &p in &ps {
+            assert_eq!(p as usize % 16, 0, "size {size}: {p:p}");
+            // SAFETY: allocated above with `layout`, freed once.
+            unsafe { dealloc(p, layout) };
+        }
+    }
+}

@@ -135,7 +135,17 @@ fn two_cycles(budget: usize, size: usize) {
     let usable = (st0.budget_pages - st0.min_pages).saturating_sub(SLACK_PAGES) * PAGE_SIZE;
     let per_block = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
     let per_block = if size <= lifeboat::MAX_SMALL_SIZE {
-        size
+        if cfg!(feature = "debug") {
+            // The object size the blocks took, from the heap's table: under
+            // `debug` a larger class, which the red zone (and, for a
+            // multiple of 16, its alignment) asks for.
+            st.classes
+                .iter()
+                .max_by_key(|c| c.live_objects)
+                .map_or(size, |c| c.size)
+        } else {
+            size
+        }
     } else {
         per_block.next_power_of_two()
     };

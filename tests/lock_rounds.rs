@@ -31,6 +31,15 @@ fn thread_exit_settles_its_slabs_in_batches() {
     let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let sizes: Vec<usize> = lifeboat::stats().classes.iter().map(|c| c.size).collect();
     assert!(sizes.len() >= 40, "expected the full class table");
+    // Under `debug` a request grows by its red zone (8 bytes), and one
+    // whose size is a multiple of 16 keeps 16-byte alignment: 9 bytes below
+    // a class's size lands in that class and no other (none is left for
+    // the 8-byte class).
+    let sizes: Vec<usize> = if cfg!(feature = "debug") {
+        sizes.iter().filter(|&&s| s > 8).map(|&s| s - 9).collect()
+    } else {
+        sizes
+    };
     let run = |sizes: Vec<usize>| {
         std::thread::spawn(move || {
             for &size in &sizes {
