@@ -87,10 +87,10 @@ const READY: u8 = 2;
 const FAILED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
-/// (`HEAP` and `FAST` are read on every free, and on every slow path:
-/// each on lines of its own, so that no static the linker places beside
-/// them, the program's own among them, can make those reads miss when it
-/// is written.)
+/// (`FAST` is read on every free and `HEAP` on every slow path: each on
+/// lines of its own, so that no static the linker places beside them, the
+/// program's own among them, can make those reads miss when it is
+/// written.)
 static HEAP: CachePadded<AtomicPtr<HeapInner>> = CachePadded::new(AtomicPtr::new(ptr::null_mut()));
 
 /// Arena bounds for the free fast path (zero until the heap exists, which
