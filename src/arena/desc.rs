@@ -228,10 +228,10 @@ impl PageDesc {
         // SAFETY: the next descriptor exists and lives as long as this one
         // (caller); descriptors are only ever shared, never borrowed
         // mutably. (The pointer, taken from a reference to one descriptor,
-        // steps to the next element of the same array, as
-        // `slab::remote::word` does: Tree Borrows allows that, Stacked
-        // Borrows would not; descriptors travel as references throughout
-        // the crate.)
+        // steps to the next element of the same array: Tree Borrows allows
+        // that, Stacked Borrows would not; descriptors travel as
+        // references throughout the crate. `slab::remote::word` reaches
+        // the remote word through here too.)
         unsafe { &*(self as *const PageDesc).add(1) }
     }
 

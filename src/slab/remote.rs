@@ -45,10 +45,9 @@ pub(crate) fn rcnt(w: u64) -> u32 {
 /// both.
 #[inline(always)]
 pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
-    // SAFETY: every slab has at least 4 pages (slab orders are >= 2, see
-    // `class`), so the descriptor after its first one exists and is the
-    // slab's own; callers pass slab first pages only.
-    unsafe { &(*(s as *const PageDesc).add(1)).remote }
+    // SAFETY: callers pass slab first pages only, which have an owner line
+    // (every slab has at least 4 pages, see `class`).
+    unsafe { &s.owner_line().remote }
 }
 
 /// Pushes `p` onto the remote stack of `s`; returns the word before.
