@@ -261,10 +261,17 @@ impl ForeignLists {
         // released. (A racy read of a count that the owner or the heap
         // lock's holder writes: a heuristic only, which leaves out the
         // objects waiting on the remote stack.)
-        // SAFETY: `s` is a live slab (caller), so it has an owner line;
-        // `class < NUM_CLASSES` (caller).
-        let (used, min) = unsafe { (&s.owner_line().used, *MIN_USED.get_unchecked(class)) };
-        if used.load(Ordering::Relaxed) < min {
+        // A detached slab's count is frozen, and copied into the line read
+        // already (`PageDesc::detached_used`); an owned one's is in its
+        // owner line.
+        let used = if s.owner.load(Ordering::Relaxed) == 0 {
+            s.detached_used()
+        } else {
+            // SAFETY: `s` is a live slab (caller), so it has an owner line.
+            unsafe { s.owner_line() }.used.load(Ordering::Relaxed)
+        };
+        // SAFETY: `class < NUM_CLASSES` (caller).
+        if used < unsafe { *MIN_USED.get_unchecked(class) } {
             self.refused = self.refused.saturating_add(1);
             return false;
         }
@@ -408,6 +415,27 @@ unsafe fn is_listed_object(arena: &Arena, b: *const u8, class: usize) -> bool {
 mod tests {
     use super::*;
 
+    /// The owner id of the stand-in slabs: another thread's cache.
+    const OTHER: usize = 0x1000;
+
+    /// Makes the stand-in slab `slab` (its first two page descriptors)
+    /// have `used` objects allocated, owned by [`OTHER`], or detached by
+    /// it (through `slab::detach`, which freezes the count).
+    fn set_count(slab: &[PageDesc; 2], used: u32, detached: bool) {
+        let s = &slab[0];
+        crate::slab::remote::word(s).store(0, Ordering::Relaxed);
+        s.owner.store(OTHER, Ordering::Relaxed);
+        // SAFETY: `s` is the first of a pair.
+        unsafe { s.owner_line() }
+            .used
+            .store(used, Ordering::Relaxed);
+        if detached {
+            // SAFETY: the stand-in slab's `frees` list is empty, and the
+            // test stands in for its owner.
+            unsafe { crate::slab::detach(s, 0) };
+        }
+    }
+
     /// Pushes stand-in objects of `class` of the stand-in slab `slab` (its
     /// first two page descriptors) until refused; how many went in.
     fn fill(
@@ -418,10 +446,7 @@ mod tests {
     ) -> usize {
         let s = &slab[0];
         s.class.store(class as _, Ordering::Relaxed);
-        // SAFETY: `s` is the first of a pair.
-        unsafe { s.owner_line() }
-            .used
-            .store(CLASS_CAP[class], Ordering::Relaxed);
+        set_count(slab, CLASS_CAP[class], true);
         lists.allocates[class] = true;
         let mut n = 0;
         // SAFETY: the "objects" are words of `words` (only the link word is
@@ -522,10 +547,7 @@ mod tests {
         let s = &descs[0];
         let class = 7;
         s.class.store(class as _, Ordering::Relaxed);
-        // SAFETY: `s` is the first of a pair.
-        unsafe { s.owner_line() }
-            .used
-            .store(CLASS_CAP[class], Ordering::Relaxed);
+        set_count(&descs, CLASS_CAP[class], false);
         let mut words = [0usize; 2];
         let base = words.as_mut_ptr();
         // SAFETY: the second of the two words.
@@ -559,19 +581,30 @@ mod tests {
         s.class.store(class as _, Ordering::Relaxed);
         let mut word = 0usize;
         let obj = &mut word as *mut usize as *mut u8;
-        let try_push = |used: u32| {
-            // SAFETY: `s` is the first of a pair.
-            unsafe { s.owner_line() }
-                .used
-                .store(used, Ordering::Relaxed);
+        let try_push = |used: u32, detached: bool| {
+            set_count(&descs, used, detached);
             let mut lists = ForeignLists::new();
             lists.allocates[class] = true;
             // SAFETY: a stand-in object (one word), pushed once per list.
             unsafe { lists.push(s, class, obj, 0) }
         };
-        assert!(try_push(cap), "an object of a full slab was not listed");
-        assert!(try_push(cap / MIN_LIVE_DIVISOR + 1));
-        assert!(!try_push(cap / MIN_LIVE_DIVISOR - 1));
-        assert!(!try_push(1), "the last object of a slab was listed");
+        // The same decisions for a slab another thread owns (its count in
+        // the owner line) and for a detached one (the count frozen by
+        // `detach`, read from the first line).
+        for detached in [false, true] {
+            assert!(
+                try_push(cap, detached),
+                "an object of a full slab was not listed"
+            );
+            assert!(try_push(cap / MIN_LIVE_DIVISOR + 1, detached));
+            assert!(!try_push(cap / MIN_LIVE_DIVISOR - 1, detached));
+            assert!(
+                !try_push(1, detached),
+                "the last object of a slab was listed"
+            );
+        }
+        // A detached slab's count is the one `detach` froze.
+        set_count(&descs, 1, true);
+        assert_eq!(s.detached_used(), 1);
     }
 }

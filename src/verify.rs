@@ -18,8 +18,9 @@
 //!   capacity`; the local free list and the remote stack hold only object
 //!   starts below `bump`, without cycles or duplicates (also across the
 //!   two lists); `local + used == bump` and `remote <= used`; a detached
-//!   slab has no owner, still has live objects, and is listed once it has
-//!   a quarter free; an owned slab is not listed, and is owned through a
+//!   slab has no owner, still has live objects, the copy of its count in
+//!   its first page's descriptor equals the count, and it is listed once
+//!   it has a quarter free; an owned slab is not listed, and is owned through a
 //!   reserve id exactly when it is reserve-backed;
 //! * **partial lists**: every listed slab is a detached slab of that class
 //!   and kind (reserve or not) with `LISTED` set, links are consistent, no
@@ -677,6 +678,12 @@ impl HeapInner {
         let listed = d.has_flag(FLAG_LISTED);
         if w & DETACHED != 0 {
             check(owner == 0, "detached slab with an owner", i, owner)?;
+            check(
+                d.detached_used() as usize == used,
+                "detached slab: frozen count copy differs from its count",
+                i,
+                d.detached_used() as usize,
+            )?;
             check(
                 used > rc,
                 "detached slab with no live object not released",

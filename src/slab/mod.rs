@@ -465,6 +465,10 @@ pub(crate) unsafe fn detach(s: &PageDesc, key: usize) {
             append_local(s, frees, key);
         }
     }
+    // SAFETY: `s` is our slab's first page, so it has an owner line.
+    let used = unsafe { s.owner_line() }.used.load(Ordering::Relaxed);
+    // The frozen count, where freers read it (`PageDesc::detached_used`).
+    s.used.store(used, Ordering::Relaxed);
     s.owner.store(0, Ordering::Relaxed);
     if crate::model::fault_injected!(DetachSplitsWord) {
         let w = remote::word(s).load(Ordering::Acquire);
