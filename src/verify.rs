@@ -20,8 +20,8 @@
 //!   two lists); `local + used == bump` and `remote <= used`; a detached
 //!   slab has no owner, still has live objects, the copy of its count in
 //!   its first page's descriptor equals the count, and it is listed once
-//!   it has a quarter free; an owned slab is not listed, and is owned through a
-//!   reserve id exactly when it is reserve-backed;
+//!   it has a quarter free; an owned slab is not listed, and is owned
+//!   through a reserve id exactly when it is reserve-backed;
 //! * **partial lists**: every listed slab is a detached slab of that class
 //!   and kind (reserve or not) with `LISTED` set, links are consistent, no
 //!   cycles, and every `LISTED` slab is on one;

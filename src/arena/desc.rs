@@ -56,7 +56,7 @@
 //!   thread freeing into the slab reads it on the line it has read
 //!   already. (The foreign lists' test of a slab's count, on every free
 //!   into a detached slab, otherwise took a second line: in larson on one
-//!   core, 12 % of the first-level read misses.)
+//!   core, a sixth of the first-level read misses.)
 //! * `remote` is the lock-free list of objects freed by non-owners; see
 //!   [`crate::slab::remote`]. A slab's remote word is also in its owner
 //!   line ([`crate::slab::remote::word`]): other threads write it once a
