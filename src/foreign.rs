@@ -423,7 +423,8 @@ mod tests {
     /// it (through `slab::detach`, which freezes the count).
     fn set_count(slab: &[PageDesc; 2], used: u32, detached: bool) {
         let s = &slab[0];
-        crate::slab::remote::word(s).store(0, Ordering::Relaxed);
+        // SAFETY: `s` is the first of a pair.
+        unsafe { crate::slab::remote::word(s) }.store(0, Ordering::Relaxed);
         s.owner.store(OTHER, Ordering::Relaxed);
         // SAFETY: `s` is the first of a pair.
         unsafe { s.owner_line() }

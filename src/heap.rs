@@ -1849,10 +1849,11 @@ impl HeapInner {
                     KIND_SLAB => {
                         let c = d.class.load(Ordering::Relaxed) as usize;
                         // SAFETY: `d` heads a slab of this arena.
-                        let live = unsafe { d.owner_line() }
+                        let (o, word) = unsafe { (d.owner_line(), remote::word(d)) };
+                        let live = o
                             .used
                             .load(Ordering::Relaxed)
-                            .saturating_sub(rcnt(remote::word(d).load(Ordering::Relaxed)));
+                            .saturating_sub(rcnt(word.load(Ordering::Relaxed)));
                         st.classes[c].slabs += 1;
                         st.classes[c].live_objects += live as usize;
                         st.slab_pages += 1 << order;

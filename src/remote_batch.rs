@@ -219,7 +219,8 @@ impl RemoteBatch {
             );
         }
         prefetch(p);
-        prefetch(crate::slab::remote::word(s) as *const _ as *const u8);
+        // SAFETY: `s` is a live slab (caller).
+        prefetch(unsafe { crate::slab::remote::word(s) } as *const _ as *const u8);
         let i = self.next % DEFERRED;
         self.next = i + 1;
         let old = core::mem::replace(&mut self.deferred[i], p);

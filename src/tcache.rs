@@ -247,9 +247,10 @@ impl ThreadCache {
                 continue;
             }
             // SAFETY: we own `k`, a slab, so its owner line too.
-            let has_free = unsafe { !k.owner_line().free.get().is_null() || !k.frees().is_null() }
-                || slab::remote::rcnt(slab::remote::word(k).load(crate::sync::Ordering::Relaxed))
-                    != 0;
+            let (o, word) = unsafe { (k.owner_line(), slab::remote::word(k)) };
+            // SAFETY: as above: the owner line's lists are ours.
+            let has_free = unsafe { !o.free.get().is_null() || !k.frees().is_null() }
+                || slab::remote::rcnt(word.load(crate::sync::Ordering::Relaxed)) != 0;
             if has_free {
                 *slot = full;
                 self.active[class] = k;

@@ -579,7 +579,8 @@ impl HeapInner {
         check(bump <= cap, "slab: bump beyond capacity", i, bump)?;
         // SAFETY: as above.
         let used = unsafe { d.owner_line() }.used.load(Ordering::Relaxed) as usize;
-        let w = remote::word(d).load(Ordering::Acquire);
+        // SAFETY: as above.
+        let w = unsafe { remote::word(d) }.load(Ordering::Acquire);
         let rc = rcnt(w) as usize;
         let start = slab_start(a, d) as usize;
         let end = start + bump * size;

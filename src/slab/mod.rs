@@ -317,7 +317,8 @@ pub(crate) unsafe fn refill_from_bump(arena: &Arena, s: &PageDesc, max: u32, key
 /// The caller owns `s`, or is claiming it under the heap lock; `free` or
 /// `frees` is empty.
 pub(crate) unsafe fn collect_remote(s: &PageDesc) -> u32 {
-    let w = remote::word(s).swap(0, Ordering::Acquire);
+    // SAFETY: `s` is a slab (caller).
+    let w = unsafe { remote::word(s) }.swap(0, Ordering::Acquire);
     let n = rcnt(w);
     if n != 0 {
         // SAFETY: the stack is ours after the swap; owner-only fields of
@@ -409,7 +410,8 @@ pub(crate) unsafe fn carve<'a>(
         #[cfg(feature = "debug")]
         debug::clear_live(s);
     }
-    remote::word(s).store(0, Ordering::Relaxed);
+    // SAFETY: as above (its second page is its own).
+    unsafe { remote::word(s) }.store(0, Ordering::Relaxed);
     s.owner.store(owner, Ordering::Relaxed);
     if reserve {
         lists.reserve_slabs.fetch_add(1, Ordering::Relaxed);
@@ -470,9 +472,11 @@ pub(crate) unsafe fn detach(s: &PageDesc, key: usize) {
     // The frozen count, where freers read it (`PageDesc::detached_used`).
     s.used.store(used, Ordering::Relaxed);
     s.owner.store(0, Ordering::Relaxed);
+    // SAFETY: as above.
+    let word = unsafe { remote::word(s) };
     if crate::model::fault_injected!(DetachSplitsWord) {
-        let w = remote::word(s).load(Ordering::Acquire);
-        remote::word(s).store(w | DETACHED, Ordering::Release);
+        let w = word.load(Ordering::Acquire);
+        word.store(w | DETACHED, Ordering::Release);
         return;
     }
     // The remote stack stays where it is: a detached slab's counts include
@@ -482,7 +486,7 @@ pub(crate) unsafe fn detach(s: &PageDesc, key: usize) {
     // published to the next holder of the heap lock and to remote freers;
     // an RMW, so the pushes before it stay in the release sequence that a
     // claim's swap acquires.
-    remote::word(s).fetch_or(DETACHED, Ordering::AcqRel);
+    word.fetch_or(DETACHED, Ordering::AcqRel);
 }
 
 /// Lists or releases a detached slab according to its state; does nothing
@@ -494,7 +498,9 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     if s.kind() != KIND_SLAB {
         return;
     }
-    let w = remote::word(s).load(Ordering::Acquire);
+    // SAFETY: `s` heads a slab (tested above; under the heap lock it
+    // stays one).
+    let w = unsafe { remote::word(s) }.load(Ordering::Acquire);
     if w & DETACHED == 0 && !crate::model::fault_injected!(SettleSkipsRecheck) {
         return;
     }
@@ -538,7 +544,8 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     unsafe { unreserve(arena, lists, s) };
     s.flags.store(0, Ordering::Relaxed);
     s.owner.store(0, Ordering::Relaxed);
-    remote::word(s).store(0, Ordering::Relaxed);
+    // SAFETY: `s` is still the slab's first page (its pages go back below).
+    unsafe { remote::word(s) }.store(0, Ordering::Relaxed);
     // (The owner line is left as it is: `carve` sets it.)
     // SAFETY: under the heap lock, with no owner; nothing is inside a
     // released slab.
@@ -602,7 +609,9 @@ unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
 /// # Safety
 /// The caller holds the heap lock; `s` is a descriptor of this arena.
 pub(crate) unsafe fn unreserve_detached(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
-    if s.kind() != KIND_SLAB || remote::word(s).load(Ordering::Acquire) & DETACHED == 0 {
+    // SAFETY: tested only once `s` heads a slab, which under the heap lock
+    // stays one.
+    if s.kind() != KIND_SLAB || unsafe { remote::word(s) }.load(Ordering::Acquire) & DETACHED == 0 {
         return;
     }
     // SAFETY: under the heap lock; `s` is a detached slab, so nobody but

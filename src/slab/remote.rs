@@ -43,10 +43,14 @@ pub(crate) fn rcnt(w: u64) -> u32 {
 /// once a chain of objects (`remote_batch.rs`), and what every free reads
 /// (the first page's `kind`, `class`, `owner` and range) stays apart from
 /// both.
+///
+/// # Safety
+/// As for [`PageDesc::owner_line`]: `s` is a slab's first page (live, or
+/// released since the caller found it: the word is then another's or
+/// stale, but it exists), or the first of a pair of stand-in descriptors.
 #[inline(always)]
-pub(crate) fn word(s: &PageDesc) -> &AtomicU64 {
-    // SAFETY: callers pass slab first pages only, which have an owner line
-    // (every slab has at least 4 pages, see `class`).
+pub(crate) unsafe fn word(s: &PageDesc) -> &AtomicU64 {
+    // SAFETY: forwarded from the caller.
     unsafe { &s.owner_line().remote }
 }
 
@@ -84,7 +88,9 @@ pub(crate) unsafe fn push_chain(
     key: usize,
     cap: u32,
 ) -> u64 {
-    let mut w = word(s).load(Ordering::Relaxed);
+    // SAFETY: `s` is a live slab (caller).
+    let word = unsafe { word(s) };
+    let mut w = word.load(Ordering::Relaxed);
     loop {
         let total = rcnt(w) + n;
         if total > cap {
@@ -96,7 +102,7 @@ pub(crate) unsafe fn push_chain(
         // SAFETY: the chain is ours until the CAS publishes it.
         unsafe { *(tail as *mut usize) = super::key::encode(rptr(w), key) };
         let new = (head as u64 & PTR_MASK) | ((total as u64) << CNT_SHIFT) | (w & DETACHED);
-        match word(s).compare_exchange_weak(
+        match word.compare_exchange_weak(
             w,
             new,
             crate::model::fault_ordering!(WeakRemotePush, Ordering::AcqRel, Ordering::Relaxed),
