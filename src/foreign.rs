@@ -422,6 +422,7 @@ mod tests {
     /// have `used` objects allocated, owned by [`OTHER`], or detached by
     /// it (through `slab::detach`, which freezes the count).
     fn set_count(slab: &[PageDesc; 2], used: u32, detached: bool) {
+        crate::arena::desc::expose(slab.as_ptr());
         let s = &slab[0];
         // SAFETY: `s` is the first of a pair.
         unsafe { crate::slab::remote::word(s) }.store(0, Ordering::Relaxed);
@@ -450,13 +451,14 @@ mod tests {
         set_count(slab, CLASS_CAP[class], true);
         lists.allocates[class] = true;
         let mut n = 0;
+        // (One pointer for all the objects: a new `as_mut_ptr` borrow for
+        // each would invalidate the links written through the last.)
+        let base = words.as_mut_ptr();
         // SAFETY: the "objects" are words of `words` (only the link word is
         // written), each pushed once; `n` stays in range because the bounds
         // refuse a push before `words` runs out; `s` is the first of two
         // descriptors, like a slab's.
-        while n < words.len()
-            && unsafe { lists.push(s, class, words.as_mut_ptr().add(n).cast(), 0) }
-        {
+        while n < words.len() && unsafe { lists.push(s, class, base.add(n).cast(), 0) } {
             n += 1;
         }
         n

@@ -128,6 +128,15 @@ std::thread_local! {
     static TSTATE: Cell<u8> = const { Cell::new(T_FRESH) };
 }
 
+/// This thread's cache. Every use of `TC` goes through here, so that
+/// `EMPTY`, which a fresh cache's slots point at, is exposed before any
+/// owner line of it is read (`desc::expose`; no instruction).
+#[inline(always)]
+fn this_cache() -> *mut ThreadCache {
+    crate::arena::desc::expose(ptr::addr_of!(EMPTY).cast::<PageDesc>());
+    TC.with(|tc| tc.get())
+}
+
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// The process heap, if created.
@@ -193,7 +202,7 @@ extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     TSTATE.with(|s| s.set(T_DEAD | T_BUSY));
     // SAFETY: this thread's cache, used by no one else; the thread is
     // exiting, so no allocation of ours is in progress on it.
-    TC.with(|tc| unsafe { (*tc.get()).flush(h) });
+    unsafe { (*this_cache()).flush(h) };
     TSTATE.with(|s| s.set(T_DEAD));
     crate::throttle::release_held();
 }
@@ -244,7 +253,7 @@ fn enter() -> CacheRef {
         set_state(T_DEAD);
         return CacheRef::Shard;
     }
-    CacheRef::Local(TC.with(|tc| tc.get()))
+    CacheRef::Local(this_cache())
 }
 
 /// Makes a fresh thread's cache usable outside the slow path (arms its
@@ -315,7 +324,7 @@ fn with_live_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<R
     // state was LIVE, not BUSY (no slow path of this thread is using it),
     // and stays BUSY until `f` returns. (A handler interrupting a fast
     // path is the unsupported case the doc above names.)
-    let r = TC.with(|tc| f(unsafe { &mut *tc.get() }));
+    let r = f(unsafe { &mut *this_cache() });
     set_state(T_LIVE);
     r
 }
@@ -337,7 +346,7 @@ fn with_armed_cache<R>(f: impl FnOnce(&mut ThreadCache) -> Option<R>) -> Option<
     // SAFETY: this thread's cache; no other borrow of it is live: the state
     // is LIVE, not BUSY, so no slow path of this thread is using it, and
     // `f` calls nothing that could re-enter (caller's promise).
-    TC.with(|tc| f(unsafe { &mut *tc.get() }))
+    f(unsafe { &mut *this_cache() })
 }
 
 /// Runs `f` with the cache the calling thread may use.
@@ -484,7 +493,7 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
         return false;
     }
     let owner = s.owner.load(Ordering::Relaxed);
-    if s.kind() != KIND_SLAB || owner & !1 == TC.with(|tc| tc.get() as usize) {
+    if s.kind() != KIND_SLAB || owner & !1 == this_cache() as usize {
         return false; // not a slab object, or one of this thread's slabs
     }
     let class = crate::slab::class_index(s);
@@ -743,7 +752,7 @@ unsafe impl GlobalAlloc for Lifeboat {
             };
             // SAFETY: class < NUM_CLASSES (the tables give classes of sizes
             // up to MAX_SMALL_SIZE); the thread's own cache.
-            let p = TC.with(|tc| unsafe { (*tc.get()).alloc_fast(class) });
+            let p = unsafe { (*this_cache()).alloc_fast(class) };
             if !p.is_null() {
                 return p;
             }
@@ -754,6 +763,7 @@ unsafe impl GlobalAlloc for Lifeboat {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        let p = crate::arena::own_provenance(p);
         let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
         // Under `debug` every free takes the slow path (red zone, live bit,
         // poison).
@@ -761,7 +771,7 @@ unsafe impl GlobalAlloc for Lifeboat {
             let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
             // SAFETY: `off` is below the size of the process heap's arena.
             let s = unsafe { crate::arena::desc::block_head_at(descs, off) };
-            let tc = TC.with(|tc| tc.get());
+            let tc = this_cache();
             if s.owner.load(Ordering::Relaxed) != tc as usize {
                 // Another thread's slab, a detached one, one of this
                 // thread's reserve slabs, or no slab.
@@ -810,6 +820,7 @@ unsafe impl GlobalAlloc for Lifeboat {
 
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = crate::arena::own_provenance(p);
         let Some(h) = process_heap() else {
             return ptr::null_mut();
         };
@@ -835,7 +846,7 @@ unsafe impl GlobalAlloc for Lifeboat {
                 // the ordinary allocation.
                 let warm = new_class.map_or(ptr::null_mut(), |c| {
                     // SAFETY: `c < NUM_CLASSES`; the thread's own cache.
-                    TC.with(|tc| unsafe { (*tc.get()).pop_freed_last(c) })
+                    unsafe { (*this_cache()).pop_freed_last(c) }
                 });
                 // SAFETY: GlobalAlloc::realloc's contract makes this layout
                 // valid; `p` is live with `layout` and is freed only after

@@ -183,6 +183,7 @@ impl HeapInner {
             field!((*inner).lock).write(RawLock::new_waited());
             field!((*inner).empty).write([PageDesc::new(), PageDesc::new()]);
             let empty: *const PageDesc = field!((*inner).empty).cast::<PageDesc>();
+            crate::arena::desc::expose(empty);
             for i in 0..SHARDS {
                 let mut cache = ThreadCache::new(empty);
                 cache.key = (*inner).slabs.key;
@@ -2054,6 +2055,7 @@ impl Heap {
     /// not needed to find the block; it is taken for symmetry.)
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
+        let p = crate::arena::own_provenance(ptr.as_ptr());
         // Re-entered (a signal handler) while the heap lock is held, or
         // while every shard is taken: the block is leaked rather than wait
         // for a lock forever.
@@ -2063,7 +2065,7 @@ impl Heap {
         }
         let h = self.inner();
         // SAFETY: forwarded from the caller.
-        h.with_shard(|tc| unsafe { h.free(tc, ptr.as_ptr()) });
+        h.with_shard(|tc| unsafe { h.free(tc, p) });
     }
 
     /// Resizes an allocation, in place when possible.
@@ -2078,9 +2080,10 @@ impl Heap {
         new_size: usize,
         flags: AllocFlags,
     ) -> Result<NonNull<u8>, AllocError> {
+        let own = crate::arena::own_provenance(ptr.as_ptr());
         if let Some(p) = self
             .inner()
-            .resize_in_place(ptr.as_ptr(), layout.align(), new_size, flags)
+            .resize_in_place(own, layout.align(), new_size, flags)
         {
             return NonNull::new(p).ok_or(AllocError::Layout);
         }

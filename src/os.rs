@@ -9,8 +9,11 @@
 //! * [`default_budget`] reads `LIFEBOAT_BUDGET`, the cgroup v2 `memory.max`,
 //!   and physical memory, all with stack buffers and raw syscalls: it runs
 //!   inside the first `malloc` of the process and must not allocate.
+//! * Under Miri (`ci/miri.sh`), `os/miri.rs` stands in for the kernel:
+//!   the interpreter's own heap, no advice, no `mremap`, no `mincore`.
 
-use core::ptr;
+#[cfg(miri)]
+mod miri;
 
 pub(crate) const PAGE_SHIFT: usize = 12;
 pub(crate) const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
@@ -21,12 +24,21 @@ pub(crate) fn reserve(bytes: usize, align: usize) -> Option<*mut u8> {
     if crate::fault::hit(crate::fault::FailPoint::OsReserve) {
         return None;
     }
+    #[cfg(miri)]
+    return miri::reserve(bytes, align);
+    #[cfg(not(miri))]
+    reserve_mapped(bytes, align)
+}
+
+/// [`reserve`] from the kernel.
+#[cfg(not(miri))]
+fn reserve_mapped(bytes: usize, align: usize) -> Option<*mut u8> {
     let over = bytes.checked_add(align.saturating_sub(PAGE_SIZE))?;
     // SAFETY: an anonymous private mapping with a null hint has no
     // preconditions; failure is reported as MAP_FAILED.
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            core::ptr::null_mut(),
             over,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
@@ -65,8 +77,14 @@ pub(crate) const HUGE_PAGE_SIZE: usize = 2 << 20;
 /// `[p, p + bytes)` is a range returned by [`reserve`] (or a page-aligned
 /// part of one).
 pub(crate) unsafe fn advise_huge_pages(p: *mut u8, bytes: usize) {
+    // (Under Miri: no advice.)
+    #[cfg(not(miri))]
     // SAFETY: guaranteed by the caller; the advice changes no contents.
-    unsafe { libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE) };
+    unsafe {
+        libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE)
+    };
+    #[cfg(miri)]
+    let _ = (p, bytes);
 }
 
 /// Unmaps a range made by [`reserve`].
@@ -75,8 +93,16 @@ pub(crate) unsafe fn advise_huge_pages(p: *mut u8, bytes: usize) {
 /// `[p, p + bytes)` is a whole range returned by [`reserve`] (or a page-aligned
 /// part of one) that nothing uses any more.
 pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
+    #[cfg(miri)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        miri::release(p, bytes)
+    };
+    #[cfg(not(miri))]
     // SAFETY: guaranteed by the caller.
-    unsafe { libc::munmap(p.cast(), bytes) };
+    unsafe {
+        libc::munmap(p.cast(), bytes)
+    };
 }
 
 /// Returns the physical pages of a range to the OS; it reads as zero after.
@@ -85,8 +111,16 @@ pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
 /// `[p, p + bytes)` is page-aligned, inside a live mapping, and holds no live
 /// data.
 pub(crate) unsafe fn purge(p: *mut u8, bytes: usize) {
+    #[cfg(miri)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        miri::purge(p, bytes)
+    };
+    #[cfg(not(miri))]
     // SAFETY: guaranteed by the caller.
-    unsafe { libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED) };
+    unsafe {
+        libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED)
+    };
 }
 
 /// Grows or shrinks a direct mapping, moving it if needed.
@@ -94,7 +128,8 @@ pub(crate) unsafe fn purge(p: *mut u8, bytes: usize) {
 /// # Safety
 /// `[p, p + old)` is a whole live mapping made by [`reserve`].
 pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
-    if crate::fault::hit(crate::fault::FailPoint::OsRemap) {
+    if cfg!(miri) || crate::fault::hit(crate::fault::FailPoint::OsRemap) {
+        // (Under Miri a remap fails, and the caller moves the block.)
         return None;
     }
     // SAFETY: guaranteed by the caller.
@@ -108,6 +143,10 @@ pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8
 
 /// Counts the resident pages of `[p, p + npages * PAGE_SIZE)` with `mincore`.
 pub(crate) fn resident_pages(p: *const u8, npages: usize) -> usize {
+    if cfg!(miri) {
+        // (No `mincore` under Miri: nothing is counted.)
+        return 0;
+    }
     const CHUNK: usize = 4096;
     let mut vec = [0u8; CHUNK];
     let mut done = 0;
@@ -129,6 +168,10 @@ pub(crate) fn resident_pages(p: *const u8, npages: usize) -> usize {
 
 /// Physical memory in bytes.
 pub(crate) fn physical_memory() -> usize {
+    if cfg!(miri) {
+        // (Miri has no `_SC_PHYS_PAGES`.)
+        return 1 << 30;
+    }
     // SAFETY: sysconf has no preconditions.
     let (pages, size) = unsafe {
         (
@@ -225,6 +268,10 @@ fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<usize> {
 
 /// The cgroup v2 `memory.max` of this process, if it is set to a number.
 pub(crate) fn cgroup_limit() -> Option<usize> {
+    if cfg!(miri) {
+        // (Miri's isolation hides the file system.)
+        return None;
+    }
     let mut cg = [0u8; 512];
     let n = read_file(c"/proc/self/cgroup", &mut cg)?;
     // cgroup v2: a line "0::/path"
@@ -275,6 +322,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri has no mincore or madvise")]
     fn reserve_aligns_and_trims() {
         let p = reserve(8 * PAGE_SIZE, 1 << 22).expect("mmap");
         assert_eq!(p as usize % (1 << 22), 0);

@@ -419,6 +419,7 @@ mod tests {
         // smallest slab's: `defer` reaches the remote word, which is not in
         // the first page's descriptor (`slab::remote::word`).
         let slabs: Vec<PageDesc> = (0..8).map(|_| PageDesc::new()).collect();
+        crate::arena::desc::expose(slabs.as_ptr());
         let mut cells = vec![[0usize; 2]; DEFERRED + 3];
         let objs = stand_ins(&mut cells);
         let mut batch = RemoteBatch::new();

@@ -147,6 +147,15 @@ pub(crate) unsafe fn block_head_at<'a>(descs: *const PageDesc, off: usize) -> &'
     }
 }
 
+/// Publishes the provenance of a descriptor array (an arena's, or a
+/// sentinel pair) for [`PageDesc::owner_line`], which steps from one
+/// descriptor to the next through it. Costs nothing at run time; call it
+/// once the array is in place, before any owner line of it is read.
+#[inline(always)]
+pub(crate) fn expose(descs: *const PageDesc) {
+    let _ = descs.expose_provenance();
+}
+
 #[repr(C, align(64))]
 pub(crate) struct PageDesc {
     pub(crate) kind: AtomicU8,
@@ -230,17 +239,21 @@ impl PageDesc {
     /// `self` is followed in memory by another descriptor of the same
     /// allocation: it is the first page of a slab (live, or being carved)
     /// in an arena's descriptor array, whose slabs span at least
-    /// `1 << MIN_SLAB_ORDER` pages, or the first of a sentinel pair.
+    /// `1 << MIN_SLAB_ORDER` pages, or the first of a sentinel pair; and
+    /// that array or pair was passed to [`expose`] before.
     #[inline(always)]
     pub(crate) unsafe fn owner_line(&self) -> &PageDesc {
-        // SAFETY: the next descriptor exists and lives as long as this one
-        // (caller); descriptors are only ever shared, never borrowed
-        // mutably. (The pointer, taken from a reference to one descriptor,
-        // steps to the next element of the same array: Tree Borrows allows
-        // that, Stacked Borrows would not; descriptors travel as
-        // references throughout the crate. `slab::remote::word` reaches
-        // the remote word through here too.)
-        unsafe { &*(self as *const PageDesc).add(1) }
+        // A reference to one descriptor grants access to that descriptor
+        // only (under Stacked Borrows; Tree Borrows is laxer), so the next
+        // one is reached through the provenance of the whole array, which
+        // `expose` published, not through `self`. (An integer-to-pointer
+        // cast: no instruction.)
+        let next = self as *const PageDesc as usize + core::mem::size_of::<PageDesc>();
+        // SAFETY: the next descriptor exists in the same exposed array and
+        // lives as long as this one (caller); descriptors are only ever
+        // shared, never borrowed mutably. `slab::remote::word` reaches the
+        // remote word through here too.
+        unsafe { &*core::ptr::with_exposed_provenance::<PageDesc>(next) }
     }
 
     /// For a slab's first page: its owner line's `used` as of the slab's

@@ -70,6 +70,18 @@ unsafe impl Send for Arena {}
 // SAFETY: as above.
 unsafe impl Sync for Arena {}
 
+/// `p`, an address a caller got from lifeboat, with the provenance of
+/// the whole mapping it lies in (an arena, published by [`Arena::new`], or
+/// a direct mapping, made from an address) instead of the caller's. A
+/// caller's pointer may grant access to its block only, or to the first
+/// `size` bytes of it (a `Box<[u8]>` of one byte), while a free writes a
+/// link into the block's first word and a realloc in place hands out more
+/// of it. An integer-to-pointer cast: no instruction.
+#[inline(always)]
+pub(crate) fn own_provenance(p: *mut u8) -> *mut u8 {
+    core::ptr::with_exposed_provenance_mut(p as usize)
+}
+
 impl Arena {
     /// An arena over `npages` pages at `base` with descriptors at `descs`.
     ///
@@ -83,6 +95,10 @@ impl Arena {
         marks: Watermarks,
         capture: bool,
     ) -> Self {
+        // Owner lines are reached through the array's provenance, and free
+        // lists store object addresses as integers.
+        desc::expose(descs);
+        let _ = base.expose_provenance();
         Self {
             base,
             descs,

@@ -237,6 +237,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of divisions, no unsafe code: too slow interpreted"
+    )]
     fn object_offsets_match_the_remainder() {
         for c in 0..NUM_CLASSES {
             let size = CLASS_SIZE[c] as usize;

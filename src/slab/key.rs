@@ -55,13 +55,14 @@ pub(crate) fn new_key(_salt: usize) -> usize {
 
 #[cfg(not(loom))]
 fn tsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         // SAFETY: rdtsc is available on every x86-64 CPU and has no
         // preconditions.
         unsafe { core::arch::x86_64::_rdtsc() }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    // (Miri has no `rdtsc`.)
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     {
         let mut ts = libc::timespec {
             tv_sec: 0,
