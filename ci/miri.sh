@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Miri: interprets lifeboat's unit tests and the `provenance` integration
+# test (lifeboat as the global allocator, every allocation path, several
+# threads), checking every access against its allocation, each pointer's
+# provenance and borrow tags (Stacked Borrows, then Tree Borrows), and
+# the threads' accesses for data races. Takes 10-15 minutes on two cores,
+# most of it the interpreted start of the process heap and the test
+# harness, so it is not part of `ci/test.sh`; `.ci/run` runs it after.
+# MIRI_TREE_BORROWS=1 checks against Tree Borrows as well (as long again).
+#
+# Needs the nightly toolchain with its `miri` and `rust-src` components;
+# this script adds them with rustup when they are missing. Where they
+# cannot be had (no nightly toolchain, or rustup cannot download), it says
+# so and exits 0 unless MIRI_REQUIRED=1: the rest of the test job does not
+# depend on a download.
+#
+# Free lists store object addresses as integers (encoded with the heap's
+# key), so the run uses permissive provenance: a pointer made from an
+# integer may access what the arena's exposed provenance covers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+unavailable() {
+    echo "miri.sh: $1" >&2
+    if [ "${MIRI_REQUIRED:-0}" = 1 ]; then
+        exit 1
+    fi
+    echo "miri.sh: skipped (set MIRI_REQUIRED=1 to make this an error)" >&2
+    exit 0
+}
+
+command -v rustup >/dev/null 2>&1 || unavailable "rustup not found"
+rustup toolchain list | grep -q '^nightly' || unavailable "no nightly toolchain"
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+    rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 \
+        || unavailable "could not add the miri component to the nightly toolchain"
+fi
+cargo +nightly miri setup >/dev/null 2>&1 || unavailable "cargo miri setup failed"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri"
+models=("")
+if [ "${MIRI_TREE_BORROWS:-0}" = 1 ]; then
+    models+=("-Zmiri-tree-borrows")
+fi
+for model in "${models[@]}"; do
+    export MIRIFLAGS="-Zmiri-permissive-provenance $model"
+    echo "== miri ${model:-(Stacked Borrows)}: unit tests"
+    cargo +nightly miri test -p lifeboat --lib
+    echo "== miri ${model:-(Stacked Borrows)}: the global allocator's paths"
+    cargo +nightly miri test -p lifeboat --test provenance
+done
