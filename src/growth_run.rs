@@ -24,8 +24,8 @@
 //! * The held blocks of a run belong to whoever takes its value out of the
 //!   slot: the buffer's holder growing it (a compare-and-swap to the new
 //!   order hands it the blocks of orders `order..new`) or closing it (a
-//!   compare-and-swap to 0), or anyone evicting or draining it (a swap to
-//!   0), who then frees them to the arena under the heap lock. One atomic
+//!   compare-and-swap to 0), or anyone draining it (a swap to 0), who
+//!   then frees them to the arena under the heap lock. One atomic
 //!   value, so exactly one party gets each held block, and the holder's
 //!   descriptor writes after a grow touch only blocks no one else can take.
 //! * Only the buffer's holder changes a run's `order`, and only the holder
@@ -33,16 +33,25 @@
 //!   slot naming its block's head and order has found its own run.
 //! * A run's head has `FLAG_RUN` set while the run may exist, and its
 //!   `class` field names the run's slot, so the holder finds it in one
-//!   load. A flag without a run (the run was evicted or drained, and the
+//!   load. A flag without a run (the run was drained, and the
 //!   slot may hold another run now) is cleared by the holder at its next
 //!   growth or free: the slot's value, not the hint, decides.
 //! * Memory held is bounded: at most `SLOTS` runs, a run's block at most
 //!   1/64 of the budget (`max_top`), opened only while free pages stay at
-//!   or above `high` (the caller checks); a new run evicts an old one when
-//!   the slots are full, and every reclaim round and purge drains them all
-//!   (as the block cache).
+//!   or above `high` (the caller checks); every reclaim round and purge
+//!   drains them all (as the block cache).
+//! * A run is opened only into a free slot, never by evicting another. An
+//!   evicted run's buffer stays where it is, at the bottom of the run's
+//!   top-order block, which cannot merge again while the buffer lives:
+//!   with eviction, every growing buffer past the eighth took a fresh
+//!   block of the top order and kept it split. A 256 MiB heap then had no
+//!   free 2 MiB block after formatting one backtrace (whose symbolizer
+//!   grows over a hundred buffers at once) with 95 % of its pages free. A
+//!   buffer that finds the slots full moves into a block of its own size;
+//!   runs that stay open hold at most `SLOTS` top-order blocks, until
+//!   their buffers are freed or grow to the top, or a drain.
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Orders held above a moved buffer: room to grow 256 times in place.
 pub(crate) const SPARE: usize = 8;
@@ -92,8 +101,6 @@ pub(crate) enum Grow {
 /// The slots.
 pub(crate) struct GrowthRuns {
     slots: [AtomicU64; SLOTS],
-    /// Where the next eviction starts, when every slot is taken.
-    cursor: AtomicUsize,
     /// The largest `top` allowed, from the budget; 0 disables runs.
     max_top: usize,
 }
@@ -105,7 +112,6 @@ impl GrowthRuns {
             .unwrap_or(0);
         Self {
             slots: core::array::from_fn(|_| AtomicU64::new(0)),
-            cursor: AtomicUsize::new(0),
             max_top,
         }
     }
@@ -126,24 +132,26 @@ impl GrowthRuns {
         (v != 0 && v >> 8 == Run::key(head, order)).then_some((s, v))
     }
 
+    /// Whether a slot is free (a hint: another opener may take it first).
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.slots.iter().any(|s| s.load(Ordering::Relaxed) == 0)
+    }
+
     /// Records `run`, whose held blocks the caller has set up (published
-    /// here, with Release). Returns the run's slot, and a run evicted to
-    /// make room: its held blocks are now the caller's to free.
-    pub(crate) fn open(&self, run: Run) -> (usize, Option<Run>) {
+    /// here, with Release), in a free slot; returns the slot, or `None`
+    /// (nothing recorded) when every slot is taken. No run is evicted for
+    /// a new one: an evicted run's buffer, still live, would keep the
+    /// run's whole top-order block from merging (see the module docs).
+    pub(crate) fn open(&self, run: Run) -> Option<usize> {
         // (`top_for` made `order < top <= MAX_ORDER`; no check here: the
         // allocation path must not panic.)
         let v = run.pack();
-        for (i, s) in self.slots.iter().enumerate() {
-            if s.load(Ordering::Relaxed) == 0
+        self.slots.iter().position(|s| {
+            s.load(Ordering::Relaxed) == 0
                 && s.compare_exchange(0, v, Ordering::Release, Ordering::Relaxed)
                     .is_ok()
-            {
-                return (i, None);
-            }
-        }
-        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % SLOTS;
-        let old = self.slots[i].swap(v, Ordering::AcqRel);
-        (i, (old != 0).then(|| Run::unpack(old)))
+        })
     }
 
     /// Grows the run of the buffer at `head` (in slot `slot`, a hint) from
@@ -248,8 +256,7 @@ mod tests {
             order: 1,
             top: 9,
         };
-        let (slot, evicted) = r.open(run);
-        assert_eq!(evicted, None);
+        let slot = r.open(run).expect("a free slot");
         assert_eq!(r.grow(slot, 4096, 1, 3), Grow::Grown);
         // The holder's view is now order 3: order 1 names no run.
         assert_eq!(r.grow(slot, 4096, 1, 4), Grow::NoRun);
@@ -262,7 +269,7 @@ mod tests {
         assert_eq!(r.close(slot, 4096, 3), None);
         assert_eq!(r.grow(slot, 4096, 3, 4), Grow::NoRun);
         // Grown to its top, a run ends and frees its slot.
-        assert_eq!(r.open(run), (slot, None));
+        assert_eq!(r.open(run), Some(slot));
         assert_eq!(r.grow(slot, 4096, 1, 9), Grow::Grown);
         assert_eq!(r.close(slot, 4096, 9), None);
         let mut open = 0;
@@ -271,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_evicts_and_a_drain_takes_everything() {
+    fn a_full_table_refuses_and_a_drain_takes_everything() {
         let r = GrowthRuns::new(BIG);
         let run = |head| Run {
             head,
@@ -279,19 +286,32 @@ mod tests {
             top: 2,
         };
         for i in 0..SLOTS {
-            assert_eq!(r.open(run(i * 4)), (i, None));
+            assert!(r.has_room());
+            assert_eq!(r.open(run(i * 4)), Some(i));
         }
-        let (slot, evicted) = r.open(run(1000));
-        let evicted = evicted.expect("a run evicted");
-        assert_eq!(evicted.head, slot * 4);
-        assert_eq!(r.grow(slot, evicted.head, 0, 1), Grow::NoRun);
-        assert_eq!(r.grow(slot, 1000, 0, 1), Grow::Grown);
+        // Full: a new run is refused and every open run stays.
+        assert!(!r.has_room());
+        assert_eq!(r.open(run(1000)), None);
+        assert_eq!(r.grow(0, 1000, 0, 1), Grow::NoRun);
+        for i in 0..SLOTS {
+            assert_eq!(r.grow(i, i * 4, 0, 1), Grow::Grown);
+        }
+        // Closing one makes room again.
+        assert_eq!(
+            r.close(3, 12, 1),
+            Some(Run {
+                order: 1,
+                ..run(12)
+            })
+        );
+        assert!(r.has_room());
+        assert_eq!(r.open(run(1000)), Some(3));
         let mut drained = Vec::new();
         r.drain(|x| drained.push(x.head));
         drained.sort_unstable();
         let mut want: Vec<usize> = (0..SLOTS)
             .map(|i| i * 4)
-            .filter(|&h| h != evicted.head)
+            .filter(|&h| h != 12)
             .chain([1000])
             .collect();
         want.sort_unstable();

@@ -1532,6 +1532,10 @@ impl HeapInner {
     /// taken.
     fn open_run(&self, order: usize, flags: AllocFlags) -> Option<*mut u8> {
         let top = self.runs.top_for(order)?;
+        // Every slot taken: no run (none is evicted, see `growth_run`).
+        if !self.runs.has_room() {
+            return None;
+        }
         // Held room is a preference, never worth memory from below `high`.
         if self.arena.free_pages() < self.arena.marks.high + (1 << top) {
             return None;
@@ -1568,10 +1572,15 @@ impl HeapInner {
             order,
             top,
         };
-        let (slot, evicted) = self.runs.open(run);
-        d.class.store(slot as u8, Ordering::Relaxed);
-        if let Some(evicted) = evicted {
-            self.release_run(evicted);
+        match self.runs.open(run) {
+            Some(slot) => d.class.store(slot as u8, Ordering::Relaxed),
+            None => {
+                // The last slot went to another opener since the check
+                // above: the caller gets the whole block, with no run
+                // (rare, and better than a held block pinned apart).
+                self.join_held(idx, d, order, top);
+                d.set_flag(FLAG_RUN, false);
+            }
         }
         Some(self.arena.page_addr(idx))
     }

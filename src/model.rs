@@ -273,16 +273,10 @@ impl RunSlots {
         Self(crate::growth_run::GrowthRuns::new(usize::MAX >> 1))
     }
 
-    /// Opens the run `(head, order, top)`; returns its slot and the run
-    /// evicted to make room, if any.
-    pub fn open(
-        &self,
-        head: usize,
-        order: usize,
-        top: usize,
-    ) -> (usize, Option<(usize, usize, usize)>) {
-        let (slot, evicted) = self.0.open(crate::growth_run::Run { head, order, top });
-        (slot, evicted.map(|r| (r.head, r.order, r.top)))
+    /// Opens the run `(head, order, top)`; returns its slot, or `None`
+    /// when every slot is taken.
+    pub fn open(&self, head: usize, order: usize, top: usize) -> Option<usize> {
+        self.0.open(crate::growth_run::Run { head, order, top })
     }
 
     /// Grows the run of the buffer at `head` (slot hint `slot`) from
