@@ -94,7 +94,7 @@ pub(crate) enum Grow {
     Grown,
     /// The run holds less than asked (`to > top`); it is unchanged.
     Beyond,
-    /// No run of this buffer (it was evicted or drained).
+    /// No run of this buffer (it was drained, or never opened).
     NoRun,
 }
 
