@@ -27,12 +27,13 @@ static GLOBAL: lifeboat::Lifeboat =
 mod common;
 use common::Rng;
 
-/// Operations per test: a few hundred under Miri, more natively.
-const OPS: usize = if cfg!(miri) { 400 } else { 20_000 };
+/// Operations per test: a hundred or two under Miri, where every access
+/// is interpreted and checked; more natively.
+const OPS: usize = if cfg!(miri) { 160 } else { 20_000 };
 
 /// Largest block of whole pages the tests fill (filling is byte by byte,
 /// slow when interpreted).
-const PAGES_MAX: usize = if cfg!(miri) { 9_000 } else { 64_000 };
+const PAGES_MAX: usize = if cfg!(miri) { 6_000 } else { 64_000 };
 
 /// The byte at offset `i` of the block tagged `tag`.
 fn pattern(tag: usize, i: usize) -> u8 {
