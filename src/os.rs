@@ -14,6 +14,9 @@
 
 #[cfg(miri)]
 mod miri;
+// Under Miri these three come from the stand-in, with the same contracts.
+#[cfg(miri)]
+pub(crate) use miri::{advise_huge_pages, purge, release};
 
 pub(crate) const PAGE_SHIFT: usize = 12;
 pub(crate) const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
@@ -76,15 +79,10 @@ pub(crate) const HUGE_PAGE_SIZE: usize = 2 << 20;
 /// # Safety
 /// `[p, p + bytes)` is a range returned by [`reserve`] (or a page-aligned
 /// part of one).
+#[cfg(not(miri))]
 pub(crate) unsafe fn advise_huge_pages(p: *mut u8, bytes: usize) {
-    // (Under Miri: no advice.)
-    #[cfg(not(miri))]
     // SAFETY: guaranteed by the caller; the advice changes no contents.
-    unsafe {
-        libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE)
-    };
-    #[cfg(miri)]
-    let _ = (p, bytes);
+    unsafe { libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE) };
 }
 
 /// Unmaps a range made by [`reserve`].
@@ -92,17 +90,10 @@ pub(crate) unsafe fn advise_huge_pages(p: *mut u8, bytes: usize) {
 /// # Safety
 /// `[p, p + bytes)` is a whole range returned by [`reserve`] (or a page-aligned
 /// part of one) that nothing uses any more.
+#[cfg(not(miri))]
 pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
-    #[cfg(miri)]
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        miri::release(p, bytes)
-    };
-    #[cfg(not(miri))]
     // SAFETY: guaranteed by the caller.
-    unsafe {
-        libc::munmap(p.cast(), bytes)
-    };
+    unsafe { libc::munmap(p.cast(), bytes) };
 }
 
 /// Returns the physical pages of a range to the OS; it reads as zero after.
@@ -110,17 +101,10 @@ pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
 /// # Safety
 /// `[p, p + bytes)` is page-aligned, inside a live mapping, and holds no live
 /// data.
+#[cfg(not(miri))]
 pub(crate) unsafe fn purge(p: *mut u8, bytes: usize) {
-    #[cfg(miri)]
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        miri::purge(p, bytes)
-    };
-    #[cfg(not(miri))]
     // SAFETY: guaranteed by the caller.
-    unsafe {
-        libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED)
-    };
+    unsafe { libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED) };
 }
 
 /// Grows or shrinks a direct mapping, moving it if needed.

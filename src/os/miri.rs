@@ -47,6 +47,12 @@ pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
     }
 }
 
+/// No advice under Miri.
+///
+/// # Safety
+/// As for the real `advise_huge_pages`.
+pub(crate) unsafe fn advise_huge_pages(_p: *mut u8, _bytes: usize) {}
+
 /// # Safety
 /// As for the real `purge`.
 pub(crate) unsafe fn purge(p: *mut u8, bytes: usize) {
