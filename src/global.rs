@@ -1018,8 +1018,10 @@ pub fn start_reclaimer() -> std::io::Result<()> {
 /// # Safety
 /// `p` came from the process heap and is not used afterwards.
 pub(crate) unsafe fn free_ptr(p: *mut u8) {
+    // (The caller's pointer may cover less than the link word: see
+    // `arena::own_provenance`.)
     // SAFETY: forwarded from the caller.
-    unsafe { dealloc_slow(p) }
+    unsafe { dealloc_slow(crate::arena::own_provenance(p)) }
 }
 
 /// Whether `p` is an object of a reserve-backed slab of the process heap.
