@@ -279,9 +279,9 @@ impl ForeignLists {
         // The head and the one after it: a second free of either would
         // make the list a loop. (Deeper ones are caught when a pop finds
         // the count exhausted with objects still linked.)
-        // SAFETY: a non-null head is a listed object, whose first word
-        // holds the encoded link.
         if head == p
+            // SAFETY: a non-null head is a listed object, whose first word
+            // holds the encoded link.
             || (!head.is_null() && unsafe { key::decode(*(head as *const usize), key) } == p)
         {
             crate::diag::fatal(
@@ -556,8 +556,8 @@ mod tests {
         // SAFETY: the second of the two words.
         let (a, b) = (base.cast::<u8>(), unsafe { base.add(1) }.cast::<u8>());
         let mut lists = ForeignLists::new();
-        // SAFETY: stand-in objects (one word each), each pushed once.
         assert!(
+            // SAFETY: stand-in objects (one word each), each pushed once.
             !unsafe { lists.push(s, class, a, 0) },
             "listed before any allocation"
         );

@@ -447,13 +447,13 @@ fn alloc_process(
     h.alloc_reclaiming(
         layout,
         flags,
-        // SAFETY: the cache belongs to the process heap.
         &mut || {
+            // SAFETY: the cache belongs to the process heap.
             with_cache(h, |tc| unsafe { h.alloc_with(tc, layout, flags) })
                 .unwrap_or(Err(crate::AllocError::Reentered))
         },
-        // SAFETY: as above.
         &mut || {
+            // SAFETY: as above.
             with_cache(h, |tc| unsafe { tc.flush(h) });
         },
     )
@@ -622,9 +622,9 @@ unsafe fn dealloc_unowned(p: *mut u8, s: &PageDesc) {
 #[inline(never)]
 unsafe fn dealloc_page_block(p: *mut u8, s: &PageDesc) {
     if let Some(h) = process_heap() {
-        // SAFETY: `s` is a descriptor of the process heap's arena; `p` is
-        // given up by the caller; the cache is this thread's.
         if !crate::sync::holds_lock()
+            // SAFETY: `s` is a descriptor of the process heap's arena; `p`
+            // is given up by the caller; the cache is this thread's.
             && with_live_cache(|tc| Some(unsafe { h.try_park_block(tc, s, p) })) == Some(true)
         {
             return;

@@ -2031,13 +2031,13 @@ impl Heap {
         h.alloc_reclaiming(
             layout,
             flags,
-            // SAFETY: the shard cache belongs to this heap.
             &mut || {
+                // SAFETY: the shard cache belongs to this heap.
                 h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })
                     .unwrap_or(Err(AllocError::Reentered))
             },
-            // SAFETY: as above.
             &mut || {
+                // SAFETY: as above.
                 h.with_shard(|tc| unsafe { tc.flush(h) });
             },
         )

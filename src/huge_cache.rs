@@ -73,7 +73,7 @@ impl HugeCache {
         }
         let mut n = 0;
         loop {
-            // SAFETY (both closures and the loop body): under the heap lock.
+            // SAFETY: under the heap lock.
             let free_slot = self.slots.iter().find(|s| unsafe { s.get() }.0 == 0);
             match free_slot {
                 Some(slot) if self.bytes() + len <= self.limit => {

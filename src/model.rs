@@ -187,13 +187,13 @@ pub fn direct_reclaim(
     let got = h.direct_reclaim(
         order,
         crate::arena::watermark::Tier::Normal,
-        // SAFETY: the shard cache belongs to this heap.
         &mut || {
+            // SAFETY: the shard cache belongs to this heap.
             h.with_shard(|tc| unsafe { h.alloc_with(tc, layout, flags) })
                 .unwrap_or(Err(AllocError::Reentered))
         },
-        // SAFETY: as above.
         &mut || {
+            // SAFETY: as above.
             h.with_shard(|tc| unsafe { tc.flush(h) });
         },
     )?;

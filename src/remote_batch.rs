@@ -295,8 +295,9 @@ impl RemoteBatch {
         if core::ptr::eq(c.slab, s) && c.objects < CHAIN_CAP[class] {
             // The chain's first two objects: a cheap check, the links are
             // hot. (`objects >= 1` here, so `head` is an object.)
-            // SAFETY: `head` is an object of the chain, ours until pushed.
             if c.head == p
+                // SAFETY: `head` is an object of the chain, ours until
+                // pushed.
                 || (c.objects > 1 && key::decode(unsafe { *(c.head as *const usize) }, key) == p)
             {
                 fatal(
@@ -393,8 +394,8 @@ mod tests {
             !batch.bypass(),
             "one chain fewer than frees has been pushed"
         );
-        // SAFETY: as above.
         let n = BYPASS_AFTER as usize;
+        // SAFETY: as above.
         let _ = unsafe { batch.add(&slabs[n], 0, objs[n], k) };
         for _ in 0..BYPASS_FOR {
             assert!(batch.bypass());
@@ -424,13 +425,13 @@ mod tests {
         let objs = stand_ins(&mut cells);
         let mut batch = RemoteBatch::new();
         let slab_of = |i: usize| &slabs[(i % 2) * 4];
-        // SAFETY (every `defer` below): stand-in objects, each held back
-        // once.
         for (i, &p) in objs.iter().enumerate().take(DEFERRED) {
+            // SAFETY: stand-in objects, each held back once.
             assert!(unsafe { batch.defer(slab_of(i), p) }.is_none());
         }
         // Full: each free held back pushes out the oldest, with its slab.
         for (i, &p) in objs.iter().enumerate().skip(DEFERRED) {
+            // SAFETY: as above.
             let (s, old) = unsafe { batch.defer(slab_of(i), p) }.expect("the oldest");
             assert_eq!(old, objs[i - DEFERRED]);
             assert!(core::ptr::eq(s, slab_of(i - DEFERRED)));
@@ -449,6 +450,8 @@ mod tests {
         assert_eq!(rest, expected);
         batch.take_all(|_| panic!("nothing is left"));
         // Empty again: the next frees are held back without pushing any.
+        // SAFETY: `objs[0]` went out with the flush, so it is held back
+        // once again.
         assert!(unsafe { batch.defer(&slabs[0], objs[0]) }.is_none());
     }
 
@@ -459,8 +462,8 @@ mod tests {
         let objs = stand_ins(&mut cells);
         let k = 0x5a5a_1234;
         let mut batch = RemoteBatch::new();
-        // SAFETY (every add below): the cells stand in for live objects,
-        // each added once.
+        // SAFETY: the cells stand in for live objects, each added once
+        // (and so in every add below).
         unsafe {
             assert!(batch.add(&a, 0, objs[0], k).is_none());
             // Another class keeps its own chain.
@@ -469,19 +472,24 @@ mod tests {
             assert!(batch.add(&a, 0, objs[2], k).is_none());
         }
         // Every class has its own chain.
+        // SAFETY: as above.
         assert!(unsafe { batch.add(&d, 2, objs[71], k) }.is_none());
         // In place, an object of another slab of the class is refused and
         // the chain left as it was.
+        // SAFETY: as above (refused, so `objs[3]` is not added).
         assert!(!unsafe { batch.add_in_place(&b, 0, objs[3], k) });
         // Another slab of the class: its chain comes back, newest first.
+        // SAFETY: as above.
         let c = unsafe { batch.add(&b, 0, objs[3], k) }.expect("chain of slab a");
         assert!(core::ptr::eq(c.slab, &a));
         assert_eq!(c.objects, 3);
         assert_eq!(walk(&c, k), vec![objs[2], objs[1], objs[0]]);
         // A full chain comes back at the next add, which starts anew.
         for &p in &objs[4..4 + MAX_OBJECTS as usize - 1] {
+            // SAFETY: as above.
             assert!(unsafe { batch.add(&b, 0, p, k) }.is_none());
         }
+        // SAFETY: as above.
         let c = unsafe { batch.add(&b, 0, objs[67], k) }.expect("a full chain");
         assert_eq!(c.objects, MAX_OBJECTS);
         assert_eq!(walk(&c, k).len(), MAX_OBJECTS as usize);

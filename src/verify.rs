@@ -384,9 +384,9 @@ impl HeapInner {
             0,
             empty.kind() as usize,
         )?;
-        // SAFETY: the sentinel's lists are never written; it is the first of
-        // a pair.
         check(
+            // SAFETY: the sentinel's lists are never written; it is the
+            // first of a pair.
             unsafe { empty.owner_line().free.get().is_null() && empty.frees().is_null() },
             "sentinel slab has a free list",
             0,

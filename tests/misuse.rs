@@ -122,6 +122,7 @@ fn interior_pointer_through_the_global_allocator() {
             // from a thread that does not own its slab (the exact check of
             // the slow path; the owner's fast path does not check).
             let p = unsafe { GLOBAL.alloc(l) } as usize;
+            // SAFETY: the misuse above, on another thread.
             std::thread::spawn(move || unsafe { GLOBAL.dealloc((p + 8) as *mut u8, l) })
                 .join()
                 .unwrap();
