@@ -958,8 +958,11 @@ impl HeapInner {
     /// After a remote push of `k` objects onto the detached slab `s` (the
     /// word was `w` before it, the capacity is `cap`): settles the slab
     /// when the push freed its last live object or brought its free
-    /// objects to the listing threshold.
-    #[inline(never)]
+    /// objects to the listing threshold. (Inline: a push onto a detached
+    /// slab, most of the frees of a thread tearing down what exited
+    /// threads built, nearly always finds no settle to do; the settle is
+    /// out of line.)
+    #[inline(always)]
     fn after_detached_push(&self, s: &PageDesc, w: u64, k: u32, cap: u32) {
         let k = if crate::model::fault_injected!(ChainCountedAsOne) {
             1
@@ -980,9 +983,17 @@ impl HeapInner {
         let before = avail.saturating_sub(k);
         let threshold = slab::list_threshold(cap);
         if n == used || (before < threshold && avail >= threshold) {
-            // SAFETY: `s` is a descriptor of this heap; under the lock.
-            self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
+            self.settle_after_push(s);
         }
+    }
+
+    /// Settles the detached slab `s` under the heap lock, for
+    /// [`HeapInner::after_detached_push`].
+    #[cold]
+    #[inline(never)]
+    fn settle_after_push(&self, s: &PageDesc) {
+        // SAFETY: `s` is a descriptor of this heap; under the lock.
+        self.with_lock(|| unsafe { slab::settle(&self.arena, &self.slabs, s) });
     }
 
     /// Parks the ordinary large block at `idx` (descriptor `d`, kind
