@@ -27,9 +27,15 @@
 //! inside the arena that is not the start of a live object or block
 //! (checked on every path except the owner thread's fast path, which checks
 //! only ownership); freeing the object at the head of its slab's free list
-//! again; a double free that would free more objects than a slab holds; a
-//! second free of a large block. Not detected: a double free of an object
-//! deeper in a free list, and use after free.
+//! again, or one of the first objects a thread holds of another's slab (on
+//! its foreign list or in its remote batch); a double free that would free
+//! more objects than a slab holds; a second free of a large block; a write
+//! after free that changes a free object's link word, when an allocation
+//! reaches that link (`free list corrupted`). Not detected: a double free
+//! of an object deeper in a free list, reads after free, and writes after
+//! free past the link word. The `debug` feature adds poison, red zones and
+//! an exact double-free check; the README's "Bad input" section lists
+//! every message and what each check costs.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
