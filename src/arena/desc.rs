@@ -190,11 +190,11 @@ pub(crate) struct PageDesc {
     pub(crate) owner: AtomicUsize,
 }
 
-impl PageDesc {
-    /// A descriptor in the `UNUSED` state (all zero).
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
-        Self {
+/// The body of `PageDesc::new`, written once for its two signatures: loom's
+/// atomics have no `const fn new`.
+macro_rules! unused_desc {
+    () => {
+        PageDesc {
             kind: AtomicU8::new(KIND_UNUSED),
             order: AtomicU8::new(0),
             class: AtomicU8::new(0),
@@ -209,26 +209,20 @@ impl PageDesc {
             remote: AtomicU64::new(0),
             owner: AtomicUsize::new(0),
         }
+    };
+}
+
+impl PageDesc {
+    /// A descriptor in the `UNUSED` state (all zero).
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        unused_desc!()
     }
 
     /// A descriptor in the `UNUSED` state.
     #[cfg(loom)]
     pub(crate) fn new() -> Self {
-        Self {
-            kind: AtomicU8::new(KIND_UNUSED),
-            order: AtomicU8::new(0),
-            class: AtomicU8::new(0),
-            flags: AtomicU8::new(0),
-            back: AtomicU32::new(0),
-            links: RacyCell::new(0),
-            free: RacyCell::new(core::ptr::null_mut()),
-            used: AtomicU32::new(0),
-            bump: RacyCell::new(0),
-            lo: RacyCell::new(0),
-            span: RacyCell::new(0),
-            remote: AtomicU64::new(0),
-            owner: AtomicUsize::new(0),
-        }
+        unused_desc!()
     }
 
     /// The owner line of the slab whose first page this is: the
