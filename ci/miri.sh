@@ -4,12 +4,12 @@
 # threads), checking every access against its allocation, each pointer's
 # provenance and borrow tags, and the threads' accesses for data races.
 # The unit tests run under both aliasing models, Stacked Borrows and Tree
-# Borrows (51 s each on two cores, 2026-12-07 at 15:20); `provenance`
-# under Stacked Borrows only (90 s then, 5 min 15 s on a busier host
-# earlier): under Tree Borrows it ran for over 20 minutes and grew past
-# 12 GB in `own_frees_keep_every_byte` before it was stopped. Four to nine
-# minutes with the build, so it is not part of `ci/test.sh`; `.ci/run`
-# runs it after.
+# Borrows (31 s and 45 s of wall time on two cores, 2026-12-07 at 16:15;
+# the test harness reports Miri's virtual clock instead); `provenance`
+# under Stacked Borrows only (5 min 11 s): under Tree Borrows it ran for
+# over 20 minutes and grew past 12 GB in `own_frees_keep_every_byte`
+# before it was stopped. About eight minutes with the build, so it is not
+# part of `ci/test.sh`; `.ci/run` runs it after.
 #
 # Needs the nightly toolchain with its `miri` and `rust-src` components;
 # this script adds them with rustup when they are missing. Where they
