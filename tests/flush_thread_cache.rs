@@ -115,6 +115,66 @@ fn a_flush_returns_the_objects_kept_from_other_threads_slabs() {
     assert_eq!(common::live_objects_of(SIZE), live - 16);
 }
 
+/// The objects kept of several classes at once, more than the flush
+/// gathers in one batch and in lists of very different lengths: every one
+/// goes back to its slab, once. (The flush walks the lists side by side.)
+#[cfg(not(feature = "debug"))]
+#[test]
+fn a_flush_returns_the_kept_objects_of_every_class() {
+    const SIZES: [usize; 3] = [1700, 2200, 2600];
+    const COUNTS: [usize; 3] = [100, 41, 16];
+    let layouts = SIZES.map(|s| Layout::from_size_align(s, 8).unwrap());
+    let orphans: Vec<Vec<usize>> = (0..3)
+        .map(|i| common::orphans(SIZES[i], COUNTS[i]))
+        .collect();
+    let live = SIZES.map(common::live_objects_of);
+    let classes = SIZES.map(common::class_size_of);
+    assert!(
+        classes[0] < classes[1] && classes[1] < classes[2],
+        "the test's sizes must be of three classes: {classes:?}"
+    );
+    std::thread::spawn(move || {
+        // One allocation of each class, so that the thread keeps the
+        // class's foreign objects.
+        let own = layouts.map(|l| alloc_n(l, 1)[0]);
+        for i in 0..3 {
+            for &p in &orphans[i] {
+                // SAFETY: orphans are live objects of `layouts[i]`, each
+                // freed once.
+                unsafe { GLOBAL.dealloc(p as *mut u8, layouts[i]) };
+            }
+        }
+        // Kept: counted live until the flush. (The last objects of a nearly
+        // empty slab go back to it at once, so not quite all are kept.)
+        let kept = SIZES.map(common::live_objects_of);
+        let kept: Vec<usize> = (0..3)
+            .map(|i| kept[i] - (live[i] + 1 - COUNTS[i]))
+            .collect();
+        assert!(
+            kept.iter().all(|&k| k > 0) && kept.iter().sum::<usize>() > 64,
+            "too few objects kept to test the flush: {kept:?}"
+        );
+        lifeboat::flush_thread_cache();
+        for i in 0..3 {
+            assert_eq!(
+                common::live_objects_of(SIZES[i]),
+                live[i] + 1 - COUNTS[i],
+                "the kept objects of {} B did not all go back to their slabs",
+                SIZES[i]
+            );
+        }
+        for i in 0..3 {
+            // SAFETY: live, of `layouts[i]`, freed once.
+            unsafe { GLOBAL.dealloc(own[i] as *mut u8, layouts[i]) };
+        }
+    })
+    .join()
+    .unwrap();
+    for i in 0..3 {
+        assert_eq!(common::live_objects_of(SIZES[i]), live[i] - COUNTS[i]);
+    }
+}
+
 /// The frees it batches: objects of a live thread's slab, freed by a
 /// thread that does not allocate their class, wait in the freeing thread's
 /// remote batch (counted live) until a flush sends them to their slab.

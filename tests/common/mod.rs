@@ -84,6 +84,12 @@ pub fn live_objects_of(size: usize) -> usize {
     class_of(size).map_or(0, |c| c.live_objects)
 }
 
+/// The object size of the process heap's size class that serves `size`.
+#[allow(dead_code)]
+pub fn class_size_of(size: usize) -> usize {
+    class_of(size).map_or(0, |c| c.size)
+}
+
 /// Slabs of the process heap's size class that serves `size`.
 #[allow(dead_code)]
 pub fn slabs_of(size: usize) -> usize {
