@@ -91,15 +91,26 @@ impl Config {
         self
     }
 
-    /// Asks the kernel for transparent huge pages (`MADV_HUGEPAGE`) on
-    /// direct mappings, the requests above 4 MiB (default on). Each such
-    /// mapping is then 2 MiB-aligned and its touched 2 MiB regions are
-    /// backed by huge pages where the kernel has them: fewer page faults and
-    /// TLB misses. A region is backed whole once any byte of it is touched,
-    /// so the RSS of a mapping used only in part can exceed what was
-    /// touched, by less than 2 MiB a region, but never its length, which is
-    /// what the budget is charged. The slab and page-block arena keeps
-    /// ordinary pages either way. Without THP in the kernel
+    /// Asks the kernel for transparent huge pages (`MADV_HUGEPAGE`) on the
+    /// arena (slabs and page blocks) and on direct mappings, the requests
+    /// above 4 MiB (default on). Their touched 2 MiB regions are then
+    /// backed by huge pages where the kernel has them: far fewer TLB misses
+    /// when frees and allocations land all over the heap (a thread freeing
+    /// what others allocated), and fewer page faults. What the budget
+    /// counts does not change: it charges pages as the arena hands them
+    /// out, and a direct mapping's length.
+    ///
+    /// RSS then follows use in 2 MiB regions rather than 4 KiB pages: a
+    /// region is backed whole once any byte of it is touched (never past
+    /// the arena or the mapping, so never past the budget), and a program
+    /// that touches little memory has up to 2 MiB more of it resident. A
+    /// purge still returns free pages inside a huge page (the kernel
+    /// splits it), but the kernel's `khugepaged` may later collapse a
+    /// region that still holds live pages back into a huge page, making
+    /// purged pages of it resident (zero) again. Faults in advised regions
+    /// may also compact memory to find a huge page, under the kernel's
+    /// `defrag` setting. A program that needs page-exact RSS turns this
+    /// off. Without THP in the kernel
     /// (`/sys/kernel/mm/transparent_hugepage/enabled` at `never`) this does
     /// nothing.
     pub const fn huge_pages(mut self, on: bool) -> Self {

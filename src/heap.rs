@@ -158,6 +158,13 @@ impl HeapInner {
             unsafe { os::release(meta, meta_len) };
             return Err(Error::MapFailed);
         };
+        if config.huge_pages {
+            // Slabs and page blocks on huge pages: far fewer TLB misses
+            // when frees and allocations land all over the heap (see
+            // `Config::huge_pages`).
+            // SAFETY: `base` is the range just reserved, of this length.
+            unsafe { os::advise_huge_pages(base, npages << PAGE_SHIFT) };
+        }
         let inner = meta.cast::<HeapInner>();
         // SAFETY: the metadata mapping is large enough for the three parts
         // at these offsets; fresh anonymous memory is zero, which is the

@@ -1,8 +1,9 @@
-//! Transparent huge pages on direct mappings (`Config::huge_pages`): a
-//! request above 4 MiB is mapped 2 MiB-aligned and advised `MADV_HUGEPAGE`
-//! when the option is on (the default), and left alone when it is off. The
-//! kernel's verdict is read from `/proc/self/smaps` (`THPeligible`), so the
-//! test checks what the kernel will do, not only what lifeboat asked.
+//! Transparent huge pages (`Config::huge_pages`): the arena (slabs and
+//! page blocks) is advised `MADV_HUGEPAGE`, and a request above 4 MiB is
+//! mapped 2 MiB-aligned and advised, when the option is on (the default);
+//! both are left alone when it is off. The kernel's verdict is read from
+//! `/proc/self/smaps` (`THPeligible`), so the test checks what the kernel
+//! will do, not only what lifeboat asked.
 
 use std::alloc::Layout;
 
@@ -60,11 +61,25 @@ fn map_and_check(on: bool) {
             "a direct mapping is 2 MiB-aligned"
         );
     }
-    match (thp_mode().as_deref(), thp_eligible(p as usize)) {
-        // The kernel has THP and reports on the mapping.
-        (Some("madvise"), Some(eligible)) => assert_eq!(eligible, on),
-        (Some("always"), Some(eligible)) => assert!(eligible),
-        _ => {}
+    // The arena: a small object and a page block.
+    let small = Layout::from_size_align(64, 8).unwrap();
+    let page_block = Layout::from_size_align(64 << 10, 8).unwrap();
+    let in_arena = [small, page_block].map(|l| (h.alloc(l, AllocFlags::NORMAL).unwrap(), l));
+    for (addr, what) in [
+        (p as usize, "direct mapping"),
+        (in_arena[0].0.as_ptr() as usize, "slab"),
+        (in_arena[1].0.as_ptr() as usize, "page block"),
+    ] {
+        match (thp_mode().as_deref(), thp_eligible(addr)) {
+            // The kernel has THP and reports on the mapping.
+            (Some("madvise"), Some(eligible)) => assert_eq!(eligible, on, "{what}"),
+            (Some("always"), Some(eligible)) => assert!(eligible, "{what}"),
+            _ => {}
+        }
+    }
+    for (q, l) in in_arena {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { h.dealloc(q, l) };
     }
     // SAFETY: allocated above with `l`, freed once.
     unsafe { h.dealloc(block, l) };
@@ -72,7 +87,7 @@ fn map_and_check(on: bool) {
 }
 
 #[test]
-fn direct_mappings_are_advised_for_huge_pages() {
+fn the_arena_and_direct_mappings_are_advised_for_huge_pages() {
     map_and_check(true);
 }
 
