@@ -397,8 +397,9 @@ impl ForeignLists {
                 k += 1;
             }
         }
-        let mut batch: [(*mut u8, *const PageDesc); DRAIN_BATCH] =
-            [(core::ptr::null_mut(), core::ptr::null()); DRAIN_BATCH];
+        // (Descriptor 0 only fills the slots: each slot is written before
+        // it is read.)
+        let mut batch = [(core::ptr::null_mut::<u8>(), arena.desc(0)); DRAIN_BATCH];
         while k != 0 {
             let mut n = 0;
             'gather: while k != 0 {
@@ -422,10 +423,7 @@ impl ForeignLists {
                 }
             }
             for &(p, slab) in &batch[..n] {
-                // SAFETY: `unlink_head` found `slab` to be the live slab
-                // holding `p`, which keeps it live: the object is still
-                // allocated for it until `release` frees it.
-                release(unsafe { &*slab }, p);
+                release(slab, p);
             }
         }
     }
