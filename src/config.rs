@@ -85,7 +85,8 @@ impl Config {
     }
 
     /// How often the background reclaimer returns free blocks to the OS
-    /// (default 1000 ms).
+    /// (default 1000 ms): those of 64 KiB and up, or of 2 MiB and up with
+    /// [`huge_pages`](Config::huge_pages).
     pub const fn purge_interval_ms(mut self, ms: u32) -> Self {
         self.purge_interval_ms = ms;
         self
@@ -103,11 +104,14 @@ impl Config {
     /// RSS then follows use in 2 MiB regions rather than 4 KiB pages: a
     /// region is backed whole once any byte of it is touched (never past
     /// the arena or the mapping, so never past the budget), and a program
-    /// that touches little memory has up to 2 MiB more of it resident. A
-    /// purge still returns free pages inside a huge page (the kernel
-    /// splits it), but the kernel's `khugepaged` may later collapse a
-    /// region that still holds live pages back into a huge page, making
-    /// purged pages of it resident (zero) again. Faults in advised regions
+    /// that touches little memory has up to 2 MiB more of it resident.
+    /// The background reclaimer's periodic purge then returns only free
+    /// blocks of whole huge pages (2 MiB and up, where it otherwise returns
+    /// 64 KiB and up). An explicit purge (`purge()`, [`Heap::purge`](crate::Heap::purge))
+    /// still returns free pages inside a huge page (the kernel splits it),
+    /// but the kernel's `khugepaged` may later collapse a region that still
+    /// holds live pages back into a huge page, making purged pages of it
+    /// resident (zero) again. Faults in advised regions
     /// may also compact memory to find a huge page, under the kernel's
     /// `defrag` setting. A program that needs page-exact RSS turns this
     /// off. Without THP in the kernel

@@ -249,6 +249,64 @@ fn background_reclaimer_reaches_high_and_sleeps() {
     CACHE.clear();
 }
 
+/// What the background reclaimer's periodic purge returns: on huge pages
+/// only free blocks of whole huge pages (2 MiB and up), since purging part
+/// of one would split it; on 4 KiB pages blocks of 64 KiB and up.
+fn background_purge(huge_pages: bool) -> usize {
+    let heap = Heap::new(
+        Config::new()
+            .budget(64 * MIB)
+            .huge_pages(huge_pages)
+            .background_reclaim(true)
+            .purge_interval_ms(10),
+    )
+    .unwrap();
+    // Two 64 KiB blocks, buddies carved from untouched pages, and a 2 MiB
+    // block, all written; then the first small one and the big one freed.
+    // The small one cannot merge (its buddy is live), the big one is a
+    // whole huge page or more once freed.
+    let small = blocks(16);
+    let big = Layout::from_size_align(2 * MIB, 2 * MIB).unwrap();
+    let a = heap.alloc(small, AllocFlags::NORMAL).unwrap();
+    let b = heap.alloc(small, AllocFlags::NORMAL).unwrap();
+    let c = heap.alloc(big, AllocFlags::NORMAL).unwrap();
+    // SAFETY: the blocks are as large as their layouts.
+    unsafe {
+        a.as_ptr().write_bytes(1, small.size());
+        b.as_ptr().write_bytes(1, small.size());
+        c.as_ptr().write_bytes(1, big.size());
+        heap.dealloc(a, small);
+        heap.dealloc(c, big);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heap.stats().reclaim.purged_bytes == 0 {
+        assert!(Instant::now() < deadline, "the reclaimer never purged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // (A round adds its bytes to the count once it is done.)
+    let purged = heap.stats().reclaim.purged_bytes;
+    // SAFETY: allocated above, freed once.
+    unsafe { heap.dealloc(b, small) };
+    purged
+}
+
+#[test]
+fn the_background_purge_keeps_huge_pages_whole() {
+    let purged = background_purge(true);
+    assert!(purged >= 2 * MIB, "purged {purged}");
+    assert_eq!(
+        purged % (2 * MIB),
+        0,
+        "a block smaller than a huge page was purged ({purged} bytes)"
+    );
+    let purged = background_purge(false);
+    assert_eq!(
+        purged % (2 * MIB),
+        64 << 10,
+        "without huge pages the 64 KiB block is purged too ({purged} bytes)"
+    );
+}
+
 #[test]
 fn capture_hands_the_block_to_the_requester_under_churn() {
     static CACHE: BlockCache = BlockCache::new();

@@ -548,14 +548,28 @@ impl HeapInner {
             }
             let now = diag::monotonic_millis();
             if now.saturating_sub(last_purge) >= purge_ms as u64 {
-                // Keep small blocks: they are reused soonest.
-                self.purge(4);
+                self.purge(self.background_purge_order());
                 last_purge = now;
             }
             let wait = (purge_ms as u64)
                 .saturating_sub(now.saturating_sub(last_purge))
                 .max(1);
             k.sleep(seen, wait);
+        }
+    }
+
+    /// The smallest free block the background reclaimer's periodic purge
+    /// returns to the OS. Small blocks stay: they are reused soonest. On
+    /// huge pages, only whole huge pages go (a free block of that order is
+    /// one aligned huge page or more, the arena being `MAX_BLOCK`-aligned):
+    /// purging part of one would split it into 4 KiB pages, and the
+    /// kernel's `khugepaged` may collapse it again later, filling the
+    /// purged pages back in. `purge()` returns every free block.
+    fn background_purge_order(&self) -> usize {
+        if self.config.huge_pages {
+            (os::HUGE_PAGE_SIZE >> PAGE_SHIFT).trailing_zeros() as usize
+        } else {
+            4
         }
     }
 
