@@ -106,15 +106,15 @@ impl Config {
     /// the arena or the mapping, so never past the budget), and a program
     /// that touches little memory has up to 2 MiB more of it resident.
     /// The background reclaimer's periodic purge then returns only free
-    /// blocks of whole huge pages (2 MiB and up, where it otherwise returns
-    /// 64 KiB and up). An explicit purge (`purge()`, [`Heap::purge`](crate::Heap::purge))
-    /// still returns free pages inside a huge page (the kernel splits it),
-    /// but the kernel's `khugepaged` may later collapse a region that still
-    /// holds live pages back into a huge page, making purged pages of it
-    /// resident (zero) again. Faults in advised regions
-    /// may also compact memory to find a huge page, under the kernel's
-    /// `defrag` setting. A program that needs page-exact RSS turns this
-    /// off. Without THP in the kernel
+    /// blocks of whole huge pages (2 MiB and up, where it otherwise
+    /// returns 64 KiB and up). An explicit purge (`purge()`,
+    /// [`Heap::purge`](crate::Heap::purge)) still returns free pages
+    /// inside a huge page (the kernel splits it), but the kernel's
+    /// `khugepaged` may later collapse a region that still holds live
+    /// pages back into a huge page, making purged pages of it resident
+    /// (zero) again. Faults in advised regions may also compact memory to
+    /// find a huge page, under the kernel's `defrag` setting. A program
+    /// that needs page-exact RSS turns this off. Without THP in the kernel
     /// (`/sys/kernel/mm/transparent_hugepage/enabled` at `never`) this does
     /// nothing.
     pub const fn huge_pages(mut self, on: bool) -> Self {
