@@ -72,6 +72,8 @@ fn reserve_mapped(bytes: usize, align: usize) -> Option<*mut u8> {
 /// Alignment of a transparent huge page on x86-64 and aarch64 (4 KiB
 /// base pages).
 pub(crate) const HUGE_PAGE_SIZE: usize = 2 << 20;
+/// The buddy order of a huge page (`HUGE_PAGE_SIZE` in pages).
+pub(crate) const HUGE_PAGE_ORDER: usize = (HUGE_PAGE_SIZE >> PAGE_SHIFT).trailing_zeros() as usize;
 
 /// Asks for transparent huge pages on `[p, p + bytes)`. Advice only: a
 /// kernel without THP refuses it, and the range works the same.

@@ -567,7 +567,7 @@ impl HeapInner {
     /// purged pages back in. `purge()` returns every free block.
     fn background_purge_order(&self) -> usize {
         if self.config.huge_pages {
-            (os::HUGE_PAGE_SIZE >> PAGE_SHIFT).trailing_zeros() as usize
+            os::HUGE_PAGE_ORDER
         } else {
             4
         }
