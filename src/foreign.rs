@@ -89,7 +89,7 @@
 use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
 use crate::arena::Arena;
 use crate::slab::class::{is_object_offset, CLASS_CAP, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
-use crate::slab::{bad_link, key};
+use crate::slab::key;
 use crate::sync::Ordering;
 
 /// Most bytes one thread keeps on its foreign lists.
@@ -146,6 +146,23 @@ pub(crate) const REFUSALS_BEFORE_GIVING_BACK: u32 = 256;
 /// many turns through the foreign paths before its own slab serves it.
 pub(crate) const POPS_BEFORE_REFILL: u32 = 256;
 
+/// Frees outside the thread's active slab of their class that the global
+/// allocator's free path may take by their layout, and so list unchecked
+/// (see [`ForeignLists::unchecked_room`]), after an allocation slow path
+/// of the thread and before its next one: past this many, it finds every
+/// object from its pointer, reading the slab's descriptor, as before its
+/// first allocation. Only the descriptor tells an object of the thread's
+/// own slabs from another's: a thread that frees a structure of its own,
+/// with no allocation in between, would otherwise list its own objects
+/// instead of freeing them into their slabs, to take them back through
+/// the lists' slower pop, or give them all back once found
+/// [`freeing_only`](ForeignLists::freeing_only); and a thread that frees
+/// classes it never allocates (a consumer) would pay the layout path's
+/// class lookup on every free for nothing. A thread that allocates as it
+/// frees (larson's threads pop about once a free) rarely reaches the
+/// bound.
+pub(crate) const UNCHECKED_PER_ALLOCATION: u32 = 64;
+
 /// Whether foreign lists are used in this build.
 pub(crate) const ENABLED: bool = !cfg!(feature = "debug") && !cfg!(loom);
 
@@ -163,6 +180,12 @@ pub(crate) struct ForeignLists {
     /// Pops since the last allocation the thread's own slabs served (see
     /// [`POPS_BEFORE_REFILL`]).
     popped: u32,
+    /// A pop found a reserve object at a list's head (see
+    /// [`ForeignLists::reserve_listed`]).
+    reserve_listed: bool,
+    /// Frees that may still take the layout path before the thread's
+    /// next allocation slow path (see [`UNCHECKED_PER_ALLOCATION`]).
+    unchecked_left: u32,
 }
 
 impl ForeignLists {
@@ -173,6 +196,8 @@ impl ForeignLists {
             room: MAX_BYTES as u32,
             refused: 0,
             popped: 0,
+            reserve_listed: false,
+            unchecked_left: UNCHECKED_PER_ALLOCATION,
         }
     }
 
@@ -195,6 +220,7 @@ impl ForeignLists {
     pub(crate) fn note_allocation(&mut self) {
         self.refused = 0;
         self.popped = 0;
+        self.unchecked_left = UNCHECKED_PER_ALLOCATION;
     }
 
     /// Unmarks every class (nothing is listed until the thread's next
@@ -275,10 +301,91 @@ impl ForeignLists {
             self.refused = self.refused.saturating_add(1);
             return false;
         }
-        let head = self.heads[class];
-        // The head and the one after it: a second free of either would
-        // make the list a loop. (Deeper ones are caught when a pop finds
-        // the count exhausted with objects still linked.)
+        // SAFETY: forwarded from the caller.
+        unsafe { self.link(class, p, key, charge) };
+        true
+    }
+
+    /// Whether the global allocator's free path may still take a free
+    /// outside the thread's active slab by its layout (see
+    /// [`UNCHECKED_PER_ALLOCATION`]); each such free is to be noted with
+    /// [`ForeignLists::note_layout_free`].
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn layout_path_open(&self) -> bool {
+        ENABLED && self.unchecked_left != 0
+    }
+
+    /// Notes a free taken by its layout outside the thread's active slab
+    /// (see [`ForeignLists::layout_path_open`], which must have said yes).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn note_layout_free(&mut self) {
+        self.unchecked_left -= 1;
+    }
+
+    /// Whether `class` is one this thread allocates (see the module docs):
+    /// the lists take no object of another class.
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) unsafe fn allocates(&self, class: usize) -> bool {
+        // SAFETY: in range (caller).
+        ENABLED && unsafe { *self.allocates.get_unchecked(class) }
+    }
+
+    /// The room an object of `class` takes (its [`CHARGE`]) if the lists
+    /// may take one without reading its slab's descriptor, to pass to
+    /// [`ForeignLists::link`]: the class is one this thread allocates and
+    /// there is room. `None` otherwise; a refusal for room counts towards
+    /// [`REFUSALS_BEFORE_GIVING_BACK`]. (Thread-local fields only: the
+    /// unchecked free path asks this before it reads anything shared.)
+    ///
+    /// What such a listing leaves to later: whether the object is one of
+    /// a live slab of `class`, and of an ordinary one, is checked when it
+    /// is taken off the list (the pop or the drain); whether it is among
+    /// the last allocated objects of its slab is not checked at all (see
+    /// the module docs).
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) unsafe fn unchecked_room(&mut self, class: usize) -> Option<u32> {
+        // SAFETY: `class < NUM_CLASSES` (caller).
+        if !ENABLED || !unsafe { *self.allocates.get_unchecked(class) } {
+            return None;
+        }
+        // SAFETY: as above.
+        let charge = unsafe { *CHARGE.get_unchecked(class) };
+        if charge > self.room {
+            self.refused = self.refused.saturating_add(1);
+            return None;
+        }
+        Some(charge)
+    }
+
+    /// Links `p` at the head of the list of `class` and takes `charge`
+    /// from the room, after checking that it is neither the head nor the
+    /// object after it (a second free of either would make the list a
+    /// loop; deeper ones are caught when a pop finds the count exhausted
+    /// with objects still linked).
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`; `charge` is the class's [`CHARGE`], at most
+    /// the room; `p` is an object start of a slab of the heap of `key` of
+    /// `class`, given up by the caller, so its first word is ours, or, from
+    /// the unchecked free path (`charge` from
+    /// [`ForeignLists::unchecked_room`]), a block that heap handed out for
+    /// a request of `class`, given up, lying on the class's object grid
+    /// (`slab::class::on_object_grid`), while the heap has no
+    /// reserve-backed slab.
+    #[inline(always)]
+    pub(crate) unsafe fn link(&mut self, class: usize, p: *mut u8, key: usize, charge: u32) {
+        // SAFETY: in range (caller).
+        let head = unsafe { *self.heads.get_unchecked(class) };
         if head == p
             // SAFETY: a non-null head is a listed object, whose first word
             // holds the encoded link.
@@ -291,9 +398,9 @@ impl ForeignLists {
         }
         // SAFETY: `p` is ours (caller); its first word holds the link.
         unsafe { *(p as *mut usize) = key::encode(head, key) };
-        self.heads[class] = p;
+        // SAFETY: in range (caller).
+        unsafe { *self.heads.get_unchecked_mut(class) = p };
         self.room -= charge;
-        true
     }
 
     /// Pops an object of `class` for an allocation of that class, which
@@ -314,6 +421,7 @@ impl ForeignLists {
         // SAFETY: in range (caller).
         unsafe { *self.allocates.get_unchecked_mut(class) = true };
         self.refused = 0;
+        self.unchecked_left = UNCHECKED_PER_ALLOCATION;
         let popped = self.popped;
         if popped >= POPS_BEFORE_REFILL {
             return core::ptr::null_mut();
@@ -323,9 +431,30 @@ impl ForeignLists {
         self.popped = popped + 1;
         // SAFETY: forwarded.
         match unsafe { self.unlink_head(arena, class, key) } {
-            Some((p, _)) => p,
+            Some((p, slab)) if !slab.has_flag(FLAG_RESERVE) => p,
+            Some((p, _)) => {
+                // A reserve object, listed unchecked: never handed out from
+                // here. Back at the head, where it blocks the list until
+                // the lists are given back (`reserve_listed`).
+                // SAFETY: `p` was the head just now, its link unchanged;
+                // `class` is in range (caller).
+                unsafe {
+                    *self.heads.get_unchecked_mut(class) = p;
+                    self.room -= *CHARGE.get_unchecked(class);
+                }
+                self.reserve_listed = true;
+                core::ptr::null_mut()
+            }
             None => core::ptr::null_mut(),
         }
+    }
+
+    /// Whether a pop found an object of a reserve-backed slab at the head
+    /// of a list (listed unchecked (see [`ForeignLists::unchecked_room`]), which cannot
+    /// tell): the lists must be given back, which returns it to its slab.
+    #[inline]
+    pub(crate) fn reserve_listed(&self) -> bool {
+        self.reserve_listed
     }
 
     /// Pops an object of `class` without marking the class, with its
@@ -355,7 +484,13 @@ impl ForeignLists {
         }
         // SAFETY: `class < NUM_CLASSES` (caller).
         let Some(slab) = (unsafe { listed_slab(arena, b, class) }) else {
-            bad_link(b)
+            // A forged link, or an object freed with the layout of
+            // another class (listed unchecked by that class).
+            crate::diag::fatal(
+                "free list corrupted (an object on a foreign list is no object of its class; \
+                 use after free, or freed with another layout?)",
+                b as usize,
+            )
         };
         // SAFETY: `b` is an object start of a live slab, listed here: its
         // first word is the encoded link.
@@ -436,8 +571,10 @@ const DRAIN_BATCH: usize = 64;
 // `ForeignLists::drain` names a class in a byte.
 const _: () = assert!(NUM_CLASSES <= 256);
 
-/// The first-page descriptor of the live ordinary slab of `class` of
-/// which `b` is an object start; `None` if `b` is no such object.
+/// The first-page descriptor of the live slab of `class` of which `b` is
+/// an object start; `None` if `b` is no such object. (A reserve-backed
+/// slab passes: an unchecked listing may take its objects, and the drain
+/// returns them like any other; the pop does not hand them out.)
 ///
 /// # Safety
 /// `class < NUM_CLASSES`.
@@ -453,7 +590,6 @@ unsafe fn listed_slab(arena: &Arena, b: *const u8, class: usize) -> Option<&Page
     let (lo, span) = unsafe { (s.lo.get(), s.span.get()) };
     let off = (b as usize).wrapping_sub(lo);
     (s.kind() == KIND_SLAB
-        && !s.has_flag(FLAG_RESERVE)
         && s.class.load(Ordering::Relaxed) as usize == class
         && off < span
         && is_object_offset(off, class))
@@ -658,5 +794,63 @@ mod tests {
         // A detached slab's count is the one `detach` froze.
         set_count(&descs, 1, true);
         assert_eq!(s.detached_used(), 1);
+    }
+
+    /// An object listed unchecked that turns out to be of a reserve slab
+    /// is never handed out by a pop: it blocks its list until the lists
+    /// are given back, and the drain returns it with the others.
+    #[test]
+    fn a_reserve_object_listed_unchecked_is_never_handed_out() {
+        use crate::arena::watermark::Tier;
+        let heap = crate::Heap::new(crate::Config::new().budget(16 << 20)).unwrap();
+        let h = heap.inner();
+        let class = 6;
+        let order = SLAB_ORDER[class] as usize;
+        // Two slabs of `class`, owned by a stand-in cache: the first
+        // ordinary, the second reserve-backed.
+        let carve = |reserve: bool| {
+            h.with_lock(|| {
+                // SAFETY: under the heap lock; the block just taken is
+                // carved at once.
+                unsafe {
+                    let b = h.arena.alloc(order, Tier::Normal, true).unwrap();
+                    crate::slab::carve(&h.arena, &h.slabs, b.idx, class, OTHER, reserve)
+                }
+            })
+        };
+        let ordinary = carve(false);
+        let reserve = carve(true);
+        // SAFETY: `lo` is fixed while the slabs live.
+        let (q, p) = unsafe { (ordinary.lo.get() as *mut u8, reserve.lo.get() as *mut u8) };
+        let key = h.slabs.key;
+        let mut lists = ForeignLists::new();
+        lists.allocates[class] = true;
+        for obj in [q, p] {
+            // SAFETY: `class` is in range; each stand-in object (a slab's
+            // first, never handed out) is listed once.
+            unsafe {
+                let charge = lists.unchecked_room(class).unwrap();
+                lists.link(class, obj, key, charge);
+            }
+        }
+        // SAFETY: the lists hold objects of `h`'s arena, linked with its key.
+        let popped = unsafe { lists.pop(&h.arena, class, key) };
+        assert!(popped.is_null(), "a reserve object was handed out");
+        assert!(lists.reserve_listed());
+        // Blocked: the ordinary object under it stays listed too.
+        // SAFETY: as above.
+        assert!(unsafe { lists.pop(&h.arena, class, key) }.is_null());
+        let mut drained = Vec::new();
+        // SAFETY: as above.
+        unsafe {
+            lists.drain(&h.arena, key, |s, obj| {
+                drained.push((obj, s.has_flag(FLAG_RESERVE)))
+            })
+        };
+        drained.sort();
+        let mut want = vec![(q, false), (p, true)];
+        want.sort();
+        assert_eq!(drained, want);
+        assert!(lists.is_empty());
     }
 }

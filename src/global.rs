@@ -729,6 +729,174 @@ unsafe fn dealloc_uncached(p: *mut u8) {
     with_cache(h, |tc| unsafe { h.free(tc, p) });
 }
 
+/// Frees `p` into `s`, a slab this thread owns, onto its `frees` list;
+/// false if the free looks like a double free (an empty slab, or `p` at
+/// the list's head), which the slow path then reports.
+///
+/// # Safety
+/// The calling thread's cache `tc` owns the slab `s` (so its local list
+/// and count, in its owner line, are ours); `p` is one of its objects,
+/// given up by the caller, so its first word is ours to write.
+#[inline(always)]
+unsafe fn free_local_fast(s: &PageDesc, p: *mut u8, tc: *mut ThreadCache) -> bool {
+    // SAFETY: as guaranteed by the caller.
+    unsafe {
+        let o = s.owner_line();
+        let used = o.used.load(Ordering::Relaxed);
+        // The `frees` list, not the allocation list (see `slab`).
+        let head = s.frees();
+        if used == 0 || head == p {
+            return false;
+        }
+        // The link is stored encoded (see `slab::key`).
+        *(p as *mut usize) = crate::slab::key::encode(head, (*tc).key);
+        s.set_frees(p);
+        o.used.store(used - 1, Ordering::Relaxed);
+    }
+    true
+}
+
+/// Frees `p`, found from the pointer alone: the free fast path for a
+/// block inside the process heap's arena. Its slab descriptor decides: a
+/// slab this thread owns takes the object onto its `frees` list, anything
+/// else goes to [`dealloc_unowned`].
+///
+/// # Safety
+/// `p` was returned by the process heap and is not used after; `off` is
+/// its offset from the arena's start, below the arena's size; `tc` is
+/// this thread's cache.
+#[inline(always)]
+unsafe fn free_in_arena(p: *mut u8, off: usize, tc: *mut ThreadCache) {
+    let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
+    // SAFETY: `off` is below the size of the process heap's arena.
+    let s = unsafe { crate::arena::desc::block_head_at(descs, off) };
+    if s.owner.load(Ordering::Relaxed) != tc as usize {
+        // Another thread's slab, a detached one, one of this thread's
+        // reserve slabs, or no slab.
+        // SAFETY: forwarded from the caller; `s` is what `back` leads to
+        // from `p`'s page (`block_head`), its owner not this thread's
+        // cache id (tested just above).
+        return unsafe { dealloc_unowned(p, s) };
+    }
+    // SAFETY: this thread owns the slab `s`, whose object `p` is, given up
+    // by the caller.
+    if unsafe { free_local_fast(s, p, tc) } {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_slow(p) }
+}
+
+/// The free of an object of up to 1 KiB that is not in the thread's
+/// active slab of its class: onto the thread's foreign list without a
+/// descriptor read when it may ([`list_unchecked`]), else found from the
+/// pointer ([`free_in_arena`]). Out of line, so that the inline free stays
+/// small enough to be inlined.
+///
+/// # Safety
+/// `p` lies inside the process heap's arena, at offset `off`, was handed
+/// out for a layout of class `class` and is given up by the caller; `tc`
+/// is this thread's cache.
+#[inline(never)]
+unsafe fn dealloc_outside_active(p: *mut u8, class: usize, off: usize, tc: *mut ThreadCache) {
+    // SAFETY: forwarded from the caller.
+    if unsafe { list_unchecked(p, class, tc) } {
+        return;
+    }
+    // SAFETY: this thread's cache; only a flag is read.
+    if crate::foreign::ENABLED && unsafe { (*tc).foreign.freeing_only() } {
+        // SAFETY: forwarded from the caller.
+        return unsafe { give_back_then_free(p, off, tc) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_in_arena(p, off, tc) }
+}
+
+/// For a thread found only freeing on the unchecked listing path (its
+/// lists refused [`crate::foreign::REFUSALS_BEFORE_GIVING_BACK`] objects
+/// with no allocation slow path between): gives back what its cache holds
+/// (`HeapInner::give_back_held`), then frees `p` found from the pointer.
+///
+/// # Safety
+/// As for [`free_in_arena`].
+#[cold]
+#[inline(never)]
+unsafe fn give_back_then_free(p: *mut u8, off: usize, tc: *mut ThreadCache) {
+    if let Some(h) = process_heap() {
+        with_live_cache(|tc| {
+            // SAFETY: the cache of this thread, of the process heap.
+            unsafe { h.give_back_held(tc) };
+            Some(())
+        });
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_in_arena(p, off, tc) }
+}
+
+/// Frees a block of the process heap (the one behind [`Lifeboat`]) given
+/// only its address, as C's `free` must: the block is found from the
+/// pointer. [`GlobalAlloc::dealloc`] also uses the layout, which lets a
+/// small object skip its slab's descriptor, so it must get the layout the
+/// block was allocated (or last reallocated) with, as `GlobalAlloc`
+/// requires; this function has no such requirement.
+///
+/// # Safety
+/// `p` was returned by the process heap (through [`Lifeboat`] or this
+/// crate's C front) and is not used afterwards.
+pub unsafe fn free_without_layout(p: *mut u8) {
+    let p = crate::arena::own_provenance(p);
+    let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
+    if !cfg!(feature = "debug") && off < FAST.bytes.load(Ordering::Relaxed) {
+        // SAFETY: forwarded from the caller; `off` is below the arena's
+        // size (tested just above); the thread's own cache.
+        return unsafe { free_in_arena(p, off, this_cache()) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { dealloc_slow(p) }
+}
+
+/// Lists `p` on this thread's foreign list of `class` without reading its
+/// slab's descriptor (`ForeignLists::unchecked_room`), when the thread's
+/// cache is live and idle, `p` lies on the class's object grid (anything
+/// else takes the descriptor path, which reports it) and the heap allows
+/// it (`HeapInner::may_list_unchecked`). False: nothing done.
+///
+/// # Safety
+/// `p` lies inside the process heap's arena, was handed out for a layout
+/// of class `class` and is given up by the caller; `tc` is this thread's
+/// cache.
+#[inline(always)]
+unsafe fn list_unchecked(p: *mut u8, class: usize, tc: *mut ThreadCache) -> bool {
+    // (A lock of ours held by this thread, as in a signal handler that
+    // interrupted one, does not matter here: the push takes none.)
+    if !crate::foreign::ENABLED || TSTATE.with(|s| s.get()) != T_LIVE {
+        return false;
+    }
+    // SAFETY: this thread's cache, live and not in use by a slow path
+    // (the state is `T_LIVE`, without `T_BUSY`); nothing below re-enters.
+    let tc = unsafe { &mut *tc };
+    // The thread's own fields first: a thread that only frees (a
+    // consumer) is refused here, before anything shared is read.
+    // SAFETY: `class < NUM_CLASSES` (caller).
+    let Some(charge) = (unsafe { tc.foreign.unchecked_room(class) }) else {
+        return false;
+    };
+    // SAFETY: as above.
+    if !unsafe { crate::slab::class::on_object_grid(p as usize, class) } {
+        return false;
+    }
+    match process_heap() {
+        Some(h) if h.may_list_unchecked(tc) => {}
+        _ => return false,
+    }
+    // SAFETY: `p` was handed out by the process heap, whose key this is,
+    // for a request of `class`, lies on its grid (tested above), and is
+    // given up; the heap has no reserve slab (`may_list_unchecked`);
+    // `charge` is from `unchecked_room`.
+    unsafe { tc.foreign.link(class, p, tc.key, charge) };
+    true
+}
+
 // SAFETY: the allocator returns blocks of at least the requested size and
 // alignment, never hands a block out twice, and never unwinds.
 unsafe impl GlobalAlloc for Lifeboat {
@@ -761,43 +929,68 @@ unsafe impl GlobalAlloc for Lifeboat {
         alloc_slow(&self.config, layout, false)
     }
 
-    #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+    // (Always inlined: a caller that calls it directly, like the benchmarks,
+    // gets the fast paths without a call, as through `__rust_dealloc`.)
+    #[inline(always)]
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         let p = crate::arena::own_provenance(p);
-        let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
-        // Under `debug` every free takes the slow path (red zone, live bit,
-        // poison).
-        if !cfg!(feature = "debug") && off < FAST.bytes.load(Ordering::Relaxed) {
-            let descs = FAST.descs.load(Ordering::Relaxed) as *const PageDesc;
-            // SAFETY: `off` is below the size of the process heap's arena.
-            let s = unsafe { crate::arena::desc::block_head_at(descs, off) };
-            let tc = this_cache();
-            if s.owner.load(Ordering::Relaxed) != tc as usize {
-                // Another thread's slab, a detached one, one of this
-                // thread's reserve slabs, or no slab.
-                // SAFETY: forwarded from the caller; `s` is what `back`
-                // leads to from `p`'s page (`block_head`), its owner not
-                // this thread's cache id (tested just above).
-                return unsafe { dealloc_unowned(p, s) };
-            }
-            // SAFETY: this thread owns the slab `s`, so its local list and
-            // count (in its owner line) are ours; `p` is one of its objects,
-            // given up by the caller, so its first word is ours to write.
-            unsafe {
-                let o = s.owner_line();
-                let used = o.used.load(Ordering::Relaxed);
-                // The `frees` list, not the allocation list (see `slab`).
-                let head = s.frees();
-                // An empty slab or a free of the list head is a double
-                // free: the slow path reports it.
-                if used != 0 && head != p {
-                    // The link is stored encoded (see `slab::key`).
-                    *(p as *mut usize) = crate::slab::key::encode(head, (*tc).key);
-                    s.set_frees(p);
-                    o.used.store(used - 1, Ordering::Relaxed);
+        let tc = this_cache();
+        // The layout path, for an object of up to 1 KiB while this thread
+        // allocates as it frees (`foreign::UNCHECKED_PER_ALLOCATION`).
+        // Under `debug` every free takes the slow path (red zone, live
+        // bit, poison).
+        let size = layout.size();
+        // SAFETY: the thread's own cache; only a count is read.
+        let open = size <= LOOKUP_MAX && unsafe { (*tc).foreign.layout_path_open() };
+        if !cfg!(feature = "debug") && open {
+            // An object in the thread's active slab of its layout's class
+            // is freed there, with no descriptor lookup and no arena
+            // bounds test: lying inside that slab's span makes it one of
+            // its objects, whatever the alignment.
+            let class = class_of_small(size);
+            // SAFETY: `class < NUM_CLASSES`; the thread's own cache, whose
+            // active slot holds a live slab it owns or the sentinel (whose
+            // span is 0).
+            let a = unsafe { &**(*tc).active.get_unchecked(class) };
+            // SAFETY: `lo` and `span` are fixed while the slab is live.
+            if unsafe { (p as usize).wrapping_sub(a.lo.get()) < a.span.get() } {
+                // SAFETY: this thread owns `a`, of which `p` is an object
+                // (inside its span), given up by the caller.
+                if unsafe { free_local_fast(a, p, tc) } {
                     return;
                 }
+                // SAFETY: forwarded from the caller.
+                return unsafe { dealloc_slow(p) };
             }
+            // SAFETY: the thread's own cache; the path was open.
+            unsafe { (*tc).foreign.note_layout_free() };
+            // Another at the usual alignment has the class of its layout's
+            // size (an object keeps its class while it lives, see
+            // `realloc`): it may go onto the thread's foreign list without
+            // a read of its slab's descriptor, which, for a thread freeing
+            // what others allocated, misses the cache on most frees.
+            let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
+            if off < FAST.bytes.load(Ordering::Relaxed) {
+                // SAFETY: `class < NUM_CLASSES`; the thread's own cache.
+                if layout.align() <= 8 && unsafe { (*tc).foreign.allocates(class) } {
+                    // SAFETY: `p` is inside the process heap's arena, at
+                    // `off` (tested just above), handed out for `layout`,
+                    // whose class is `class`, and given up by the caller.
+                    return unsafe { dealloc_outside_active(p, class, off, tc) };
+                }
+                // SAFETY: forwarded from the caller; `off` is `p`'s offset
+                // in the arena, below its size (tested just above).
+                return unsafe { free_in_arena(p, off, tc) };
+            }
+            // SAFETY: forwarded from the caller.
+            return unsafe { dealloc_slow(p) };
+        }
+        let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
+        if !cfg!(feature = "debug") && off < FAST.bytes.load(Ordering::Relaxed) {
+            // SAFETY: forwarded from the caller; `off` is `p`'s offset in
+            // the arena, below its size (tested just above); the thread's
+            // own cache.
+            return unsafe { free_in_arena(p, off, tc) };
         }
         // SAFETY: forwarded from the caller.
         unsafe { dealloc_slow(p) }
@@ -898,7 +1091,10 @@ unsafe fn realloc_general(
         };
         if !q.is_null() {
             ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-            a.dealloc(p, layout);
+            // (By pointer: the C front's `realloc` passes the usable size,
+            // or 0 for a pointer that is no live block, which this
+            // reports.)
+            free_without_layout(p);
         }
         q
     }

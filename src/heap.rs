@@ -1288,6 +1288,22 @@ impl HeapInner {
         true
     }
 
+    /// Whether `tc` may list a freed object without reading its slab's
+    /// descriptor (`ForeignLists::unchecked_room`): no slab of this heap
+    /// is reserve-backed, so the object is of an ordinary one, memory is
+    /// not short and no drain is pending.
+    ///
+    /// (The count of reserve slabs is read relaxed. A reserve slab's
+    /// count went up before any of its objects was handed out, and the
+    /// free of such an object happens after its allocation, so the read
+    /// sees that slab counted, unless it was unreserved since, which makes
+    /// its objects ordinary. The pop checks the flag again anyway.)
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn may_list_unchecked(&self, tc: &ThreadCache) -> bool {
+        self.slabs.reserve_slabs.load(Ordering::Relaxed) == 0 && !self.must_give_back(tc)
+    }
+
     /// Whether `tc` must give back what it holds of others' slabs (and
     /// hold nothing more): memory is short or a drain is pending.
     #[inline(always)]
@@ -1442,7 +1458,7 @@ impl HeapInner {
     /// `tc` belongs to this heap and to the caller.
     #[cold]
     #[inline(never)]
-    unsafe fn give_back_held(&self, tc: &mut ThreadCache) {
+    pub(crate) unsafe fn give_back_held(&self, tc: &mut ThreadCache) {
         let freeing_only = tc.foreign.freeing_only();
         // SAFETY: as guaranteed by the caller.
         unsafe { tc.flush_held(self) };
@@ -1467,7 +1483,14 @@ impl HeapInner {
             return core::ptr::null_mut();
         }
         // SAFETY: as guaranteed by the caller; the lists use the heap's key.
-        unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) }
+        let p = unsafe { tc.foreign.pop(&self.arena, class, self.slabs.key) };
+        if p.is_null() && tc.foreign.reserve_listed() {
+            // A reserve object blocks a list: back to its slab with the
+            // rest.
+            // SAFETY: as guaranteed by the caller.
+            unsafe { self.give_back_held(tc) };
+        }
+        p
     }
 
     /// A large block of the right order parked in `tc` (or, for the

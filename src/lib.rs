@@ -77,8 +77,8 @@ pub use error::{AllocError, Error};
 pub use flags::AllocFlags;
 #[cfg(not(loom))]
 pub use global::{
-    flush_thread_cache, is_reserve_backed, owns, purge, register_shrinker, set_oom_handler,
-    start_reclaimer, stats, unregister_shrinker, usable_size, Lifeboat,
+    flush_thread_cache, free_without_layout, is_reserve_backed, owns, purge, register_shrinker,
+    set_oom_handler, start_reclaimer, stats, unregister_shrinker, usable_size, Lifeboat,
 };
 pub use heap::Heap;
 pub use memalloc::{mark_oom_victim, memalloc, memalloc_scope, nomemalloc_scope, ScopeGuard};

@@ -624,6 +624,32 @@ fn corrupted_link_on_a_foreign_list_of_8_byte_objects() {
     );
 }
 
+/// A free with the layout of a smaller class than the allocation's, on a
+/// thread that allocates that class: the free path takes the object by
+/// its layout, without its slab's descriptor, onto the list of the wrong
+/// class (the pointer lies where an object of that class could); the list
+/// reports it when it would hand the object out.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn a_free_with_a_smaller_layout_is_caught_when_the_list_hands_it_out() {
+    expect_abort_on_orphans(
+        |v, _| {
+            let small = layout(64);
+            // SAFETY: a non-zero size; leaked. (The thread now allocates
+            // the class of 64 bytes.)
+            let _ = unsafe { GLOBAL.alloc(small) };
+            // SAFETY: deliberate misuse: an object of 320 bytes freed with
+            // the layout of 64 (its offset in its slab is a multiple of
+            // 64, as an object of 64 bytes would be).
+            unsafe { GLOBAL.dealloc(v[0] as *mut u8, small) };
+            allocate_past_own_slab(small, 1);
+        },
+        "an object on a foreign list is no object of its class",
+    );
+}
+
+// (The thread lists the class, so the free takes the layout path, whose
+// arithmetic check finds the interior pointer at the free.)
 #[test]
 #[cfg(not(feature = "debug"))]
 fn interior_pointer_into_a_slab_nobody_owns() {

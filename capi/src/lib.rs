@@ -227,9 +227,8 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         return;
     }
     let saved = errno();
-    // SAFETY: `p` is a live block of the process heap (caller, and `owns`);
-    // lifeboat finds the block from the pointer and ignores the layout.
-    unsafe { HEAP.dealloc(p, Layout::new::<u8>()) };
+    // SAFETY: `p` is a live block of the process heap (caller, and `owns`).
+    unsafe { lifeboat::free_without_layout(p) };
     set_errno(saved);
 }
 
@@ -292,9 +291,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     };
     let saved = errno();
     // SAFETY: `old` is a live block of the process heap whose usable size is
-    // `old_size`; lifeboat identifies blocks by pointer, so the layout's
-    // alignment only chooses the new block's; `size` is non-zero and fits a
-    // layout at `align`.
+    // `old_size` (the size of its class, for a small object, so the layout
+    // names the class the block is of); the alignment only chooses the new
+    // block's; `size` is non-zero and fits a layout at `align`.
     let q = unsafe { HEAP.realloc(old, old_layout, size) };
     set_errno(if q.is_null() { libc::ENOMEM } else { saved });
     q.cast()

@@ -148,6 +148,63 @@ const fn build_div_magic() -> [u64; NUM_CLASSES] {
     t
 }
 
+/// Where the objects of a class lie inside any block of the class's slab
+/// size, for a check that reads no slab descriptor: a slab is a buddy
+/// block, aligned to its size (the arena is aligned to the largest
+/// block), whose objects start at its first byte.
+#[cfg(not(loom))]
+#[derive(Clone, Copy)]
+pub(crate) struct ObjectGrid {
+    /// The slab's size in bytes, less one.
+    slab_mask: u32,
+    /// Bytes of objects at the slab's start (capacity times size).
+    span: u32,
+    /// The class's [`CLASS_DIV_MAGIC`].
+    magic: u64,
+}
+
+/// The [`ObjectGrid`] of each class (one 16-byte entry: one cache line
+/// read for the check).
+#[cfg(not(loom))]
+pub(crate) static OBJECT_GRID: [ObjectGrid; NUM_CLASSES] = build_grids();
+
+#[cfg(not(loom))]
+const fn build_grids() -> [ObjectGrid; NUM_CLASSES] {
+    let mut t = [ObjectGrid {
+        slab_mask: 0,
+        span: 0,
+        magic: 0,
+    }; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let size = compute_size(c);
+        let bytes = 4096usize << compute_order(size);
+        t[c] = ObjectGrid {
+            slab_mask: (bytes - 1) as u32,
+            span: (compute_cap(bytes, size) * size) as u32,
+            magic: u64::MAX / size as u64 + 1,
+        };
+        c += 1;
+    }
+    t
+}
+
+/// Whether `p` would be an object start if the block of its class's slab
+/// size around it were a slab of `class`: the arithmetic half of the
+/// object-start check, which needs no descriptor. (Whether that block is
+/// such a slab is the other half.)
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) unsafe fn on_object_grid(p: usize, class: usize) -> bool {
+    // SAFETY: in range (caller).
+    let g = unsafe { OBJECT_GRID.get_unchecked(class) };
+    let off = p & g.slab_mask as usize;
+    off < g.span as usize && (off as u64).wrapping_mul(g.magic) < g.magic
+}
+
 /// Whether `off` (below 2^32) is a multiple of the size of `class`.
 #[inline]
 pub(crate) fn is_object_offset(off: usize, class: usize) -> bool {
@@ -366,6 +423,32 @@ mod tests {
         for size in (16..=MAX_SMALL_SIZE).step_by(16) {
             let cs = CLASS_SIZE[class_for(size, 8).unwrap()] as usize;
             assert_eq!(cs % 16, 0, "size {size} -> class {cs}");
+        }
+    }
+
+    /// The arithmetic object-start check agrees with the slabs' layout:
+    /// every object start of a slab of the class passes, anywhere in the
+    /// arena (slabs are aligned to their size), and nothing else does.
+    #[test]
+    #[cfg(not(loom))]
+    fn the_object_grid_is_the_slab_layout() {
+        for class in 0..NUM_CLASSES {
+            let size = CLASS_SIZE[class] as usize;
+            let bytes = 4096usize << SLAB_ORDER[class];
+            let span = CLASS_CAP[class] as usize * size;
+            for base in [0usize, bytes, 0x7f00_0000_0000] {
+                // (Offsets inside one slab-sized block: past it is the
+                // next one.)
+                let odd = [size - 1, size + 1, span]
+                    .into_iter()
+                    .filter(|&o| o < bytes);
+                for off in (0..bytes).step_by(8).chain(odd) {
+                    // SAFETY: `class < NUM_CLASSES`.
+                    let on = unsafe { on_object_grid(base + off, class) };
+                    let start = off < span && off % size == 0;
+                    assert_eq!(on, start, "class {class}, offset {off}");
+                }
+            }
         }
     }
 }
