@@ -28,17 +28,26 @@
 //!   thread that frees a class but never allocates it (a consumer) would
 //!   otherwise fill its list with objects nobody takes, pinning up to
 //!   [`MAX_OBJECTS`] slabs for as long as it lives;
-//! * only objects of ordinary slabs are listed (a slab never becomes
-//!   reserve-backed after it is carved), so the list never gives a reserve
-//!   object to a caller without the right;
+//! * a pop never hands out an object of a reserve-backed slab, so the
+//!   lists never give a reserve object to a caller without the right. The
+//!   descriptor path lists only objects of ordinary slabs (a slab never
+//!   becomes reserve-backed after it is carved); the layout path (below)
+//!   lists nothing while the heap has a reserve-backed slab; and should a
+//!   reserve object reach a list anyway, the pop, which reads the slab's
+//!   flags, leaves it at the head, hands out nothing more from that list,
+//!   and the allocation slow path that follows gives the lists back,
+//!   returning it to its slab;
 //! * the lists of one thread hold at most [`MAX_BYTES`] and
 //!   [`MAX_OBJECTS`] (one budget: an object is charged its size, but at
 //!   least `MAX_BYTES / MAX_OBJECTS`); `flush` (thread exit, reclaim's
 //!   drain) returns every object to its slab through the ordinary free
 //!   path, so nothing stays out when the thread is gone;
-//! * a listed object keeps its slab from being released, so: an object is
-//!   listed only while at least a quarter of its slab is allocated (the
-//!   last objects of a slab go back to it, so it can empty; `used` counts
+//! * a listed object keeps its slab from being released, so: the
+//!   descriptor path lists an object only while at least a quarter of its
+//!   slab is allocated (the last objects of a slab go back to it, so it
+//!   can empty; the layout path cannot tell, and takes at most
+//!   [`UNCHECKED_PER_ALLOCATION`] frees between two allocation slow paths
+//!   of the thread, which pop what it listed; `used` counts
 //!   objects waiting on the slab's remote stack as allocated until the
 //!   owner collects them: their count sits on another cache line, which
 //!   other threads write); while the heap's free pages are below the
@@ -59,7 +68,8 @@
 //!   unmarks every class: it lists again only once an allocation of a
 //!   class asks the list (a slow path that finds its active slab empty).
 //!   The count costs nothing on the listing path; the allocation slow
-//!   paths reset it;
+//!   paths reset it. (A free refused for room on the layout path counts
+//!   once there and once more if the descriptor path refuses it too.);
 //! * the lists never keep a thread off its own slabs for long: a thread
 //!   whose active slab of a class is exhausted takes the list's objects
 //!   first, and the objects it takes and frees again come back onto the
@@ -73,10 +83,24 @@
 //!   kept slab, a claim or a carve); an allocation served that way, or by
 //!   the thread's own frees, restarts the count;
 //! * links are encoded with the heap's key, like a slab's local list; a
-//!   pop checks that the object it hands out is an object start of a live
-//!   ordinary slab of the list's class, so a use-after-free write to a link
-//!   ends in an abort, not in a block at an address of the writer's choice
-//!   or in a reserve object;
+//!   pop (and the drain) checks that the object it takes is an object
+//!   start of a live slab of the list's class, so a use-after-free write
+//!   to a link, or an object the layout path listed for a layout of
+//!   another class, ends in an abort, not in a block at an address of the
+//!   writer's choice;
+//! * the layout path: the global allocator's free of an object of up to
+//!   1 KiB at alignment 8, outside the thread's active slab of its
+//!   class, lists it by its layout's class without reading its slab's
+//!   descriptor ([`ForeignLists::unchecked_room`], then
+//!   [`ForeignLists::link`]): for a thread that frees what others
+//!   allocated, that read misses the cache on most frees (larson). It
+//!   checks at the free only what needs no descriptor (the thread's cache
+//!   is live and idle, the class is one it allocates, there is room, the
+//!   pointer lies on its class's object grid, the heap has no reserve
+//!   slab, memory is not short and no drain is pending), and leaves the
+//!   rest to the pop. Such an object may be of one of the thread's own
+//!   slabs (only the descriptor tells); a pop hands it out and the drain
+//!   frees it locally like any other;
 //! * a double free of one of the first two objects of a list aborts at
 //!   the free; a deeper one makes the list a loop, which aborts when a pop
 //!   finds the charges of listed objects exhausted with the list not empty

@@ -49,6 +49,12 @@ use crossbeam_utils::CachePadded;
 /// Allocation failure returns null, which makes Rust abort through
 /// `handle_alloc_error`; use [`crate::Heap`] for fallible allocation.
 ///
+/// `dealloc` and `realloc` rely on the layout they are given being the
+/// block's (as `GlobalAlloc` requires): a small object's free takes its
+/// size class from it. A free with a layout of another class is reported,
+/// but may be found only later (see the README's "Bad input"). Code that
+/// has no layout, like C's `free`, calls [`free_without_layout`].
+///
 /// Alignment promise beyond `Layout`: every block whose size is a multiple
 /// of 16 is 16-byte aligned (so a C front can serve `malloc`'s 16-byte
 /// alignment with an 8-aligned layout of the rounded size).
@@ -839,6 +845,17 @@ unsafe fn give_back_then_free(p: *mut u8, off: usize, tc: *mut ThreadCache) {
 /// small object skip its slab's descriptor, so it must get the layout the
 /// block was allocated (or last reallocated) with, as `GlobalAlloc`
 /// requires; this function has no such requirement.
+///
+/// ```
+/// use std::alloc::{GlobalAlloc, Layout};
+///
+/// let a = lifeboat::Lifeboat::new();
+/// // SAFETY: a non-zero size.
+/// let p = unsafe { a.alloc(Layout::from_size_align(100, 8).unwrap()) };
+/// assert!(!p.is_null());
+/// // SAFETY: `p` came from the process heap and is not used after.
+/// unsafe { lifeboat::free_without_layout(p) };
+/// ```
 ///
 /// # Safety
 /// `p` was returned by the process heap (through [`Lifeboat`] or this
