@@ -175,16 +175,17 @@ pub(crate) const POPS_BEFORE_REFILL: u32 = 256;
 /// (see [`ForeignLists::unchecked_room`]), after an allocation slow path
 /// of the thread and before its next one: past this many, it finds every
 /// object from its pointer, reading the slab's descriptor, as before its
-/// first allocation. Only the descriptor tells an object of the thread's
-/// own slabs from another's: a thread that frees a structure of its own,
-/// with no allocation in between, would otherwise list its own objects
-/// instead of freeing them into their slabs, to take them back through
-/// the lists' slower pop, or give them all back once found
-/// [`freeing_only`](ForeignLists::freeing_only); and a thread that frees
-/// classes it never allocates (a consumer) would pay the layout path's
-/// class lookup on every free for nothing. A thread that allocates as it
-/// frees (larson's threads pop about once a free) rarely reaches the
-/// bound.
+/// first allocation. A thread that frees many objects with no allocation
+/// in between (tearing down a structure, a consumer) gains nothing from
+/// the layout path: it would list objects of slabs it owns, which only
+/// the descriptor tells apart and the descriptor path frees locally, to
+/// take them back through the lists' slower pop or give them all back
+/// once found [`freeing_only`](ForeignLists::freeing_only) (one thread
+/// freeing 10,000 objects in random order took 1.37× mimalloc's time
+/// without this bound, 0.99× with it); and a thread that frees classes it
+/// never allocates would pay the layout path's class lookup on every free
+/// for nothing. A thread that allocates as it frees (larson's threads pop
+/// about once a free) rarely reaches the bound.
 pub(crate) const UNCHECKED_PER_ALLOCATION: u32 = 64;
 
 /// Whether foreign lists are used in this build.
