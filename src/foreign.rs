@@ -438,7 +438,7 @@ impl ForeignLists {
     /// # Safety
     /// `class < NUM_CLASSES`; `arena` and `key` are those of the heap the
     /// lists' objects belong to.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn pop(&mut self, arena: &Arena, class: usize, key: usize) -> *mut u8 {
         if !ENABLED {
             return core::ptr::null_mut();
@@ -457,21 +457,32 @@ impl ForeignLists {
         // SAFETY: forwarded.
         match unsafe { self.unlink_head(arena, class, key) } {
             Some((p, slab)) if !slab.has_flag(FLAG_RESERVE) => p,
-            Some((p, _)) => {
-                // A reserve object, listed unchecked: never handed out from
-                // here. Back at the head, where it blocks the list until
-                // the lists are given back (`reserve_listed`).
-                // SAFETY: `p` was the head just now, its link unchanged;
-                // `class` is in range (caller).
-                unsafe {
-                    *self.heads.get_unchecked_mut(class) = p;
-                    self.room -= *CHARGE.get_unchecked(class);
-                }
-                self.reserve_listed = true;
-                core::ptr::null_mut()
-            }
+            // SAFETY: `p` was the head just now, its link unchanged;
+            // `class` is in range (caller).
+            Some((p, _)) => unsafe { self.block_on_reserve(class, p) },
             None => core::ptr::null_mut(),
         }
+    }
+
+    /// A pop unlinked `p`, an object of a reserve-backed slab listed
+    /// unchecked: it is never handed out from here. Puts it back at the
+    /// head, where it blocks the list until the lists are given back
+    /// ([`ForeignLists::reserve_listed`]); returns null. (Out of line: the
+    /// pop stays small enough to be inlined.)
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`; `p` was the head of its list until just now,
+    /// its link unchanged.
+    #[cold]
+    #[inline(never)]
+    unsafe fn block_on_reserve(&mut self, class: usize, p: *mut u8) -> *mut u8 {
+        // SAFETY: in range (caller).
+        unsafe {
+            *self.heads.get_unchecked_mut(class) = p;
+            self.room -= *CHARGE.get_unchecked(class);
+        }
+        self.reserve_listed = true;
+        core::ptr::null_mut()
     }
 
     /// Whether a pop found an object of a reserve-backed slab at the head
