@@ -346,7 +346,9 @@ impl ForeignLists {
     #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) fn note_layout_free(&mut self) {
-        self.unchecked_left -= 1;
+        // (Saturating: a signal handler's free between the caller's test
+        // and this would otherwise wrap it, or panic in a debug build.)
+        self.unchecked_left = self.unchecked_left.saturating_sub(1);
     }
 
     /// Whether `class` is one this thread allocates (see the module docs):
