@@ -68,8 +68,8 @@
 //!   unmarks every class: it lists again only once an allocation of a
 //!   class asks the list (a slow path that finds its active slab empty).
 //!   The count costs nothing on the listing path; the allocation slow
-//!   paths reset it. (A free refused for room on the layout path counts
-//!   once there and once more if the descriptor path refuses it too.);
+//!   paths reset it. (A free the layout path refuses is counted by the
+//!   descriptor path that takes it, if that refuses it too.);
 //! * the lists never keep a thread off its own slabs for long: a thread
 //!   whose active slab of a class is exhausted takes the list's objects
 //!   first, and the objects it takes and frees again come back onto the
@@ -364,11 +364,11 @@ impl ForeignLists {
     }
 
     /// The room an object of `class` takes (its [`CHARGE`]) if the lists
-    /// may take one without reading its slab's descriptor, to pass to
-    /// [`ForeignLists::link`]: the class is one this thread allocates and
-    /// there is room. `None` otherwise; a refusal for room counts towards
-    /// [`REFUSALS_BEFORE_GIVING_BACK`]. (Thread-local fields only: the
-    /// unchecked free path asks this before it reads anything shared.)
+    /// have it, to pass to [`ForeignLists::link`]; `None` otherwise. For
+    /// the layout path, which has checked [`ForeignLists::allocates`]
+    /// first. A refusal is not counted here: the descriptor path, which
+    /// then takes the free, counts it if it refuses the object too (an
+    /// object of a slab the thread owns it frees locally, as ever).
     ///
     /// What such a listing leaves to later: whether the object is one of
     /// a live slab of `class`, and of an ordinary one, is checked when it
@@ -380,18 +380,10 @@ impl ForeignLists {
     /// `class < NUM_CLASSES`.
     #[cfg(not(loom))]
     #[inline(always)]
-    pub(crate) unsafe fn unchecked_room(&mut self, class: usize) -> Option<u32> {
+    pub(crate) unsafe fn unchecked_room(&self, class: usize) -> Option<u32> {
         // SAFETY: `class < NUM_CLASSES` (caller).
-        if !ENABLED || !unsafe { *self.allocates.get_unchecked(class) } {
-            return None;
-        }
-        // SAFETY: as above.
         let charge = unsafe { *CHARGE.get_unchecked(class) };
-        if charge > self.room {
-            self.refused = self.refused.saturating_add(1);
-            return None;
-        }
-        Some(charge)
+        (charge <= self.room).then_some(charge)
     }
 
     /// Links `p` at the head of the list of `class` and takes `charge`

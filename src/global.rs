@@ -801,40 +801,16 @@ unsafe fn free_in_arena(p: *mut u8, off: usize, tc: *mut ThreadCache) {
 ///
 /// # Safety
 /// `p` lies inside the process heap's arena, at offset `off`, was handed
-/// out for a layout of class `class` and is given up by the caller; `tc`
-/// is this thread's cache.
+/// out for a layout of class `class`, a class this thread allocates, and
+/// is given up by the caller; `tc` is this thread's cache.
 #[inline(never)]
 unsafe fn dealloc_outside_active(p: *mut u8, class: usize, off: usize, tc: *mut ThreadCache) {
     // SAFETY: forwarded from the caller.
     if unsafe { list_unchecked(p, class, tc) } {
         return;
     }
-    // SAFETY: this thread's cache; only a flag is read.
-    if crate::foreign::ENABLED && unsafe { (*tc).foreign.freeing_only() } {
-        // SAFETY: forwarded from the caller.
-        return unsafe { give_back_then_free(p, off, tc) };
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe { free_in_arena(p, off, tc) }
-}
-
-/// For a thread found only freeing on the unchecked listing path (its
-/// lists refused [`crate::foreign::REFUSALS_BEFORE_GIVING_BACK`] objects
-/// with no allocation slow path between): gives back what its cache holds
-/// (`HeapInner::give_back_held`), then frees `p` found from the pointer.
-///
-/// # Safety
-/// As for [`free_in_arena`].
-#[cold]
-#[inline(never)]
-unsafe fn give_back_then_free(p: *mut u8, off: usize, tc: *mut ThreadCache) {
-    if let Some(h) = process_heap() {
-        with_live_cache(|tc| {
-            // SAFETY: the cache of this thread, of the process heap.
-            unsafe { h.give_back_held(tc) };
-            Some(())
-        });
-    }
+    // (A refusal for room is counted, and a thread found only freeing
+    // gives its lists back, on this path, as for any unowned free.)
     // SAFETY: forwarded from the caller.
     unsafe { free_in_arena(p, off, tc) }
 }
@@ -862,11 +838,23 @@ unsafe fn give_back_then_free(p: *mut u8, off: usize, tc: *mut ThreadCache) {
 /// crate's C front) and is not used afterwards.
 pub unsafe fn free_without_layout(p: *mut u8) {
     let p = crate::arena::own_provenance(p);
+    // SAFETY: forwarded from the caller; the thread's own cache.
+    unsafe { free_by_pointer(p, this_cache()) }
+}
+
+/// Frees `p`, found from the pointer alone: [`free_in_arena`] for a block
+/// of the arena (without `debug`), the slow path for anything else.
+///
+/// # Safety
+/// `p` was returned by the process heap and is not used after; `tc` is
+/// this thread's cache.
+#[inline(always)]
+unsafe fn free_by_pointer(p: *mut u8, tc: *mut ThreadCache) {
     let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
     if !cfg!(feature = "debug") && off < FAST.bytes.load(Ordering::Relaxed) {
         // SAFETY: forwarded from the caller; `off` is below the arena's
-        // size (tested just above); the thread's own cache.
-        return unsafe { free_in_arena(p, off, this_cache()) };
+        // size (tested just above).
+        return unsafe { free_in_arena(p, off, tc) };
     }
     // SAFETY: forwarded from the caller.
     unsafe { dealloc_slow(p) }
@@ -880,8 +868,9 @@ pub unsafe fn free_without_layout(p: *mut u8) {
 ///
 /// # Safety
 /// `p` lies inside the process heap's arena, was handed out for a layout
-/// of class `class` and is given up by the caller; `tc` is this thread's
-/// cache.
+/// of class `class`, a class this thread allocates
+/// (`ForeignLists::allocates`), and is given up by the caller; `tc` is
+/// this thread's cache.
 #[inline(always)]
 unsafe fn list_unchecked(p: *mut u8, class: usize, tc: *mut ThreadCache) -> bool {
     // (A lock of ours held by this thread, as in a signal handler that
@@ -892,8 +881,8 @@ unsafe fn list_unchecked(p: *mut u8, class: usize, tc: *mut ThreadCache) -> bool
     // SAFETY: this thread's cache, live and not in use by a slow path
     // (the state is `T_LIVE`, without `T_BUSY`); nothing below re-enters.
     let tc = unsafe { &mut *tc };
-    // The thread's own fields first: a thread that only frees (a
-    // consumer) is refused here, before anything shared is read.
+    // The thread's own fields first (the caller has checked that the
+    // thread allocates the class), before anything shared is read.
     // SAFETY: `class < NUM_CLASSES` (caller).
     let Some(charge) = (unsafe { tc.foreign.unchecked_room(class) }) else {
         return false;
@@ -1002,15 +991,8 @@ unsafe impl GlobalAlloc for Lifeboat {
             // SAFETY: forwarded from the caller.
             return unsafe { dealloc_slow(p) };
         }
-        let off = (p as usize).wrapping_sub(FAST.base.load(Ordering::Relaxed));
-        if !cfg!(feature = "debug") && off < FAST.bytes.load(Ordering::Relaxed) {
-            // SAFETY: forwarded from the caller; `off` is `p`'s offset in
-            // the arena, below its size (tested just above); the thread's
-            // own cache.
-            return unsafe { free_in_arena(p, off, tc) };
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { dealloc_slow(p) }
+        // SAFETY: forwarded from the caller; the thread's own cache.
+        unsafe { free_by_pointer(p, tc) }
     }
 
     #[inline]

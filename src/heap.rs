@@ -1458,7 +1458,7 @@ impl HeapInner {
     /// `tc` belongs to this heap and to the caller.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn give_back_held(&self, tc: &mut ThreadCache) {
+    unsafe fn give_back_held(&self, tc: &mut ThreadCache) {
         let freeing_only = tc.foreign.freeing_only();
         // SAFETY: as guaranteed by the caller.
         unsafe { tc.flush_held(self) };

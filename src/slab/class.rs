@@ -142,10 +142,15 @@ const fn build_div_magic() -> [u64; NUM_CLASSES] {
     let mut t = [0u64; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
-        t[c] = u64::MAX / compute_size(c) as u64 + 1;
+        t[c] = div_magic(compute_size(c));
         c += 1;
     }
     t
+}
+
+/// `u64::MAX / size + 1`: see [`CLASS_DIV_MAGIC`].
+const fn div_magic(size: usize) -> u64 {
+    u64::MAX / size as u64 + 1
 }
 
 /// Where the objects of a class lie inside any block of the class's slab
@@ -159,7 +164,7 @@ pub(crate) struct ObjectGrid {
     slab_mask: u32,
     /// Bytes of objects at the slab's start (capacity times size).
     span: u32,
-    /// The class's [`CLASS_DIV_MAGIC`].
+    /// The class's [`CLASS_DIV_MAGIC`] (a copy, on the same line).
     magic: u64,
 }
 
@@ -182,7 +187,7 @@ const fn build_grids() -> [ObjectGrid; NUM_CLASSES] {
         t[c] = ObjectGrid {
             slab_mask: (bytes - 1) as u32,
             span: (compute_cap(bytes, size) * size) as u32,
-            magic: u64::MAX / size as u64 + 1,
+            magic: div_magic(size),
         };
         c += 1;
     }
