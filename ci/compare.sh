@@ -46,6 +46,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=ci/pairs.sh
+. "$ROOT/ci/pairs.sh"
 
 usage() {
     sed -n '/^# usage:/,/^#   CHILD-ARGS/p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -138,15 +140,8 @@ if [ -n "$CPUS" ]; then
     RUNNER=(taskset -c "$CPUS")
 fi
 
-# run BIN: one child run; prints "wall cpu peak_kib".
-run() {
-    local line
-    line="$("${RUNNER[@]}" "$1" --child "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}" | grep 'wall_s=')" || {
-        echo "compare.sh: a run of $1 failed" >&2
-        exit 1
-    }
-    sed -E 's/.*wall_s=([0-9.]+) cpu_s=([0-9.]+) peak_kib=([0-9]+).*/\1 \2 \3/' <<<"$line"
-}
+# run BIN: one child run of lifeboat; prints "wall cpu peak_kib".
+run() { run_child "$1" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}"; }
 
 RESULTS="$OUT/pairs.txt"
 : >"$RESULTS"
@@ -162,21 +157,7 @@ for ((i = 0; i < PAIRS; i++)); do
     echo "$b $n" >>"$RESULTS"
 done
 
-# Columns of pairs.txt: base wall, cpu, peak; new wall, cpu, peak.
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio_median() { awk -v b="$1" -v n="$2" '$b > 0 { print $n / $b }' "$RESULTS" | median; }
-faster() { awk -v b="$1" -v n="$2" '$n < $b { k++ } END { print k + 0 }' "$RESULTS"; }
-col_median() { awk -v c="$1" '{ print $c }' "$RESULTS" | median; }
-
-echo
-echo "| $WORKLOAD, $PAIRS pairs | new / base (median of pairs) | new faster | base median | new median |"
-echo "|---|---:|---:|---:|---:|"
-printf '| wall time (s) | %.3f | %d of %d | %s | %s |\n' \
-    "$(ratio_median 1 4)" "$(faster 1 4)" "$PAIRS" "$(col_median 1)" "$(col_median 4)"
-printf '| CPU time (s) | %.3f | %d of %d | %s | %s |\n' \
-    "$(ratio_median 2 5)" "$(faster 2 5)" "$PAIRS" "$(col_median 2)" "$(col_median 5)"
-printf '| peak RSS (KiB) | %.3f | | %s | %s |\n' \
-    "$(ratio_median 3 6)" "$(col_median 3)" "$(col_median 6)"
+pairs_table "$RESULTS" "$PAIRS" "$WORKLOAD, $PAIRS pairs" base new
 
 if [ "$CACHEGRIND" = 1 ]; then
     echo
