@@ -49,11 +49,6 @@ cd "$ROOT"
 # shellcheck source=ci/pairs.sh
 . "$ROOT/ci/pairs.sh"
 
-usage() {
-    sed -n '/^# usage:/,/^#   CHILD-ARGS/p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
 [ "$#" -ge 2 ] || usage
 BASE="$1"
 NEW="$2"
@@ -140,22 +135,14 @@ if [ -n "$CPUS" ]; then
     RUNNER=(taskset -c "$CPUS")
 fi
 
-# run BIN: one child run of lifeboat; prints "wall cpu peak_kib".
-run() { run_child "$1" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}"; }
+# One child run of lifeboat, each build; each prints "wall cpu peak_kib".
+run_base() { run_child "$BASE_BIN" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}"; }
+run_new() { run_child "$NEW_BIN" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}"; }
 
 RESULTS="$OUT/pairs.txt"
 : >"$RESULTS"
 echo "$PAIRS pairs of $WORKLOAD${CPUS:+ on CPUs $CPUS}$([ "$ALIGNED" = 1 ] && echo ", aligned builds") ${CHILD_ARGS[*]:-}" >&2
-for ((i = 0; i < PAIRS; i++)); do
-    if ((i % 2 == 0)); then
-        b="$(run "$BASE_BIN")"
-        n="$(run "$NEW_BIN")"
-    else
-        n="$(run "$NEW_BIN")"
-        b="$(run "$BASE_BIN")"
-    fi
-    echo "$b $n" >>"$RESULTS"
-done
+run_pairs "$RESULTS" "$PAIRS" run_base run_new
 
 pairs_table "$RESULTS" "$PAIRS" "$WORKLOAD, $PAIRS pairs" base new
 

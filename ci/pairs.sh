@@ -1,10 +1,36 @@
-# Sourced by compare.sh and versus.sh: the summary of paired runs.
+# Sourced by compare.sh and versus.sh: paired runs and their summary.
 #
 # pairs_table FILE PAIRS TITLE BASE NEW prints, as markdown, the median
 # over the pairs of NEW / BASE for wall time, CPU time and peak RSS, how
 # many pairs NEW was faster, and each side's median. FILE holds one line
 # a pair: base wall, cpu, peak; new wall, cpu, peak (as `run_child`
 # prints them).
+
+# usage: prints the calling script's usage block (its header from
+# "# usage:" to "#   CHILD-ARGS") and exits 2.
+usage() {
+    sed -n '/^# usage:/,/^#   CHILD-ARGS/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+# run_pairs FILE PAIRS BASE-FN NEW-FN: PAIRS pairs of one run of each
+# side (functions that print "wall cpu peak_kib"), the base first in
+# one pair and the new side first in the next, so that a drift in the
+# machine's load falls on both; appends a line "base new" a pair to
+# FILE.
+run_pairs() {
+    local file="$1" pairs="$2" base_fn="$3" new_fn="$4" b n i
+    for ((i = 0; i < pairs; i++)); do
+        if ((i % 2 == 0)); then
+            b="$("$base_fn")"
+            n="$("$new_fn")"
+        else
+            n="$("$new_fn")"
+            b="$("$base_fn")"
+        fi
+        echo "$b $n" >>"$file"
+    done
+}
 
 # run_child BIN WORKLOAD ALLOCATOR [CHILD-ARGS...]: one `workloads
 # --child` run (under the RUNNER array, if set); prints "wall cpu

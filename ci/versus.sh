@@ -34,11 +34,6 @@ cd "$ROOT"
 # shellcheck source=ci/pairs.sh
 . "$ROOT/ci/pairs.sh"
 
-usage() {
-    sed -n '/^# usage:/,/^#   CHILD-ARGS/p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
 [ "$#" -ge 1 ] || usage
 WORKLOAD="$1"
 shift
@@ -80,15 +75,9 @@ fi
 RESULTS="$(mktemp)"
 trap 'rm -f "$RESULTS"' EXIT
 echo "$PAIRS pairs of $WORKLOAD, lifeboat and $PEER${CPUS:+ on CPUs $CPUS} ${CHILD_ARGS[*]:-}" >&2
-for ((i = 0; i < PAIRS; i++)); do
-    if ((i % 2 == 0)); then
-        b="$(run_child "$BIN" "$WORKLOAD" "$PEER" "${CHILD_ARGS[@]}")"
-        n="$(run_child "$BIN" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}")"
-    else
-        n="$(run_child "$BIN" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}")"
-        b="$(run_child "$BIN" "$WORKLOAD" "$PEER" "${CHILD_ARGS[@]}")"
-    fi
-    echo "$b $n" >>"$RESULTS"
-done
+# One child run of each allocator; each prints "wall cpu peak_kib".
+run_peer() { run_child "$BIN" "$WORKLOAD" "$PEER" "${CHILD_ARGS[@]}"; }
+run_lifeboat() { run_child "$BIN" "$WORKLOAD" lifeboat "${CHILD_ARGS[@]}"; }
+run_pairs "$RESULTS" "$PAIRS" run_peer run_lifeboat
 
 pairs_table "$RESULTS" "$PAIRS" "$WORKLOAD, $PAIRS pairs" "$PEER" lifeboat
