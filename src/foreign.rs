@@ -104,7 +104,22 @@
 //! * a double free of one of the first two objects of a list aborts at
 //!   the free; a deeper one makes the list a loop, which aborts when a pop
 //!   finds the charges of listed objects exhausted with the list not empty
-//!   (after the looped objects may have been handed out twice).
+//!   (after the looped objects may have been handed out more than once),
+//!   or when a give-back walks it: the give-back finds the lists with
+//!   objects by their heads, not by the charges, which a loop can leave
+//!   looking empty;
+//! * an object of one of the thread's own slabs may be freed once onto a
+//!   list (the layout path) and once onto its slab's free list (the
+//!   descriptor path, which takes the thread's frees when the layout path
+//!   is closed), in either order; neither free's double-free test sees
+//!   the other list. The pop that takes such an object from a list
+//!   checks that it heads neither of its slab's free lists
+//!   ([`check_own`]), which catches the second free while it is the
+//!   slab's last (deeper, it is not caught);
+//! * the layout path encodes its links with the heap's key, not with the
+//!   thread cache's copy of it, which the cache's first slab sets: a
+//!   thread whose first allocations failed has marked classes, and
+//!   lists, before it has a slab.
 //!
 //! Off under the `debug` feature (whose live-object bitmap needs every
 //! free to reach the slab) and in loom builds (the models check the shared
@@ -211,6 +226,11 @@ pub(crate) struct ForeignLists {
     /// Frees that may still take the layout path before the thread's
     /// next allocation slow path (see [`UNCHECKED_PER_ALLOCATION`]).
     unchecked_left: u32,
+    /// The owner id of the thread cache these lists belong to, once it
+    /// has installed a slab (`usize::MAX`, no owner's id, until then: it
+    /// owns no slab before), for the pop's check of objects of its own
+    /// slabs ([`check_own`]).
+    owner_id: usize,
 }
 
 impl ForeignLists {
@@ -223,7 +243,15 @@ impl ForeignLists {
             popped: 0,
             reserve_listed: false,
             unchecked_left: UNCHECKED_PER_ALLOCATION,
+            owner_id: usize::MAX,
         }
+    }
+
+    /// Records the owner id of the thread cache these lists belong to
+    /// (before it owns its first slab).
+    #[inline]
+    pub(crate) fn set_owner_id(&mut self, id: usize) {
+        self.owner_id = id;
     }
 
     /// Whether the thread has only been freeing for a while: the lists
@@ -257,7 +285,16 @@ impl ForeignLists {
         self.refused = 0;
     }
 
-    /// Whether no object is listed.
+    /// Whether some list is not empty (its head, not the room: a list
+    /// made a loop by a double free can leave the room full while other
+    /// lists still hold objects). For the give-back, which must not skip
+    /// them.
+    pub(crate) fn holds_objects(&self) -> bool {
+        self.heads.iter().any(|h| !h.is_null())
+    }
+
+    /// Whether the room says that no object is listed: the pop's test of
+    /// a loop (more pops than pushes).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         // (`>`: after a pop of a list made a loop by a double free.)
@@ -269,6 +306,7 @@ impl ForeignLists {
     pub(crate) fn take_lists(&mut self) -> ForeignLists {
         let taken = core::mem::replace(self, ForeignLists::new());
         self.allocates = taken.allocates;
+        self.owner_id = taken.owner_id;
         taken
     }
 
@@ -419,7 +457,11 @@ impl ForeignLists {
         unsafe { *(p as *mut usize) = key::encode(head, key) };
         // SAFETY: in range (caller).
         unsafe { *self.heads.get_unchecked_mut(class) = p };
-        self.room -= charge;
+        // (Wrapping: the layout path tests the room some instructions
+        // before this, and a signal handler's free that listed an object
+        // in between, a case the global allocator does not support, must
+        // not panic in a debug build.)
+        self.room = self.room.wrapping_sub(charge);
     }
 
     /// Pops an object of `class` for an allocation of that class, which
@@ -427,11 +469,14 @@ impl ForeignLists {
     /// empty, or if the lists have handed out [`POPS_BEFORE_REFILL`]
     /// objects since the thread's own slabs last served it (the caller's
     /// slow path then refills its active slab). Aborts if the head is not
-    /// an object start of a live slab of `class`.
+    /// an object start of a live slab of `class`, or if it is an object
+    /// of a slab the thread owns that also heads one of that slab's free
+    /// lists (see [`check_own`]).
     ///
     /// # Safety
     /// `class < NUM_CLASSES`; `arena` and `key` are those of the heap the
-    /// lists' objects belong to.
+    /// lists' objects belong to; the calling thread is the one whose cache
+    /// these lists belong to.
     #[inline(always)]
     pub(crate) unsafe fn pop(&mut self, arena: &Arena, class: usize, key: usize) -> *mut u8 {
         if !ENABLED {
@@ -450,7 +495,14 @@ impl ForeignLists {
         self.popped = popped + 1;
         // SAFETY: forwarded.
         match unsafe { self.unlink_head(arena, class, key) } {
-            Some((p, slab)) if !slab.has_flag(FLAG_RESERVE) => p,
+            Some((p, slab)) if !slab.has_flag(FLAG_RESERVE) => {
+                if slab.owner.load(Ordering::Relaxed) == self.owner_id {
+                    // SAFETY: the calling thread's cache owns `slab`, of
+                    // which `p` is an object.
+                    unsafe { check_own(slab, p) };
+                }
+                p
+            }
             // SAFETY: `p` was the head just now, its link unchanged;
             // `class` is in range (caller).
             Some((p, _)) => unsafe { self.block_on_reserve(class, p) },
@@ -600,6 +652,35 @@ const DRAIN_BATCH: usize = 64;
 
 // `ForeignLists::drain` names a class in a byte.
 const _: () = assert!(NUM_CLASSES <= 256);
+
+/// A pop took `p`, an object of `s`, a slab of the popping thread: the
+/// layout path lists such objects (it cannot tell the thread's own slabs
+/// without the descriptor), and the descriptor path frees them onto the
+/// slab's own lists. One object on both was freed twice, once each way,
+/// which the double-free test of either path alone does not see: the pop
+/// checks that `p` heads neither of the slab's free lists, which catches
+/// the second free while it is the slab's last. (Deeper, it is not
+/// caught.)
+///
+/// # Safety
+/// The calling thread owns `s`, so its owner line and lists are its own.
+#[inline(always)]
+unsafe fn check_own(s: &PageDesc, p: *mut u8) {
+    // SAFETY: as guaranteed by the caller.
+    let (frees, free) = unsafe { (s.frees(), s.owner_line().free.get()) };
+    if frees == p || free == p {
+        split_double_free(p)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn split_double_free(p: *mut u8) -> ! {
+    crate::diag::fatal(
+        "double free (the object is on this thread's foreign list and on its slab's free list)",
+        p as usize,
+    )
+}
 
 /// The first-page descriptor of the live slab of `class` of which `b` is
 /// an object start; `None` if `b` is no such object. (A reserve-backed
@@ -835,7 +916,7 @@ mod tests {
         let heap = crate::Heap::new(crate::Config::new().budget(16 << 20)).unwrap();
         let h = heap.inner();
         let class = 6;
-        let order = SLAB_ORDER[class] as usize;
+        let order = crate::slab::class::SLAB_ORDER[class] as usize;
         // Two slabs of `class`, owned by a stand-in cache: the first
         // ordinary, the second reserve-backed.
         let carve = |reserve: bool| {
@@ -882,5 +963,75 @@ mod tests {
         want.sort();
         assert_eq!(drained, want);
         assert!(lists.is_empty());
+    }
+
+    /// `listed_slab` finds the slab of every object start of a live slab
+    /// of the list's class, and nothing for any other address: inside an
+    /// object, past the slab's objects, in a block that is no slab, in a
+    /// slab of another class, outside the arena.
+    #[test]
+    fn listed_slab_takes_object_starts_of_live_slabs_of_the_class_only() {
+        use crate::arena::watermark::Tier;
+        use crate::slab::class::{CLASS_CAP, SLAB_ORDER};
+        let heap = crate::Heap::new(crate::Config::new().budget(16 << 20)).unwrap();
+        let h = heap.inner();
+        let (class, other) = (6, 7);
+        let carve = |class: usize| {
+            h.with_lock(|| {
+                // SAFETY: under the heap lock; the block just taken is
+                // carved at once.
+                unsafe {
+                    let b = h
+                        .arena
+                        .alloc(SLAB_ORDER[class] as usize, Tier::Normal, true);
+                    let b = b.unwrap();
+                    crate::slab::carve(&h.arena, &h.slabs, b.idx, class, OTHER, false)
+                }
+            })
+        };
+        let s = carve(class);
+        let t = carve(other);
+        // A block taken but not carved: no slab.
+        let bare = h.with_lock(|| {
+            // SAFETY: under the heap lock.
+            unsafe {
+                h.arena
+                    .alloc(SLAB_ORDER[class] as usize, Tier::Normal, true)
+            }
+            .unwrap()
+        });
+        // SAFETY: `lo` is fixed while the slabs live.
+        let (lo, t_lo) = unsafe { (s.lo.get(), t.lo.get()) };
+        let size = CLASS_SIZE[class] as usize;
+        let cap = CLASS_CAP[class] as usize;
+        let found = |b: usize, c: usize| {
+            assert!(c < NUM_CLASSES);
+            // SAFETY: `c` is below `NUM_CLASSES` (asserted just above).
+            unsafe { listed_slab(&h.arena, b as *const u8, c) }
+        };
+        let objects: Vec<usize> = if cfg!(miri) {
+            vec![0, 1, cap - 1]
+        } else {
+            (0..cap).collect()
+        };
+        for i in objects {
+            let b = lo + i * size;
+            assert!(
+                found(b, class).is_some_and(|f| core::ptr::eq(f, s)),
+                "object {i}"
+            );
+            assert!(found(b + 8, class).is_none(), "inside object {i}");
+        }
+        assert!(found(lo + cap * size, class).is_none(), "past the objects");
+        assert!(found(lo, other).is_none(), "a slab of another class");
+        assert!(found(t_lo, class).is_none(), "an object of another class");
+        assert!(found(t_lo, other).is_some());
+        assert!(found(h.arena.page_addr(bare.idx) as usize, class).is_none());
+        let end = h.arena.base as usize + h.arena.npages * crate::os::PAGE_SIZE;
+        assert!(found(end, class).is_none(), "past the arena");
+        assert!(
+            found(h.arena.base as usize - size, class).is_none(),
+            "below it"
+        );
     }
 }

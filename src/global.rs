@@ -891,15 +891,18 @@ unsafe fn list_unchecked(p: *mut u8, class: usize, tc: *mut ThreadCache) -> bool
     if !unsafe { crate::slab::class::on_object_grid(p as usize, class) } {
         return false;
     }
-    match process_heap() {
-        Some(h) if h.may_list_unchecked(tc) => {}
+    let h = match process_heap() {
+        Some(h) if h.may_list_unchecked(tc) => h,
         _ => return false,
-    }
+    };
+    // (The heap's key, not the copy in the cache, which is set only when
+    // the cache first installs a slab: a thread whose first allocations
+    // failed has marked classes, and lists, before that.)
     // SAFETY: `p` was handed out by the process heap, whose key this is,
     // for a request of `class`, lies on its grid (tested above), and is
     // given up; the heap has no reserve slab (`may_list_unchecked`);
     // `charge` is from `unchecked_room`.
-    unsafe { tc.foreign.link(class, p, tc.key, charge) };
+    unsafe { tc.foreign.link(class, p, h.slabs.key, charge) };
     true
 }
 

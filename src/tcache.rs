@@ -290,6 +290,8 @@ impl ThreadCache {
         s: &PageDesc,
     ) -> *mut u8 {
         self.key = heap.slabs.key;
+        let id = self.id();
+        self.foreign.set_owner_id(id);
         let reserve = s.has_flag(FLAG_RESERVE);
         if reserve {
             self.reserve[class] = s;
@@ -424,7 +426,7 @@ impl ThreadCache {
         // SAFETY: the batch holds objects of `heap`'s slabs, given up.
         self.remote_batch
             .take_all(|c| unsafe { heap.free_chain(c) });
-        if self.foreign.is_empty() {
+        if !self.foreign.holds_objects() {
             return;
         }
         let mut foreign = self.foreign.take_lists();

@@ -661,3 +661,53 @@ fn interior_pointer_into_a_slab_nobody_owns() {
         "invalid free (not the start of an object)",
     );
 }
+
+/// A double free of an object of one of the thread's own slabs whose
+/// first free goes onto the slab's free list (the descriptor path: the
+/// layout path's bound is used up) and whose second goes onto the
+/// thread's foreign list (the layout path, reopened by an allocation slow
+/// path). Neither free sees the other list; the pop that would hand the
+/// object out finds it at the head of its slab's free list too.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn a_double_free_split_between_a_slab_and_the_foreign_list_is_caught() {
+    expect_abort(
+        || {
+            std::thread::spawn(|| {
+                const N: usize = 4000;
+                let (l, small) = (layout(64), layout(24));
+                // SAFETY: non-zero sizes; the objects are leaked.
+                let (v, w): (Vec<*mut u8>, Vec<*mut u8>) = (0..N)
+                    .map(|_| unsafe { (GLOBAL.alloc(l), GLOBAL.alloc(small)) })
+                    .unzip();
+                // An object of a slab the thread has filled since, and
+                // still owns (one of its kept slabs).
+                let p = v[N - 300];
+                // Frees outside the active slab of their class, which take
+                // the layout path until its bound is used up.
+                for &q in &w[..LAYOUT_PATH_BOUND] {
+                    // SAFETY: each of these objects is live and freed once.
+                    unsafe { GLOBAL.dealloc(q, small) };
+                }
+                // SAFETY: the first free of `p`: onto its slab's free list.
+                unsafe { GLOBAL.dealloc(p, l) };
+                // An allocation slow path (alignment 16) reopens the
+                // layout path.
+                // SAFETY: a non-zero size; leaked.
+                let _ = unsafe { GLOBAL.alloc(Layout::from_size_align(64, 16).unwrap()) };
+                // SAFETY: deliberate misuse: `p` freed again, onto the
+                // thread's foreign list.
+                unsafe { GLOBAL.dealloc(p, l) };
+                allocate_past_own_slab(l, 1);
+            })
+            .join()
+            .unwrap();
+        },
+        "double free (the object is on this thread's foreign list and on its slab's free list)",
+    );
+}
+
+/// The frees outside the active slab that the layout path takes between
+/// two allocation slow paths (`foreign::UNCHECKED_PER_ALLOCATION`).
+#[cfg(not(feature = "debug"))]
+const LAYOUT_PATH_BOUND: usize = 64;
