@@ -247,8 +247,9 @@ impl ForeignLists {
         }
     }
 
-    /// Records the owner id of the thread cache these lists belong to
-    /// (before it owns its first slab).
+    /// Records the owner id of the thread cache these lists belong to.
+    /// The cache calls it whenever it installs a slab, so the id is set
+    /// before a pop can meet an object of a slab the cache owns.
     #[inline]
     pub(crate) fn set_owner_id(&mut self, id: usize) {
         self.owner_id = id;
