@@ -52,10 +52,12 @@
 //! * links are encoded with the heap's key, like every free list; the push
 //!   adds the chain's count to the stack's in the same CAS, and a count
 //!   beyond the slab's capacity (a double free) aborts as for one object.
-//!   A double free of one of a chain's two newest objects, or of a free
-//!   held back, aborts at the free; a deeper one is caught only if the
-//!   count then exceeds the capacity (as for a double free deep in any
-//!   free list).
+//!   A double free of one of a chain's two newest objects (full or not),
+//!   or of a free held back (while the batch is bypassed, or when the
+//!   second free starts a chain afterwards), aborts at the free; a deeper
+//!   one is caught only if the count then exceeds the capacity, or, when
+//!   the stack is collected or its detached slab settled, the slab's
+//!   count of objects out (`slab::collect_remote`, `slab::settle`).
 //!
 //! Off under the `debug` feature (whose checks need every free to reach
 //! the slab) and in loom builds, like the foreign lists.
@@ -197,6 +199,19 @@ impl RemoteBatch {
         true
     }
 
+    /// Aborts if `p` is one of the frees held back (a double free).
+    #[inline(always)]
+    fn refuse_deferred(&self, p: *mut u8) {
+        // (A fold without an early exit, which compiles to a few vector
+        // compares.)
+        if self.deferred.iter().fold(false, |hit, &q| hit | (q == p)) {
+            fatal(
+                "double free (the object is already in this thread's remote batch)",
+                p as usize,
+            );
+        }
+    }
+
     /// Holds back `p`, an object of slab `s` whose free bypasses the
     /// batch, and fetches its lines; returns the free held back longest,
     /// if any, for the caller to push onto its slab's remote stack.
@@ -210,14 +225,7 @@ impl RemoteBatch {
         s: &PageDesc,
         p: *mut u8,
     ) -> Option<(*const PageDesc, *mut u8)> {
-        // (A fold without an early exit, which compiles to a few vector
-        // compares.)
-        if self.deferred.iter().fold(false, |hit, &q| hit | (q == p)) {
-            fatal(
-                "double free (the object is already in this thread's remote batch)",
-                p as usize,
-            );
-        }
+        self.refuse_deferred(p);
         prefetch(p);
         // SAFETY: `s` is a live slab (caller).
         prefetch(unsafe { crate::slab::remote::word(s) } as *const _ as *const u8);
@@ -254,8 +262,12 @@ impl RemoteBatch {
 
     /// Starts the chain of `class` anew with `p`, an object of slab `s`;
     /// returns the chain the slot held, if any, for the caller to push.
+    /// Aborts if `p` is among the frees held back ([`RemoteBatch::defer`]):
+    /// a second free of one of them once the bypass is over starts a
+    /// chain, and would otherwise be pushed twice.
     #[inline]
     pub(crate) fn restart(&mut self, s: &PageDesc, class: usize, p: *mut u8) -> Option<Chain> {
+        self.refuse_deferred(p);
         let old = core::mem::replace(
             &mut self.chains[slot(class)],
             Chain {
@@ -292,27 +304,30 @@ impl RemoteBatch {
             self.restart(s, class, p);
             return true;
         }
-        if core::ptr::eq(c.slab, s) && c.objects < CHAIN_CAP[class] {
-            // The chain's first two objects: a cheap check, the links are
-            // hot. (`objects >= 1` here, so `head` is an object.)
-            if c.head == p
-                // SAFETY: `head` is an object of the chain, ours until
-                // pushed.
-                || (c.objects > 1 && key::decode(unsafe { *(c.head as *const usize) }, key) == p)
-            {
-                fatal(
-                    "double free (the object is already in this thread's remote batch)",
-                    p as usize,
-                );
-            }
-            // SAFETY: `p` is ours (given up); the link is encoded like
-            // every free-list link of the heap.
-            unsafe { *(p as *mut usize) = key::encode(c.head, key) };
-            c.head = p;
-            c.objects += 1;
-            return true;
+        if !core::ptr::eq(c.slab, s) {
+            return false;
         }
-        false
+        // The chain's first two objects: a cheap check, the links are hot.
+        // (`objects >= 1` here, so `head` is an object.) Made on a full
+        // chain too, which the caller then pushes with `p` after it.
+        if c.head == p
+            // SAFETY: `head` is an object of the chain, ours until pushed.
+            || (c.objects > 1 && key::decode(unsafe { *(c.head as *const usize) }, key) == p)
+        {
+            fatal(
+                "double free (the object is already in this thread's remote batch)",
+                p as usize,
+            );
+        }
+        if c.objects >= CHAIN_CAP[class] {
+            return false;
+        }
+        // SAFETY: `p` is ours (given up); the link is encoded like every
+        // free-list link of the heap.
+        unsafe { *(p as *mut usize) = key::encode(c.head, key) };
+        c.head = p;
+        c.objects += 1;
+        true
     }
 
     /// Takes every chain, each passed to `f`.

@@ -711,3 +711,131 @@ fn a_double_free_split_between_a_slab_and_the_foreign_list_is_caught() {
 /// two allocation slow paths (`foreign::UNCHECKED_PER_ALLOCATION`).
 #[cfg(not(feature = "debug"))]
 const LAYOUT_PATH_BOUND: usize = 64;
+
+/// Size of the remote-batch cases below: class 20480, slabs of three
+/// objects, a remote chain of one object.
+#[cfg(not(feature = "debug"))]
+const ONE_PER_CHAIN: usize = 20_000;
+
+/// Runs `second_thread` on a thread that frees objects of `n` objects of
+/// `size` bytes, which a first thread allocated and keeps alive (it is
+/// alive, so the frees go into the second thread's remote batch, or onto
+/// its foreign lists if it allocates that class too).
+#[cfg(not(feature = "debug"))]
+fn free_on_another_thread(size: usize, n: usize, second_thread: fn(&[usize], Layout)) {
+    let l = layout(size);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let owner = std::thread::spawn(move || {
+        // SAFETY: a non-zero size; the objects are freed by the other thread.
+        let v: Vec<usize> = (0..n)
+            .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
+            .collect();
+        tx.send(v).unwrap();
+        let _ = wait.recv(); // stays alive, owning the slabs
+    });
+    let v: Vec<usize> = rx.recv().unwrap();
+    std::thread::spawn(move || second_thread(&v, l))
+        .join()
+        .unwrap();
+    drop(done);
+    owner.join().unwrap();
+}
+
+/// A second free of the object that makes a chain full (here a chain of
+/// one object) is caught at the free, like one of a chain with room.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_of_a_full_chains_head() {
+    expect_abort(
+        || {
+            free_on_another_thread(ONE_PER_CHAIN, 3, |v, l| {
+                // SAFETY: deliberate misuse: the same object twice.
+                unsafe {
+                    GLOBAL.dealloc(v[0] as *mut u8, l);
+                    GLOBAL.dealloc(v[0] as *mut u8, l);
+                }
+            })
+        },
+        "double free (the object is already in this thread's remote batch)",
+    );
+}
+
+/// A second free of a free held back while the batch is bypassed (frees
+/// of one object a slab, in a row), coming once the bypass is over: it
+/// starts a new chain, which checks the frees held back.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn double_free_of_a_held_back_free_after_the_bypass() {
+    expect_abort(
+        || {
+            // 300 slabs; one object of each is freed.
+            free_on_another_thread(ONE_PER_CHAIN, 900, |v, l| {
+                // Frees 1-16 make chains of one object; from the 17th the
+                // batch is bypassed, and frees are held back, 256 of them;
+                // the 273rd ends the bypass.
+                let last = 273;
+                for &p in v.iter().step_by(3).take(last) {
+                    // SAFETY: each object is live and freed once.
+                    unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+                }
+                // SAFETY: deliberate misuse: the last one again.
+                unsafe { GLOBAL.dealloc(v[3 * (last - 1)] as *mut u8, l) };
+            })
+        },
+        "double free (the object is already in this thread's remote batch)",
+    );
+}
+
+/// A double free three objects deep in a remote chain: the push cannot
+/// see it, but the slab's counts can (more objects on its remote stack
+/// than it has out), and report it rather than wrap.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn a_deep_double_free_in_a_chain_is_caught_by_the_slabs_counts() {
+    expect_abort(
+        || {
+            // Class 1920: slabs of 8 objects. The owner keeps 3 of one
+            // slab and exits: the slab is detached with 3 objects out.
+            let l = layout(1900);
+            let keep: Vec<usize> = std::thread::spawn(move || {
+                // SAFETY: a non-zero size.
+                let v: Vec<usize> = (0..8)
+                    .map(|_| unsafe { GLOBAL.alloc(l) } as usize)
+                    .collect();
+                let slab = |p: usize| p >> 14;
+                let keep: Vec<usize> = v
+                    .iter()
+                    .copied()
+                    .filter(|&p| slab(p) == slab(v[0]))
+                    .take(3)
+                    .collect();
+                for &p in v.iter().filter(|p| !keep.contains(p)) {
+                    // SAFETY: each object is live and freed once.
+                    unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+                }
+                keep
+            })
+            .join()
+            .unwrap();
+            std::thread::spawn(move || {
+                let (p, x, y) = (keep[0] as *mut u8, keep[1] as *mut u8, keep[2] as *mut u8);
+                // SAFETY: deliberate misuse: `p` freed twice, three
+                // objects apart, into one chain.
+                unsafe {
+                    GLOBAL.dealloc(p, l);
+                    GLOBAL.dealloc(y, l);
+                    GLOBAL.dealloc(x, l);
+                    GLOBAL.dealloc(p, l);
+                }
+                lifeboat::flush_thread_cache();
+                // A claim of the slab collects what the flush pushed.
+                // SAFETY: a non-zero size; leaked.
+                let _ = unsafe { GLOBAL.alloc(l) };
+            })
+            .join()
+            .unwrap();
+        },
+        "double free (a slab's remote frees outnumber its allocated objects)",
+    );
+}

@@ -123,6 +123,20 @@ pub(crate) fn bad_link(b: *const u8) -> ! {
     )
 }
 
+/// A slab's remote stack holds more objects than the slab has handed out:
+/// some were freed twice (a double free deeper in a thread's chain, which
+/// the push could not see). Its counts would wrap.
+#[cold]
+#[inline(never)]
+fn more_freed_than_allocated(s: &PageDesc) -> ! {
+    // SAFETY: `lo` is fixed while the slab is live.
+    let start = unsafe { s.lo.get() };
+    fatal(
+        "double free (a slab's remote frees outnumber its allocated objects)",
+        start,
+    )
+}
+
 /// Index of a slab's first page.
 #[inline]
 pub(crate) fn slab_index(arena: &Arena, s: &PageDesc) -> usize {
@@ -326,13 +340,16 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc) -> u32 {
         // empty (caller).
         unsafe {
             let o = s.owner_line();
+            let used = o.used.load(Ordering::Relaxed);
+            if n > used {
+                more_freed_than_allocated(s);
+            }
             if o.free.get().is_null() {
                 o.free.set(rptr(w));
             } else {
                 s.set_frees(rptr(w));
             }
-            o.used
-                .store(o.used.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+            o.used.store(used - n, Ordering::Relaxed);
         }
     }
     n
@@ -506,6 +523,9 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     }
     // SAFETY: `s` heads a slab (tested above) of this arena.
     let used = unsafe { s.owner_line() }.used.load(Ordering::Relaxed);
+    if rcnt(w) > used {
+        more_freed_than_allocated(s);
+    }
     let listed = s.has_flag(FLAG_LISTED);
     if used == rcnt(w) {
         // SAFETY: under the heap lock; no live object remains.
