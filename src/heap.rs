@@ -671,7 +671,7 @@ impl HeapInner {
             // SAFETY: under the heap lock.
             self.with_lock(|| unsafe {
                 let admit = self.arena.charge(pages, r.tier, memalloc)?;
-                Ok((admit, self.reuse_cached_huge(len, align)))
+                Ok((admit, self.reuse_cached_huge(len, align, r.tier, memalloc)))
             })
         };
         let (admit, cached) = match charge_and_reuse(false) {
@@ -713,13 +713,21 @@ impl HeapInner {
     }
 
     /// A cached direct mapping for a charged request of `len` bytes at
-    /// `align`, its extra length charged too and the mapping recorded in the
-    /// table; `None` (nothing taken) when none fits, the extra cannot be
-    /// charged, or the table is full.
+    /// `align`, its extra length charged too (at the request's `tier`,
+    /// with the reserve only if `memalloc`: a caller without the right
+    /// must not take pages below `min` this way either) and the mapping
+    /// recorded in the table; `None` (nothing taken) when none fits, the
+    /// extra cannot be charged, or the table is full.
     ///
     /// # Safety
     /// The caller holds the heap lock.
-    unsafe fn reuse_cached_huge(&self, len: usize, align: usize) -> Option<(usize, usize)> {
+    unsafe fn reuse_cached_huge(
+        &self,
+        len: usize,
+        align: usize,
+        tier: Tier,
+        memalloc: bool,
+    ) -> Option<(usize, usize)> {
         // SAFETY: under the heap lock (caller).
         unsafe {
             // Checked first, so that the insert below cannot fail.
@@ -730,7 +738,7 @@ impl HeapInner {
             // The extra length (at most a quarter) is charged too.
             if self
                 .arena
-                .charge((real - len) >> PAGE_SHIFT, Tier::Memalloc, true)
+                .charge((real - len) >> PAGE_SHIFT, tier, memalloc)
                 .is_err()
             {
                 let mut out = [(0, 0); huge_cache::SLOTS + 1];

@@ -6,7 +6,10 @@
 //! from the pool; and then waits, bounded, for an element to come back.
 //! `free` refills the pool while it holds fewer than `min_nr` elements.
 //! So `min_nr` concurrent users always make progress, however exhausted the
-//! heap is, as long as they free what they take.
+//! heap is, as long as they free what they take. The pool is filled with
+//! its creator's rights: built inside a memalloc scope below `min`, its
+//! elements are reserve-backed, go to any caller of `alloc`, and keep
+//! their reserve pages until the pool is dropped.
 //!
 //! The pool's vector is allocated once, with room for `min_nr`, and never
 //! grows; waiting uses `parking_lot` (this is not the allocation path of
@@ -99,7 +102,10 @@ impl<'h> Mempool<'h> {
             let mut v = pool.pool.lock();
             for _ in 0..min_nr {
                 // Filling may use the caller's rights (a flusher may build
-                // its pool inside a memalloc scope).
+                // its pool inside a memalloc scope). Elements filled from
+                // the reserve then go to any caller of `alloc`: the pool
+                // serves the freeing path, whose users it trusts with them
+                // (README, "Mempool").
                 v.push(pool.target.alloc(layout, AllocFlags::NORMAL)?);
             }
         }

@@ -472,3 +472,39 @@ fn reserve_allocator_serves_collections_below_min() {
     free_all(&heap, blocks, two_pages());
     assert_eq!(heap.stats().reserve_pages, 0);
 }
+
+/// A direct mapping taken again from the heap's cache of freed mappings
+/// may be up to a quarter longer than the request; that extra is charged
+/// with the caller's rights, so a caller without the memalloc right (here
+/// one that refuses it outright) cannot take the heap below `min` by it.
+#[test]
+fn a_cached_mapping_reused_takes_no_reserve_pages() {
+    // 128 MiB: mappings of up to 8 MiB are cached.
+    let heap = Heap::new(Config::new().budget(128 * MIB)).unwrap();
+    let min = heap.stats().min_pages;
+    // A 5 MiB mapping (1280 pages) freed into the cache.
+    let big = Layout::from_size_align(5 * MIB, 8).unwrap();
+    let p = heap.alloc(big, AllocFlags::NORMAL).unwrap();
+    // SAFETY: allocated just above with `big`, freed once.
+    unsafe { heap.dealloc(p, big) };
+    // 4 MiB and a page (1025 pages) would reuse it: fill the heap until
+    // the request fits above `min`, but the cached mapping does not.
+    let request = Layout::from_size_align(4 * MIB + PAGE, 8).unwrap();
+    let block = Layout::from_size_align(64 << 10, 8).unwrap();
+    let mut held = Vec::new();
+    while heap.stats().free_pages >= min + 1025 + 100 {
+        held.push(heap.alloc(block, AllocFlags::NORMAL).unwrap());
+    }
+    assert!(heap.stats().free_pages < min + 1280);
+    let q = heap
+        .alloc(request, AllocFlags::NOMEMALLOC | AllocFlags::NORETRY)
+        .expect("the request itself fits above min");
+    let after = heap.stats().free_pages;
+    // SAFETY: allocated just above with `request`, freed once.
+    unsafe { heap.dealloc(q, request) };
+    free_all(&heap, held, block);
+    assert!(
+        after >= min,
+        "free pages {after} below min {min} after a request without the right"
+    );
+}
