@@ -484,6 +484,8 @@ impl HeapInner {
                     let s = self.new_slab(tc, class, r, true, None)?;
                     Ok(tc.install(self, class, s))
                 });
+                // Not kept owned: see `ThreadCache::give_up_reserve_slot`.
+                tc.give_up_reserve_slot(self, class);
                 return res;
             }
             Err(err)

@@ -9,7 +9,10 @@
 //!   needs no null check and falls to the slow path on the sentinel.
 //! * `reserve[c]` is a reserve-backed slab owned by this cache, or the
 //!   sentinel. It is used only by the slow path and only for callers with
-//!   memalloc rights, so the unprivileged fast path never sees it.
+//!   memalloc rights, so the unprivileged fast path never sees it; and
+//!   only during one reserve allocation: the slot is given up right after
+//!   ([`ThreadCache::give_up_reserve_slot`]), so that frees by any thread
+//!   that empty a reserve slab return its pages at once.
 //! * `kept[c]` holds up to `KEEP` ordinary slabs that were full when the
 //!   cache moved on from them. They stay owned, so this thread's frees into
 //!   them stay local (no atomics); the slow path switches back to one as
@@ -173,6 +176,32 @@ impl ThreadCache {
             self.foreign.note_allocation();
         }
         p
+    }
+
+    /// Gives up the reserve slot of `class`: its slab, if any, is detached
+    /// and settled under the heap lock. A reserve-backed slab is not kept
+    /// owned between reserve allocations: the frees that empty it, by any
+    /// thread, then settle it and return its pages to the reserve at once,
+    /// where an owned slab emptied by others' frees would wait for its
+    /// owner. (The reserve path is rare; its next allocation claims the
+    /// slab back from the partial lists.)
+    ///
+    /// # Safety
+    /// `heap` is this cache's heap; the caller is the cache's thread (or
+    /// holds its shard lock).
+    pub(crate) unsafe fn give_up_reserve_slot(&mut self, heap: &HeapInner, class: usize) {
+        // SAFETY: the slot holds a live descriptor.
+        let s = unsafe { &*self.reserve[class] };
+        if s.kind() != KIND_SLAB {
+            return;
+        }
+        self.reserve[class] = self.empty;
+        // SAFETY: this cache owns `s` (its reserve slot); detached, it is
+        // settled under the heap lock.
+        unsafe {
+            slab::detach(s, self.key);
+            heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
+        }
     }
 
     /// Refills the active (or, with `reserve`, the reserve) slot of `class`
