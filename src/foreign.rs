@@ -452,7 +452,10 @@ impl ForeignLists {
             // holds the encoded link.
             || (!head.is_null() && unsafe { key::decode(*(head as *const usize), key) } == p)
         {
-            already_listed(p);
+            crate::diag::fatal(
+                "double free (the object is already on this thread's foreign list)",
+                p as usize,
+            );
         }
         // SAFETY: `p` is ours (caller); its first word holds the link.
         unsafe { *(p as *mut usize) = key::encode(head, key) };
@@ -654,16 +657,6 @@ const DRAIN_BATCH: usize = 64;
 // `ForeignLists::drain` names a class in a byte.
 const _: () = assert!(NUM_CLASSES <= 256);
 
-/// A free of `p`, which is on this thread's foreign list already.
-#[cold]
-#[inline(never)]
-fn already_listed(p: *mut u8) -> ! {
-    crate::diag::fatal(
-        "double free (the object is already on this thread's foreign list)",
-        p as usize,
-    )
-}
-
 /// A pop took `p`, an object of `s`, a slab of the popping thread: the
 /// layout path lists such objects (it cannot tell the thread's own slabs
 /// without the descriptor), and the descriptor path frees them onto the
@@ -680,17 +673,11 @@ unsafe fn check_own(s: &PageDesc, p: *mut u8) {
     // SAFETY: as guaranteed by the caller.
     let (frees, free) = unsafe { (s.frees(), s.owner_line().free.get()) };
     if frees == p || free == p {
-        split_double_free(p)
+        crate::diag::fatal(
+            "double free (the object is on this thread's foreign list and on its slab's free list)",
+            p as usize,
+        );
     }
-}
-
-#[cold]
-#[inline(never)]
-fn split_double_free(p: *mut u8) -> ! {
-    crate::diag::fatal(
-        "double free (the object is on this thread's foreign list and on its slab's free list)",
-        p as usize,
-    )
 }
 
 /// The first-page descriptor of the live slab of `class` of which `b` is

@@ -475,12 +475,9 @@ impl HeapInner {
                 Err(e) => e,
             };
             if r.memalloc && err == AllocError::Watermark {
+                // (The reserve slot is empty here: it is given up after
+                // every reserve allocation, so each claims or carves.)
                 let res = self.through_gate(|| {
-                    let p = tc.refill_slot(self, class, true);
-                    if !p.is_null() {
-                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
-                        return Ok(p);
-                    }
                     let s = self.new_slab(tc, class, r, true, None)?;
                     Ok(tc.install(self, class, s))
                 });
