@@ -499,7 +499,7 @@ unsafe fn free_unowned_in(h: &HeapInner, s: &PageDesc, p: *mut u8) -> bool {
         return false;
     }
     let owner = s.owner.load(Ordering::Relaxed);
-    if s.kind() != KIND_SLAB || owner & !1 == this_cache() as usize {
+    if s.kind() != KIND_SLAB || owner == this_cache() as usize {
         return false; // not a slab object, or one of this thread's slabs
     }
     let class = crate::slab::class_index(s);
@@ -555,11 +555,10 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
     if cfg!(feature = "debug") || !crate::foreign::ENABLED || crate::sync::holds_lock() {
         return None;
     }
-    // A reserve slab may be this thread's own, owned under `id | 1`,
-    // whose frees the full path takes locally (it releases the slab, and
-    // so gives the reserve its pages back, as soon as the slab empties);
-    // the lists and the batch refuse reserve slabs anyway. Every other
-    // slab the caller sends is another's or nobody's.
+    // The lists and the batch refuse reserve slabs (whose objects must
+    // not reach an unprivileged allocation); the full path pushes the
+    // object onto its slab's remote stack, which settles the slab, and so
+    // returns its pages to the reserve, when it empties.
     if s.has_flag(FLAG_RESERVE) {
         return None;
     }
@@ -579,8 +578,8 @@ unsafe fn hold_unowned(h: &HeapInner, s: &PageDesc, p: *mut u8) -> Option<Hold> 
 }
 
 /// The free of an object whose slab descriptor `s` the inline path found
-/// owned by someone else, by nobody, or by this thread as a reserve slab
-/// (an owner other than this thread's cache id): held by this thread
+/// owned by someone else or by nobody (an owner other than this thread's
+/// cache id): held by this thread
 /// ([`hold_unowned`]), else pushed onto its slab's remote stack, else the
 /// first of a new chain ([`start_chain_out_of_line`]), else
 /// [`dealloc_unowned_full`]. The last three are tail calls, so the held
@@ -777,8 +776,7 @@ unsafe fn free_in_arena(p: *mut u8, off: usize, tc: *mut ThreadCache) {
     // SAFETY: `off` is below the size of the process heap's arena.
     let s = unsafe { crate::arena::desc::block_head_at(descs, off) };
     if s.owner.load(Ordering::Relaxed) != tc as usize {
-        // Another thread's slab, a detached one, one of this thread's
-        // reserve slabs, or no slab.
+        // Another thread's slab, a detached one, or no slab.
         // SAFETY: forwarded from the caller; `s` is what `back` leads to
         // from `p`'s page (`block_head`), its owner not this thread's
         // cache id (tested just above).

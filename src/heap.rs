@@ -436,9 +436,9 @@ impl HeapInner {
 
     /// The order of the slow path: the cache's own slab (bump region, then
     /// remote frees); an ordinary slab (listed, else carved under the tier's
-    /// mark); and only for memalloc callers refused by the mark, the
-    /// reserve slot, a listed reserve slab, or a new one carved from the
-    /// reserve.
+    /// mark); and only for memalloc callers refused by the mark, an object
+    /// of a listed reserve slab, or of a new one carved from the reserve
+    /// ([`HeapInner::alloc_from_reserve`]).
     ///
     /// # Safety
     /// As for [`HeapInner::alloc_small`].
@@ -456,18 +456,18 @@ impl HeapInner {
             // SAFETY: `tc` is the caller's cache of this heap.
             unsafe { tc.flush(self) };
         }
-        self.maybe_lift_reserve(tc);
+        self.maybe_lift_reserve();
         // SAFETY: `tc` is the caller's cache of this heap.
         unsafe {
             // (Served by the thread's own slabs: its foreign lists may
             // hand out objects again, see `foreign::POPS_BEFORE_REFILL`.)
-            let p = tc.refill_slot(self, class, false);
+            let p = tc.refill_slot(self, class);
             if !p.is_null() {
                 tc.foreign.note_allocation();
                 return Ok(p);
             }
             let retiring = tc.take_retiring(self);
-            let err = match self.new_slab(tc, class, r, false, retiring) {
+            let err = match self.new_slab(tc, class, r, retiring) {
                 Ok(s) => {
                     tc.foreign.note_allocation();
                     return Ok(tc.install(self, class, s));
@@ -475,26 +475,16 @@ impl HeapInner {
                 Err(e) => e,
             };
             if r.memalloc && err == AllocError::Watermark {
-                // (The reserve slot is empty here: it is given up after
-                // every reserve allocation, so each claims or carves.)
-                let res = self.through_gate(|| {
-                    let s = self.new_slab(tc, class, r, true, None)?;
-                    Ok(tc.install(self, class, s))
-                });
-                // Not kept owned: see `ThreadCache::give_up_reserve_slot`.
-                tc.give_up_reserve_slot(self, class);
-                return res;
+                return self.through_gate(|| self.alloc_from_reserve(tc, class, r));
             }
             Err(err)
         }
     }
 
-    /// A slab for `class`, owned by `tc`: a listed one, else a new one. On
-    /// the reserve path (`reserve`), the listed slabs are reserve-backed
-    /// ones and a new slab is flagged if only the memalloc right admitted it.
-    /// `retiring`, a slab `tc` gave up and detached
-    /// (`ThreadCache::take_retiring`), is settled in the same lock round,
-    /// first, whatever the outcome.
+    /// An ordinary slab for `class`, owned by `tc`: a listed one, else one
+    /// carved under the tier's mark. `retiring`, a slab `tc` gave up and
+    /// detached (`ThreadCache::take_retiring`), is settled in the same lock
+    /// round, first, whatever the outcome.
     ///
     /// # Safety
     /// `tc` is the caller's cache of this heap; `retiring` is a detached
@@ -504,7 +494,6 @@ impl HeapInner {
         tc: &ThreadCache,
         class: usize,
         r: Rights,
-        reserve: bool,
         retiring: Option<&PageDesc>,
     ) -> Result<&PageDesc, AllocError> {
         let order = SLAB_ORDER[class] as usize;
@@ -516,27 +505,91 @@ impl HeapInner {
                     // First, so a claim may take it if it became partial.
                     slab::settle(&self.arena, &self.slabs, s);
                 }
-                let owner = if reserve { tc.reserve_id() } else { tc.id() };
-                if let Some(s) = slab::claim(&self.arena, &self.slabs, class, reserve, owner) {
-                    if reserve {
-                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Some(s) = slab::claim(&self.arena, &self.slabs, class, false, tc.id()) {
                     return Ok(s);
                 }
-                let b = self.arena.alloc(order, r.tier, reserve)?;
+                let b = self.arena.alloc(order, r.tier, false)?;
                 self.granted(r, b.admit, 1 << order);
-                let flagged = b.admit == Admit::Reserve;
-                let owner = if flagged { tc.reserve_id() } else { tc.id() };
                 Ok(slab::carve(
                     &self.arena,
                     &self.slabs,
                     b.idx,
                     class,
-                    owner,
-                    flagged,
+                    tc.id(),
+                    false,
                 ))
             }
         })
+    }
+
+    /// One object of `class` for a memalloc caller whom the tier's mark
+    /// refused: from a listed reserve-backed slab, else from a slab carved
+    /// from the reserve. That slab is owned only inside this lock round
+    /// ([`slab::LOCK_HOLDER`]), which detaches and settles it again, so no
+    /// cache keeps a reserve-backed slab: the frees that empty one, by any
+    /// thread, return its pages to the reserve at once, and neither free
+    /// fast path can meet one owned by its thread. (A cache that kept one
+    /// between reserve allocations kept its pages, once other threads had
+    /// emptied it, until that thread next flushed.) The reserve path is
+    /// rare, so one lock round an object is cheap; the detach may walk
+    /// the slab's `frees` list under the lock, which holds only remote
+    /// frees the claim took.
+    ///
+    /// A block that the caller's own mark admits after all (others freed
+    /// memory since the refusal) becomes an ordinary slab of `tc`, as
+    /// [`HeapInner::new_slab`] would have made it.
+    ///
+    /// # Safety
+    /// `tc` is the caller's cache of this heap.
+    unsafe fn alloc_from_reserve(
+        &self,
+        tc: &mut ThreadCache,
+        class: usize,
+        r: Rights,
+    ) -> Result<*mut u8, AllocError> {
+        let order = SLAB_ORDER[class] as usize;
+        let key = self.slabs.key;
+        let (arena, lists) = (&self.arena, &self.slabs);
+        let got = self.with_lock(|| {
+            // SAFETY: under the heap lock. A claimed or carved slab is the
+            // lock holder's (`LOCK_HOLDER`) until its detach, so its
+            // owner's lists are ours; settled under the same lock.
+            unsafe {
+                if let Some(s) = slab::claim(arena, lists, class, true, slab::LOCK_HOLDER) {
+                    self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                    let p = slab::take_object(arena, s, 1, key);
+                    slab::detach(s, key);
+                    slab::settle(arena, lists, s);
+                    // (A listed slab has objects to give: `settle` lists
+                    // only those; the carve below covers a miscount.)
+                    if !p.is_null() {
+                        return Ok(Ok(p));
+                    }
+                }
+                let b = arena.alloc(order, r.tier, true)?;
+                self.granted(r, b.admit, 1 << order);
+                if b.admit != Admit::Reserve {
+                    let s = slab::carve(arena, lists, b.idx, class, tc.id(), false);
+                    return Ok(Err(s));
+                }
+                let s = slab::carve(arena, lists, b.idx, class, slab::LOCK_HOLDER, true);
+                // A fresh slab gives its first object.
+                let p = slab::take_object(arena, s, 1, key);
+                slab::detach(s, key);
+                slab::settle(arena, lists, s);
+                Ok(Ok(p))
+            }
+        })?;
+        match got {
+            Ok(p) => Ok(p),
+            Err(ordinary) => {
+                tc.foreign.note_allocation();
+                // SAFETY: `tc` owns the fresh slab, not reserve-backed; its
+                // class's active slot is the sentinel (the slow path
+                // emptied it before trying to carve).
+                Ok(unsafe { tc.install(self, class, ordinary) })
+            }
+        }
     }
 
     /// Counts a refusal and warns (rate-limited, unless `NOWARN`).
@@ -575,24 +628,14 @@ impl HeapInner {
     }
 
     /// When pressure has lifted (free above `high`), reserve-backed slabs
-    /// serve everyone again: listed ones move to the ordinary lists, and the
-    /// caller's own reserve slots are given up.
-    fn maybe_lift_reserve(&self, tc: &mut ThreadCache) {
+    /// serve everyone again: listed ones move to the ordinary lists. (The
+    /// others, detached with too few free objects to be listed, keep the
+    /// flag until they are released or listed and lifted then.)
+    fn maybe_lift_reserve(&self) {
         if self.slabs.reserve_slabs.load(Ordering::Relaxed) == 0
             || self.arena.free_pages() <= self.arena.marks.high
         {
             return;
-        }
-        for class in 0..NUM_CLASSES {
-            // SAFETY: the slot holds a live descriptor.
-            let s = unsafe { &*tc.reserve[class] };
-            if s.kind() == KIND_SLAB {
-                tc.reserve[class] = tc.empty;
-                // SAFETY: `tc` owns `s`; it is detached before the flag changes.
-                unsafe { slab::detach(s, self.slabs.key) };
-                // SAFETY: under the heap lock; `s` is a descriptor of ours.
-                self.with_lock(|| unsafe { slab::unreserve_detached(&self.arena, &self.slabs, s) });
-            }
         }
         self.with_lock(|| {
             for class in 0..NUM_CLASSES {
@@ -914,7 +957,7 @@ impl HeapInner {
                 let owner = s.owner.load(Ordering::Relaxed);
                 if tc.owns(owner) {
                     // SAFETY: we own the slab; `p` is one of its objects.
-                    unsafe { tc.free_local(self, s, p) };
+                    unsafe { tc.free_local(s, p) };
                     return;
                 }
                 // Another's object stays with this thread when it can, for

@@ -7,12 +7,12 @@
 //! * `active[c]` is an ordinary slab owned by this cache, or the sentinel
 //!   `empty` descriptor, whose local lists are always empty: the fast path
 //!   needs no null check and falls to the slow path on the sentinel.
-//! * `reserve[c]` is a reserve-backed slab owned by this cache, or the
-//!   sentinel. It is used only by the slow path and only for callers with
-//!   memalloc rights, so the unprivileged fast path never sees it; and
-//!   only during one reserve allocation: the slot is given up right after
-//!   ([`ThreadCache::give_up_reserve_slot`]), so that frees by any thread
-//!   that empty a reserve slab return its pages at once.
+//! * No slot ever holds a reserve-backed slab: a caller with memalloc
+//!   rights takes one object of such a slab inside one heap-lock round,
+//!   which detaches the slab again (`HeapInner::alloc_from_reserve`). So
+//!   neither fast path can meet one owned by its thread, and the frees
+//!   that empty one, by any thread, return its pages to the reserve at
+//!   once.
 //! * `kept[c]` holds up to `KEEP` ordinary slabs that were full when the
 //!   cache moved on from them. They stay owned, so this thread's frees into
 //!   them stay local (no atomics); the slow path switches back to one as
@@ -37,12 +37,8 @@
 //!   own, for its own next allocations of their classes (`foreign.rs`);
 //!   `flush` returns them to their slabs. Only `per_thread` caches list
 //!   them: a private heap's shards are never flushed by a thread exit.
-//! * Reserve slabs are owned under a second id, `id() | 1`: the free fast
-//!   path compares the owner with `id()` only, so frees into reserve slabs
-//!   always take the slow path, which releases an emptied reserve slab at
-//!   once. The unprivileged fast path pays nothing for this.
 
-use crate::arena::desc::{PageDesc, FLAG_RESERVE, KIND_SLAB};
+use crate::arena::desc::{PageDesc, KIND_SLAB};
 use crate::foreign::ForeignLists;
 use crate::heap::HeapInner;
 use crate::remote_batch::RemoteBatch;
@@ -68,7 +64,6 @@ pub(crate) const LARGE_MAX_ORDER: usize = 6;
 
 pub(crate) struct ThreadCache {
     pub(crate) active: [*const PageDesc; NUM_CLASSES],
-    pub(crate) reserve: [*const PageDesc; NUM_CLASSES],
     kept: [[*const PageDesc; KEEP]; NUM_CLASSES],
     /// The kept slab given up by the last exhaustion of an active one,
     /// still owned, until [`ThreadCache::take_retiring`] hands it to the
@@ -105,7 +100,6 @@ impl ThreadCache {
     pub(crate) const fn per_thread_cache(empty: *const PageDesc, per_thread: bool) -> Self {
         Self {
             active: [empty; NUM_CLASSES],
-            reserve: [empty; NUM_CLASSES],
             kept: [[empty; KEEP]; NUM_CLASSES],
             retiring: empty,
             large: [0; LARGE_MAX_ORDER - LARGE_MIN_ORDER + 1],
@@ -123,16 +117,10 @@ impl ThreadCache {
         self as *const Self as usize
     }
 
-    /// The owner id of this cache's reserve slabs.
-    #[inline(always)]
-    pub(crate) fn reserve_id(&self) -> usize {
-        self.id() | 1
-    }
-
     /// Whether this cache owns the slab with owner field `owner`.
     #[inline(always)]
     pub(crate) fn owns(&self, owner: usize) -> bool {
-        owner & !1 == self.id()
+        owner == self.id()
     }
 
     /// Pops from the active slab of `class`; null if its list is empty.
@@ -178,81 +166,30 @@ impl ThreadCache {
         p
     }
 
-    /// Gives up the reserve slot of `class`: its slab, if any, is detached
-    /// and settled under the heap lock. A reserve-backed slab is not kept
-    /// owned between reserve allocations: the frees that empty it, by any
-    /// thread, then settle it and return its pages to the reserve at once,
-    /// where an owned slab emptied by others' frees would wait for its
-    /// owner. (The reserve path is rare; its next allocation claims the
-    /// slab back from the partial lists.)
-    ///
-    /// # Safety
-    /// `heap` is this cache's heap; the caller is the cache's thread (or
-    /// holds its shard lock).
-    pub(crate) unsafe fn give_up_reserve_slot(&mut self, heap: &HeapInner, class: usize) {
-        // SAFETY: the slot holds a live descriptor.
-        let s = unsafe { &*self.reserve[class] };
-        if s.kind() != KIND_SLAB {
-            return;
-        }
-        self.reserve[class] = self.empty;
-        // SAFETY: this cache owns `s` (its reserve slot); detached, it is
-        // settled under the heap lock.
-        unsafe {
-            slab::detach(s, self.key);
-            heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
-        }
-    }
-
-    /// Refills the active (or, with `reserve`, the reserve) slot of `class`
-    /// from its own slab: its `frees` list, bump region, then remote frees,
-    /// then (ordinary slots) a kept slab with free objects. Returns an
+    /// Refills the active slot of `class` from its own slab: its `frees`
+    /// list, bump region, then remote frees, then a kept slab with free
+    /// objects. Returns an
     /// object, or null with the slot reset: the caller then claims or
     /// carves a slab, and settles the kept slab this gave up
     /// ([`ThreadCache::take_retiring`]).
     ///
     /// # Safety
     /// As for [`ThreadCache::alloc_fast`]; `heap` owns the slabs.
-    pub(crate) unsafe fn refill_slot(
-        &mut self,
-        heap: &HeapInner,
-        class: usize,
-        reserve: bool,
-    ) -> *mut u8 {
-        let slot = if reserve {
-            &mut self.reserve[class]
-        } else {
-            &mut self.active[class]
-        };
+    pub(crate) unsafe fn refill_slot(&mut self, heap: &HeapInner, class: usize) -> *mut u8 {
         // SAFETY: the slot holds a live descriptor.
-        let s = unsafe { &**slot };
+        let s = unsafe { &*self.active[class] };
         if s.kind() != KIND_SLAB {
             return core::ptr::null_mut();
         }
-        let key = self.key;
-        // SAFETY: we own `s`.
-        unsafe {
-            let mut p = pop_local(s, key);
-            if p.is_null() {
-                p = slab::take_frees(s, key);
-            }
-            if !p.is_null() {
-                return p;
-            }
-            let batch = (BUMP_BYTES / slab::obj_size(s) as u32).clamp(4, BUMP_BATCH);
-            // (Both lists are empty here, as `collect_remote` needs one.)
-            if slab::refill_from_bump(&heap.arena, s, batch, key) || slab::collect_remote(s) != 0 {
-                return pop_local(s, key);
-            }
-            *slot = self.empty;
-            if reserve {
-                // Full reserve slab: give it up; remote frees list it again.
-                slab::detach(s, key);
-                heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
-                return core::ptr::null_mut();
-            }
-            self.switch_to_kept(heap, class, s)
+        let batch = (BUMP_BYTES / slab::obj_size(s) as u32).clamp(4, BUMP_BATCH);
+        // SAFETY: we own `s`, a slab of `heap`.
+        let p = unsafe { slab::take_object(&heap.arena, s, batch, self.key) };
+        if !p.is_null() {
+            return p;
         }
+        self.active[class] = self.empty;
+        // SAFETY: we own `s` and the kept slabs.
+        unsafe { self.switch_to_kept(heap, class, s) }
     }
 
     /// The active slab `full` of `class` is exhausted: switch to a kept
@@ -284,7 +221,7 @@ impl ThreadCache {
                 *slot = full;
                 self.active[class] = k;
                 // SAFETY: we own `k`, now active.
-                return unsafe { self.refill_slot(heap, class, false) };
+                return unsafe { self.refill_slot(heap, class) };
             }
         }
         let oldest = kept[KEEP - 1];
@@ -308,10 +245,12 @@ impl ThreadCache {
         core::ptr::null_mut()
     }
 
-    /// Installs a freshly claimed or carved slab and pops from it.
+    /// Installs a freshly claimed or carved ordinary slab as the active
+    /// one and pops from it.
     ///
     /// # Safety
-    /// This cache owns `s`, the slot for its class is the sentinel.
+    /// This cache owns `s`, which is not reserve-backed; the slot for its
+    /// class is the sentinel.
     pub(crate) unsafe fn install(
         &mut self,
         heap: &HeapInner,
@@ -321,14 +260,9 @@ impl ThreadCache {
         self.key = heap.slabs.key;
         let id = self.id();
         self.foreign.set_owner_id(id);
-        let reserve = s.has_flag(FLAG_RESERVE);
-        if reserve {
-            self.reserve[class] = s;
-        } else {
-            self.active[class] = s;
-        }
+        self.active[class] = s;
         // SAFETY: we own `s`; it was just installed.
-        unsafe { self.refill_slot(heap, class, reserve) }
+        unsafe { self.refill_slot(heap, class) }
     }
 
     /// The kept slabs of `class` (or sentinels), for `verify`.
@@ -372,31 +306,10 @@ impl ThreadCache {
     ///
     /// # Safety
     /// `p` is a live object of `s`, and `self.owns(s.owner)`.
-    pub(crate) unsafe fn free_local(&mut self, heap: &HeapInner, s: &PageDesc, p: *mut u8) {
-        use crate::sync::Ordering;
+    pub(crate) unsafe fn free_local(&mut self, s: &PageDesc, p: *mut u8) {
         // SAFETY: we own the slab's local fields (in its owner line); `p` is
         // one of its objects.
-        unsafe {
-            slab::push_local(s, p, self.key);
-            let used = s.owner_line().used.load(Ordering::Relaxed);
-            // `used` still counts remote frees not collected yet: the slab
-            // is empty when the rest of it waits on the remote stack.
-            if s.has_flag(FLAG_RESERVE)
-                && used
-                    == slab::remote::rcnt(
-                        slab::remote::word(s).load(crate::sync::Ordering::Acquire),
-                    )
-            {
-                // An emptied reserve-backed slab goes back to the arena at
-                // once, refilling the reserve.
-                let class = s.class.load(Ordering::Relaxed) as usize;
-                if core::ptr::eq(self.reserve[class], s) {
-                    self.reserve[class] = self.empty;
-                }
-                slab::detach(s, self.key);
-                heap.with_lock(|| slab::settle(&heap.arena, &heap.slabs, s));
-            }
-        }
+        unsafe { slab::push_local(s, p, self.key) };
     }
 
     /// Detaches every slab this cache owns (thread exit, reclaim).
@@ -427,8 +340,7 @@ impl ThreadCache {
         for class in 0..NUM_CLASSES {
             let slots = self.kept[class]
                 .iter_mut()
-                .chain(core::iter::once(&mut self.active[class]))
-                .chain(core::iter::once(&mut self.reserve[class]));
+                .chain(core::iter::once(&mut self.active[class]));
             for slot in slots {
                 // SAFETY: slots hold live descriptors.
                 let s = unsafe { &**slot };
@@ -464,7 +376,7 @@ impl ThreadCache {
         unsafe {
             foreign.drain(&heap.arena, heap.slabs.key, |s, p| {
                 if self.owns(s.owner.load(crate::sync::Ordering::Relaxed)) {
-                    self.free_local(heap, s, p);
+                    self.free_local(s, p);
                 } else {
                     heap.free_remote(s, p);
                 }

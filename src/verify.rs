@@ -20,14 +20,15 @@
 //!   two lists); `local + used == bump` and `remote <= used`; a detached
 //!   slab has no owner, still has live objects, the copy of its count in
 //!   its first page's descriptor equals the count, and it is listed once
-//!   it has a quarter free; an owned slab is not listed, and is owned
-//!   through a reserve id exactly when it is reserve-backed;
+//!   it has a quarter free; an owned slab is not listed and not
+//!   reserve-backed (only the heap lock's holder owns one of those, inside
+//!   one lock round);
 //! * **partial lists**: every listed slab is a detached slab of that class
 //!   and kind (reserve or not) with `LISTED` set, links are consistent, no
 //!   cycles, and every `LISTED` slab is on one;
-//! * **shard caches**: each active slot holds the sentinel or an ordinary
-//!   slab of its class owned by that cache, each reserve slot the sentinel
-//!   or a reserve-backed one; the sentinel is an empty `UNUSED` descriptor;
+//! * **shard caches**: each active, kept or retiring slot holds the
+//!   sentinel or a slab of its class owned by that cache; the sentinel is
+//!   an empty `UNUSED` descriptor;
 //! * **growth runs**: each open run's head is a `LARGE` block of the run's
 //!   order with `RUN` set, aligned to the run's top order and below the
 //!   frontier, and each held block is `CACHED` and of its order;
@@ -395,8 +396,8 @@ impl HeapInner {
         for shard in &self.shards {
             // SAFETY: the shard lock is held.
             let tc = unsafe { &*shard.cache.get() };
-            // Every slot that holds an owned slab: active, kept and reserve
-            // per class, and the retiring slab (of whatever class it has).
+            // Every slot that holds an owned slab: active and kept per
+            // class, and the retiring slab (of whatever class it has).
             // A slot's page index, checked to name one of this heap's
             // descriptors before any use.
             let slot_index = |slot: *const PageDesc, class: usize| {
@@ -418,13 +419,10 @@ impl HeapInner {
                 Some(a.desc(i).class.load(Ordering::Relaxed) as usize)
             };
             for class in 0..NUM_CLASSES {
-                let ordinary = core::iter::once(tc.active[class])
+                let slots = core::iter::once(tc.active[class])
                     .chain(tc.kept(class).iter().copied())
                     .chain((retiring_class == Some(class)).then_some(retiring));
-                let slots = ordinary
-                    .map(|slot| (slot, false))
-                    .chain(core::iter::once((tc.reserve[class], true)));
-                for (slot, reserve) in slots {
+                for slot in slots {
                     if std::ptr::eq(slot, empty) {
                         continue;
                     }
@@ -442,21 +440,12 @@ impl HeapInner {
                         class,
                     )?;
                     let owner = d.owner.load(Ordering::Relaxed);
-                    let want = if reserve { tc.reserve_id() } else { tc.id() };
                     check(
-                        owner == want,
+                        owner == tc.id(),
                         "cache slot: slab owned by another cache",
                         i,
                         owner,
                     )?;
-                    if !reserve {
-                        check(
-                            !d.has_flag(FLAG_RESERVE),
-                            "cache slot: reserve slab active",
-                            i,
-                            class,
-                        )?;
-                    }
                 }
             }
         }
@@ -701,12 +690,9 @@ impl HeapInner {
         } else {
             check(owner != 0, "owned slab without an owner", i, 0)?;
             check(!listed, "owned slab on a partial list", i, owner)?;
-            check(
-                (owner & 1 == 1) == reserve,
-                "slab owned through a slot of the other kind (reserve or not)",
-                i,
-                owner,
-            )?;
+            // (Only the heap lock's holder owns one, and only inside one
+            // round: `slab::LOCK_HOLDER`.)
+            check(!reserve, "reserve-backed slab owned by a cache", i, owner)?;
         }
         if listed {
             t.listed_slabs += 1;

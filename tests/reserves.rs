@@ -284,6 +284,36 @@ fn emptied_reserve_slab_returns_its_pages_at_once() {
     free_all(&heap, blocks, two_pages());
 }
 
+/// A reserve allocation takes its object in the lock round that claims or
+/// carves the reserve slab and leaves the slab detached: one round for the
+/// ordinary attempt that the mark refuses, one for the reserve, and no
+/// third to give the slab up afterwards.
+#[test]
+fn a_reserve_allocation_takes_two_lock_rounds() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    heap.flush_caches();
+    const N: usize = 40;
+    let first = heap.alloc(small(), AllocFlags::MEMALLOC).unwrap();
+    let before = heap.stats().lock_acquisitions;
+    let objs: Vec<NonNull<u8>> = (0..N)
+        .map(|_| heap.alloc(small(), AllocFlags::MEMALLOC).unwrap())
+        .collect();
+    // (This snapshot takes the lock once more.)
+    let after = heap.stats();
+    assert!(objs.iter().all(|p| heap.is_reserve_backed(p.as_ptr())));
+    assert_eq!(after.reserve_slabs, 1, "{N} objects of one 64-byte slab");
+    let rounds = after.lock_acquisitions - before;
+    assert!(
+        (2 * N..=2 * N + 1).contains(&rounds),
+        "{rounds} heap-lock rounds for {N} reserve allocations"
+    );
+    free_all(&heap, objs, small());
+    free_all(&heap, vec![first], small());
+    assert_eq!(heap.stats().reserve_slabs, 0);
+    free_all(&heap, blocks, two_pages());
+}
+
 #[test]
 fn reserve_flags_clear_when_pressure_lifts() {
     let heap = heap_with_min(8 * MIB, 96);

@@ -1,7 +1,7 @@
-//! Reserve-backed slabs below `min` (`HeapInner::alloc_small_slow`,
-//! `new_slab`/`slab::claim`/`slab::carve` with the reserve flag, the
-//! partial lists, `ThreadCache::free_local` releasing an emptied reserve
-//! slab, `maybe_lift_reserve`).
+//! Reserve-backed slabs below `min` (`HeapInner::alloc_from_reserve`:
+//! `slab::claim`/`slab::carve` with the reserve flag, one object taken and
+//! the slab detached in the same lock round; the partial lists; a free
+//! settling an emptied reserve slab; `maybe_lift_reserve`).
 //!
 //! 16 pages, `min` = 4, `high` = 6. Three 4-page blocks are held, so free
 //! pages are at `min`: ordinary slabs cannot be carved. The memalloc thread

@@ -47,15 +47,26 @@
 //! descriptor), so a use-after-free write to a link word ends in an abort,
 //! not in a block at an address of the writer's choice.
 //!
-//! Reserve-backed slabs (`FLAG_RESERVE`) live on separate partial lists and
-//! in separate thread-cache slots: a caller without memalloc rights never
-//! claims one, so it never receives their objects.
+//! Reserve-backed slabs (`FLAG_RESERVE`) live on separate partial lists,
+//! which only callers with memalloc rights claim from, and never in a
+//! thread cache: such a caller takes one object in the lock round of its
+//! claim (or carve), and the slab is detached and settled before the
+//! round ends ([`LOCK_HOLDER`]). So a caller without the right never
+//! receives their objects, and the frees that empty one, by any thread,
+//! return its pages to the reserve at once.
 
 pub(crate) mod class;
 #[cfg(feature = "debug")]
 pub(crate) mod debug;
 pub(crate) mod key;
 pub(crate) mod remote;
+
+/// The owner of a reserve-backed slab while the heap lock's holder takes
+/// one object from it (`HeapInner::alloc_from_reserve`), which detaches it
+/// again before the lock is released: odd, so no cache's address, and a
+/// thread freeing into the slab meanwhile pushes onto its remote stack.
+/// No cache owns a reserve-backed slab outside that lock round.
+pub(crate) const LOCK_HOLDER: usize = 1;
 
 use crate::arena::desc::{PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_SLAB, KIND_TAIL, NIL};
 use crate::arena::Arena;
@@ -355,6 +366,30 @@ pub(crate) unsafe fn collect_remote(s: &PageDesc) -> u32 {
     n
 }
 
+/// Takes one object from `s` for its owner: the head of its allocation
+/// list, else of its `frees` list, else, after linking up to `batch`
+/// objects from the bump region or taking the remote stack, the new
+/// head. Null when the slab has nothing to give.
+///
+/// # Safety
+/// As for [`pop_local`]; `arena` is the arena of `s`, which is a slab
+/// (not a sentinel).
+#[inline]
+pub(crate) unsafe fn take_object(arena: &Arena, s: &PageDesc, batch: u32, key: usize) -> *mut u8 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let mut p = pop_local(s, key);
+        if p.is_null() {
+            p = take_frees(s, key);
+        }
+        // (Both lists are empty here, as `collect_remote` needs one.)
+        if p.is_null() && (refill_from_bump(arena, s, batch, key) || collect_remote(s) != 0) {
+            p = pop_local(s, key);
+        }
+        p
+    }
+}
+
 /// Prepends a chain (ending in null) to the allocation list. Every link
 /// walked is checked to stay inside the slab.
 ///
@@ -619,32 +654,6 @@ unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     s.set_flag(FLAG_LISTED, false);
 }
 
-/// Pressure has lifted: clears the reserve flag of `s`, which its owner
-/// detached before taking the heap lock, and settles it on the ordinary
-/// lists. Between the detach and the lock a remote free may have listed
-/// it (on the reserve list, which the flag selects, so it is unlinked
-/// first), a reserve claimer may own it again (it is left alone), or it
-/// may have been released (nothing to do).
-///
-/// # Safety
-/// The caller holds the heap lock; `s` is a descriptor of this arena.
-pub(crate) unsafe fn unreserve_detached(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
-    // SAFETY: tested only once `s` heads a slab, which under the heap lock
-    // stays one.
-    if s.kind() != KIND_SLAB || unsafe { remote::word(s) }.load(Ordering::Acquire) & DETACHED == 0 {
-        return;
-    }
-    // SAFETY: under the heap lock; `s` is a detached slab, so nobody but
-    // the lock holder changes its flags and links.
-    unsafe {
-        if s.has_flag(FLAG_LISTED) {
-            unlink(arena, lists, s);
-        }
-        unreserve(arena, lists, s);
-        settle(arena, lists, s);
-    }
-}
-
 /// Clears the reserve flag of every listed reserve-backed slab of `class`,
 /// moving them to the ordinary list (pressure has lifted).
 ///
@@ -671,7 +680,7 @@ pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: u
 ///
 /// # Safety
 /// The caller holds the heap lock; `s` is not on a list (the flag selects
-/// the list) and not owned under a reserve id by another cache.
+/// the list).
 pub(crate) unsafe fn unreserve(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     if s.has_flag(FLAG_RESERVE) {
         s.set_flag(FLAG_RESERVE, false);
