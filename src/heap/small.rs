@@ -165,25 +165,24 @@ impl HeapInner {
             // lock holder's (`LOCK_HOLDER`) until its detach, so its
             // owner's lists are ours; settled under the same lock.
             unsafe {
-                if let Some(s) = slab::claim(arena, lists, class, true, slab::LOCK_HOLDER) {
-                    self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
-                    let p = slab::take_object(arena, s, 1, key);
-                    slab::detach(s, key);
-                    slab::settle(arena, lists, s);
-                    // (A listed slab has objects to give: `settle` lists
-                    // only those; the carve below covers a miscount.)
-                    if !p.is_null() {
-                        return Ok(Ok(p));
+                let s = match slab::claim(arena, lists, class, true, slab::LOCK_HOLDER) {
+                    Some(s) => {
+                        self.counters.reserve_allocs.fetch_add(1, Ordering::Relaxed);
+                        s
                     }
-                }
-                let b = arena.alloc(order, r.tier, true)?;
-                self.granted(r, b.admit, 1 << order);
-                if b.admit != Admit::Reserve {
-                    let s = slab::carve(arena, lists, b.idx, class, tc.id(), false);
-                    return Ok(Err(s));
-                }
-                let s = slab::carve(arena, lists, b.idx, class, slab::LOCK_HOLDER, true);
-                // A fresh slab gives its first object.
+                    None => {
+                        let b = arena.alloc(order, r.tier, true)?;
+                        self.granted(r, b.admit, 1 << order);
+                        if b.admit != Admit::Reserve {
+                            let s = slab::carve(arena, lists, b.idx, class, tc.id(), false);
+                            return Ok(Err(s));
+                        }
+                        slab::carve(arena, lists, b.idx, class, slab::LOCK_HOLDER, true)
+                    }
+                };
+                // Never null: a fresh slab has all its objects, and
+                // `settle` lists a slab only with objects to give (were it
+                // null, the caller is refused, below).
                 let p = slab::take_object(arena, s, 1, key);
                 slab::detach(s, key);
                 slab::settle(arena, lists, s);
@@ -191,6 +190,7 @@ impl HeapInner {
             }
         })?;
         match got {
+            Ok(p) if p.is_null() => Err(AllocError::Watermark),
             Ok(p) => Ok(p),
             Err(ordinary) => {
                 tc.foreign.note_allocation();
