@@ -21,15 +21,15 @@
 # Figures with the default bound, on 2 shared cores (executions of the
 # correct model / execution at which the twin was caught, wall time):
 #
-#   arena_accounting  178,126 / 1       35 s   twin WeakLockAcquire
+#   arena_accounting  178,126 / 1       42 s   twin WeakLockAcquire
 #   block_cache         2,412 / 1      0.2 s   twin BlockCacheSplitTake
-#   capture           169,620 / 18,566  57 s   twin CaptureTrustsPoll
+#   capture           169,620 / 18,566  53 s   twin CaptureTrustsPoll
 #   growth_runs           113 / 36     0.1 s   twin GrowthRunSplitGrow
 #   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
-#   mempool_wakeup        284 / 4      0.1 s   twin MempoolNotifyEarly
-#   remote_batch        1,756 / 1        1 s   twin ChainCountedAsOne
-#   remote_free       105,733 / 1       39 s   twin WeakRemotePush
-#   reserve_slabs      36,812 / 1       23 s   twin ReserveListedAsOrdinary
+#   mempool_wakeup        796 / 4      0.1 s   twin MempoolNotifyEarly
+#   remote_batch          847 / 1      0.2 s   twin ChainCountedAsOne
+#   remote_free        52,285 / 1       16 s   twin WeakRemotePush
+#   reserve_slabs     267,399 / 1      129 s   twin ReserveListedAsOrdinary
 #   slab_ownership     30,672 / 226     12 s   twin SettleSkipsRecheck
 #                             / 305            twin DetachSplitsWord
 #

@@ -127,7 +127,8 @@ pub struct Stats {
     /// Pages in use that were handed out from the reserve (below the
     /// caller's tier mark, by the memalloc right).
     pub reserve_pages: usize,
-    /// Allocations served from reserve memory (slab refills and blocks).
+    /// Allocations served from reserve memory (objects of reserve-backed
+    /// slabs, and blocks).
     pub reserve_allocs: usize,
     /// Threads inside the reserve now (when `max_reserve_users` is set).
     pub reserve_users: usize,

@@ -682,7 +682,7 @@ impl HeapInner {
             )?;
             let avail = cap - (used - rc);
             check(
-                listed || avail < list_threshold(cap as u32) as usize,
+                listed || avail < list_threshold(cap as u32, reserve) as usize,
                 "detached slab with free objects not listed",
                 i,
                 avail,

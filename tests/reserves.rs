@@ -314,6 +314,35 @@ fn a_reserve_allocation_takes_two_lock_rounds() {
     free_all(&heap, blocks, two_pages());
 }
 
+/// Every object of a reserve-backed slab serves reserve allocations
+/// before another slab is carved from the reserve: a reserve allocation
+/// takes one object a claim, so the slab stays claimable (listed) down to
+/// its last free object.
+#[test]
+fn a_reserve_slab_is_used_up_before_the_next_is_carved() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    heap.flush_caches();
+    let first = heap.alloc(small(), AllocFlags::MEMALLOC).unwrap();
+    let st = heap.stats();
+    assert_eq!(st.reserve_slabs, 1);
+    let capacity = st.reserve_pages * PAGE / small().size();
+    let mut objs = vec![first];
+    while heap.stats().reserve_slabs == 1 {
+        objs.push(heap.alloc(small(), AllocFlags::MEMALLOC).unwrap());
+        assert!(objs.len() <= capacity + 1, "a second slab never came");
+    }
+    assert_eq!(
+        objs.len(),
+        capacity + 1,
+        "the second reserve slab came before the first's {capacity} objects were used"
+    );
+    heap.verify().unwrap();
+    free_all(&heap, objs, small());
+    assert_eq!(heap.stats().reserve_slabs, 0);
+    free_all(&heap, blocks, two_pages());
+}
+
 #[test]
 fn reserve_flags_clear_when_pressure_lifts() {
     let heap = heap_with_min(8 * MIB, 96);

@@ -13,8 +13,10 @@
 //!   an object whose slab is not reserve-backed;
 //! * H frees two of the held blocks, lifting free pages above `high`, so
 //!   ordinary slabs may be carved again and reserve slabs are unflagged;
-//! * M frees its other object, allocates once more (memalloc) and exits
-//!   with that object live, so its reserve slab is detached and listed.
+//! * M frees its other object, allocates once more (memalloc: the reserve
+//!   slab, detached again in the round that took the object, or an
+//!   ordinary slab once H has lifted the pressure) and exits with that
+//!   object live.
 //!
 //! Afterwards a fresh cache frees what is left. Checked: U never holds a
 //! reserve-backed object; M's requests always succeed; no object goes to

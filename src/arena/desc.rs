@@ -37,7 +37,8 @@
 //!   the kernel's compound pages keep fields in their tail pages' `struct
 //!   page`). They belong to the slab's owner: the thread cache whose
 //!   address is in `owner`, or, while the slab is detached (when `frees`
-//!   is empty), whoever holds the heap lock. `used` is an atomic only so
+//!   is empty) or owned by `slab::LOCK_HOLDER` (a reserve slab, within one
+//!   lock round), whoever holds the heap lock. `used` is an atomic only so
 //!   that statistics and remote freers may read it; only the owner writes
 //!   it. The owner writes them on every allocation and free, and every
 //!   free from another thread reads the first page's line (`kind`,
@@ -188,7 +189,9 @@ pub(crate) struct PageDesc {
     pub(crate) span: RacyCell<usize>,
     /// Remote free list, count and detached bit (see `slab::remote`).
     pub(crate) remote: AtomicU64,
-    /// Address of the owning thread cache; 0 when detached.
+    /// Address of the owning thread cache; 0 when detached;
+    /// `slab::LOCK_HOLDER` while the heap lock's holder takes one object
+    /// of a reserve-backed slab.
     pub(crate) owner: AtomicUsize,
 }
 

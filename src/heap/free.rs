@@ -157,7 +157,7 @@ impl HeapInner {
         // one that the new owner does not need.)
         let avail = cap.saturating_sub(used.saturating_sub(n));
         let before = avail.saturating_sub(k);
-        let threshold = slab::list_threshold(cap);
+        let threshold = slab::list_threshold(cap, s.has_flag(FLAG_RESERVE));
         if n == used || (before < threshold && avail >= threshold) {
             self.settle_after_push(s);
         }

@@ -238,9 +238,12 @@ impl HeapInner {
     }
 
     /// When pressure has lifted (free above `high`), reserve-backed slabs
-    /// serve everyone again: listed ones move to the ordinary lists. (The
-    /// others, detached with too few free objects to be listed, keep the
-    /// flag until they are released or listed and lifted then.)
+    /// serve everyone again: listed ones move to the ordinary lists. (A
+    /// reserve slab is listed down to its last free object, so the others
+    /// are full: they keep the flag until a free lists them, and are
+    /// lifted then, or until they are released. Meanwhile the layout path
+    /// of `foreign.rs` stays closed, as it is while any reserve slab
+    /// lives.)
     fn maybe_lift_reserve(&self) {
         if self.slabs.reserve_slabs.load(Ordering::Relaxed) == 0
             || self.arena.free_pages() <= self.arena.marks.high

@@ -29,14 +29,19 @@
 //!   whose stack `detach` leaves in place (`used` counts its objects as
 //!   allocated, like any stack's, until a claim collects them); `free`,
 //!   `bump` and `used` are frozen, touched only under the heap lock.
-//!   A detached slab with objects to give is on its class's partial list
-//!   (`LISTED`); a detached slab with no live objects is released at once.
+//!   A detached slab with enough objects to give ([`list_threshold`]) is
+//!   on its class's partial list (`LISTED`); a detached slab with no live
+//!   objects is released at once.
+//!
+//! (A variant of owned: a reserve-backed slab claimed or carved for one
+//! reserve allocation is owned by [`LOCK_HOLDER`], the heap lock's holder,
+//! until it is detached and settled again in the same lock round.)
 //! * **released**: its pages are back in the buddy lists.
 //!
 //! Frees by non-owners go to `remote`, a lock-free stack packed in one word
 //! with its length and the `DETACHED` bit ([`remote`]). The owner takes the
 //! whole stack with one swap. A freer whose push onto a detached slab makes
-//! a quarter of it free ([`list_threshold`]), or frees its last live
+//! enough of it free to be listed ([`list_threshold`]), or frees its last live
 //! object, calls [`settle`] under the heap lock, which decides from the *state* (never
 //! from the event) whether to list or release the slab; so it is idempotent
 //! and safe against any interleaving.
@@ -575,18 +580,27 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let cap = capacity(s);
     // Objects a claimer would get: everything but the live ones.
     let avail = cap - (used - rcnt(w));
-    if avail >= list_threshold(cap) && !listed {
+    if avail >= list_threshold(cap, s.has_flag(FLAG_RESERVE)) && !listed {
         // SAFETY: under the heap lock.
         unsafe { link(arena, lists, s) };
     }
 }
 
-/// Free objects a detached slab needs before it is listed: a quarter of it
-/// (at least one). A claim then yields a useful batch for its heap-lock
-/// trip; slabs with fewer free objects wait for more remote frees.
+/// Free objects a detached slab of `capacity` needs before it is listed:
+/// a quarter of it (at least one), so that a claim yields a useful batch
+/// for its heap-lock trip, and slabs with fewer free objects wait for more
+/// remote frees. A reserve-backed slab (`reserve`) is listed with one: a
+/// reserve allocation takes one object a claim, and only a listed slab
+/// can be claimed, so a higher threshold would strand the rest of its
+/// free objects and carve new reserve slabs before their time (a quarter
+/// of each slab was out of reach).
 #[inline]
-pub(crate) fn list_threshold(capacity: u32) -> u32 {
-    (capacity / 4).max(1)
+pub(crate) fn list_threshold(capacity: u32, reserve: bool) -> u32 {
+    if reserve {
+        1
+    } else {
+        (capacity / 4).max(1)
+    }
 }
 
 /// Returns a slab's pages to the arena.
