@@ -102,9 +102,11 @@
 //!   slabs (only the descriptor tells); a pop hands it out and the drain
 //!   frees it locally like any other;
 //! * a double free of one of the first two objects of a list aborts at
-//!   the free, when the lists take the second free (one they refuse, for
-//!   room or a nearly empty slab, goes to its slab unchecked: checking
-//!   first cost xmalloc 2 % more instructions); a deeper one makes the
+//!   the free, when the lists take the second free; one they refuse, for
+//!   room or a nearly empty slab, is checked against the list's head only
+//!   (the object after it would cost a read of the head object on every
+//!   refusal; checking both before the refusal tests cost xmalloc 2 % more
+//!   instructions), and otherwise goes to its slab; a deeper one makes the
 //!   list a loop, which aborts when a pop
 //!   finds the charges of listed objects exhausted with the list not empty
 //!   (after the looped objects may have been handed out more than once),
@@ -346,7 +348,8 @@ impl ForeignLists {
         // SAFETY: as above.
         let charge = unsafe { *CHARGE.get_unchecked(class) };
         if charge > self.room {
-            self.refused = self.refused.saturating_add(1);
+            // SAFETY: as above.
+            unsafe { self.refuse(class, p) };
             return false;
         }
         // One of the last allocated objects of its slab goes back to the
@@ -365,12 +368,34 @@ impl ForeignLists {
         };
         // SAFETY: `class < NUM_CLASSES` (caller).
         if used < unsafe { *MIN_USED.get_unchecked(class) } {
-            self.refused = self.refused.saturating_add(1);
+            // SAFETY: as above.
+            unsafe { self.refuse(class, p) };
             return false;
         }
         // SAFETY: forwarded from the caller.
         unsafe { self.link(class, p, key, charge) };
         true
+    }
+
+    /// Counts a refusal of `p`, an object of `class` that the lists do
+    /// not take (no room, or its slab nearly empty), after checking that
+    /// it does not head the class's list: a second free of the object
+    /// listed last would otherwise go to its slab while the list still
+    /// holds it, and both would hand it out. (The head only, whose word is
+    /// in these lists already: the object after it, which [`link`] also
+    /// checks, would cost a read of the head object on every refusal.)
+    ///
+    /// [`link`]: ForeignLists::link
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`.
+    #[inline(always)]
+    unsafe fn refuse(&mut self, class: usize, p: *mut u8) {
+        // SAFETY: in range (caller).
+        if unsafe { *self.heads.get_unchecked(class) } == p {
+            already_listed(p);
+        }
+        self.refused = self.refused.saturating_add(1);
     }
 
     /// Whether the global allocator's free path may still take a free
@@ -452,10 +477,7 @@ impl ForeignLists {
             // holds the encoded link.
             || (!head.is_null() && unsafe { key::decode(*(head as *const usize), key) } == p)
         {
-            crate::diag::fatal(
-                "double free (the object is already on this thread's foreign list)",
-                p as usize,
-            );
+            already_listed(p);
         }
         // SAFETY: `p` is ours (caller); its first word holds the link.
         unsafe { *(p as *mut usize) = key::encode(head, key) };
@@ -656,6 +678,16 @@ const DRAIN_BATCH: usize = 64;
 
 // `ForeignLists::drain` names a class in a byte.
 const _: () = assert!(NUM_CLASSES <= 256);
+
+/// `p`, freed, is already on this thread's foreign list.
+#[cold]
+#[inline(never)]
+fn already_listed(p: *mut u8) -> ! {
+    crate::diag::fatal(
+        "double free (the object is already on this thread's foreign list)",
+        p as usize,
+    )
+}
 
 /// A pop took `p`, an object of `s`, a slab of the popping thread: the
 /// layout path lists such objects (it cannot tell the thread's own slabs

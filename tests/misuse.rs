@@ -707,6 +707,65 @@ fn a_double_free_split_between_a_slab_and_the_foreign_list_is_caught() {
     );
 }
 
+/// A second free of the object a thread's foreign list took last, which
+/// the lists refuse (its slab is nearly empty by then): the refusal
+/// checks the list's head, so the object does not go to its slab while
+/// the list still holds it.
+#[test]
+#[cfg(not(feature = "debug"))]
+fn a_refused_second_free_of_a_listed_object_is_caught() {
+    expect_abort(
+        || {
+            let (l, small) = (layout(320), layout(64));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (listed_tx, listed) = std::sync::mpsc::channel::<()>();
+            let (emptied, emptied_rx) = std::sync::mpsc::channel::<()>();
+            let owner = std::thread::spawn(move || {
+                // SAFETY: non-zero sizes. Four slabs of 320-byte objects
+                // (51 each), the last one this thread's active slab.
+                let (v, w): (Vec<usize>, Vec<usize>) = unsafe {
+                    (
+                        (0..200).map(|_| GLOBAL.alloc(l) as usize).collect(),
+                        (0..100).map(|_| GLOBAL.alloc(small) as usize).collect(),
+                    )
+                };
+                tx.send((v.clone(), w)).unwrap();
+                listed.recv().unwrap();
+                // Free everything of the last slab but the object the
+                // other thread holds: the slab is then nearly empty.
+                for &p in &v[..199] {
+                    // SAFETY: each is live and freed once, by its owner.
+                    unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+                }
+                emptied.send(()).unwrap();
+                // Stays alive, owning the slab (the test ends in abort).
+                std::thread::park();
+            });
+            let (v, w): (Vec<usize>, Vec<usize>) = rx.recv().unwrap();
+            // SAFETY: non-zero sizes; leaked. This thread allocates both
+            // classes, so its lists take objects of them.
+            let _ = unsafe { (GLOBAL.alloc(l), GLOBAL.alloc(small)) };
+            let x = v[199] as *mut u8;
+            // SAFETY: the first free of `x`: listed, at its list's head.
+            unsafe { GLOBAL.dealloc(x, l) };
+            listed_tx.send(()).unwrap();
+            emptied_rx.recv().unwrap();
+            // Frees of another class use up the layout path's bound (which
+            // would find `x` at the head itself), so the next free takes
+            // the descriptor path.
+            for &p in &w[..LAYOUT_PATH_BOUND + 8] {
+                // SAFETY: each is live and freed once.
+                unsafe { GLOBAL.dealloc(p as *mut u8, small) };
+            }
+            // SAFETY: deliberate misuse: `x` freed again, into a slab now
+            // nearly empty, which the lists refuse.
+            unsafe { GLOBAL.dealloc(x, l) };
+            drop(owner);
+        },
+        "double free (the object is already on this thread's foreign list)",
+    );
+}
+
 /// The frees outside the active slab that the layout path takes between
 /// two allocation slow paths (`foreign::UNCHECKED_PER_ALLOCATION`).
 #[cfg(not(feature = "debug"))]
