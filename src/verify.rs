@@ -20,7 +20,9 @@
 //!   two lists); `local + used == bump` and `remote <= used`; a detached
 //!   slab has no owner, still has live objects, the copy of its count in
 //!   its first page's descriptor equals the count, and it is listed once
-//!   it has a quarter free; an owned slab is not listed and not
+//!   it has enough free (`slab::list_threshold`: a quarter, one for a
+//!   reserve slab) and only with an object to give; an owned slab is not
+//!   listed and not
 //!   reserve-backed (only the heap lock's holder owns one of those, inside
 //!   one lock round);
 //! * **partial lists**: every listed slab is a detached slab of that class
@@ -686,6 +688,12 @@ impl HeapInner {
                 "detached slab with free objects not listed",
                 i,
                 avail,
+            )?;
+            check(
+                !listed || avail >= 1,
+                "listed slab with no object to give",
+                i,
+                used,
             )?;
         } else {
             check(owner != 0, "owned slab without an owner", i, 0)?;

@@ -716,13 +716,17 @@ fn a_double_free_split_between_a_slab_and_the_foreign_list_is_caught() {
 fn a_refused_second_free_of_a_listed_object_is_caught() {
     expect_abort(
         || {
-            let (l, small) = (layout(320), layout(64));
+            // A class no other test of this file uses: the child inherits
+            // the parent's heap, and a partial slab of the class left
+            // there could be claimed below, with live objects that keep
+            // it from being nearly empty.
+            let (l, small) = (layout(640), layout(64));
             let (tx, rx) = std::sync::mpsc::channel();
             let (listed_tx, listed) = std::sync::mpsc::channel::<()>();
             let (emptied, emptied_rx) = std::sync::mpsc::channel::<()>();
             let owner = std::thread::spawn(move || {
-                // SAFETY: non-zero sizes. Four slabs of 320-byte objects
-                // (51 each), the last one this thread's active slab.
+                // SAFETY: non-zero sizes. Several slabs of 640-byte
+                // objects, the last one this thread's active slab.
                 let (v, w): (Vec<usize>, Vec<usize>) = unsafe {
                     (
                         (0..200).map(|_| GLOBAL.alloc(l) as usize).collect(),
