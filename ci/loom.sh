@@ -21,21 +21,21 @@
 # Figures with the default bound, on 2 shared cores (executions of the
 # correct model / execution at which the twin was caught, wall time):
 #
-#   arena_accounting  178,126 / 1       42 s   twin WeakLockAcquire
+#   arena_accounting  178,126 / 1       35 s   twin WeakLockAcquire
 #   block_cache         2,412 / 1      0.2 s   twin BlockCacheSplitTake
-#   capture           169,620 / 18,566  53 s   twin CaptureTrustsPoll
+#   capture           169,620 / 18,566  47 s   twin CaptureTrustsPoll
 #   growth_runs           113 / 36     0.1 s   twin GrowthRunSplitGrow
 #   kswapd_wakeup         193 / 13     0.1 s   twin WeakKswapdWake
 #   mempool_wakeup        796 / 4      0.1 s   twin MempoolNotifyEarly
 #   remote_batch          847 / 1      0.2 s   twin ChainCountedAsOne
-#   remote_free        52,285 / 1       16 s   twin WeakRemotePush
-#   reserve_slabs     267,399 / 1      129 s   twin ReserveListedAsOrdinary
+#   remote_free        52,285 / 1       18 s   twin WeakRemotePush
+#   reserve_slabs     135,632 / 1       65 s   twin ReserveListedAsOrdinary
 #   slab_ownership     30,672 / 226     12 s   twin SettleSkipsRecheck
 #                             / 305            twin DetachSplitsWord
 #
-# The whole set takes under 3 minutes, plus about a minute for the build
-# (3 min 44 s in all, rebuilding lifeboat and the models). A twin that
-# loom no longer catches fails the run, and so does a model whose
+# The whole set takes about 3 minutes, plus two for the build (about
+# 5 min 15 s in all on 2026-12-07, rebuilding lifeboat and the models).
+# A twin that loom no longer catches fails the run, and so does a model whose
 # executions no longer reach the paths it exists for.
 #
 # One model, deeper, locally (with 4 preemptions the slab and arena models

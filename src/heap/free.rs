@@ -157,8 +157,14 @@ impl HeapInner {
         // one that the new owner does not need.)
         let avail = cap.saturating_sub(used.saturating_sub(n));
         let before = avail.saturating_sub(k);
-        let threshold = slab::list_threshold(cap, s.has_flag(FLAG_RESERVE));
-        if n == used || (before < threshold && avail >= threshold) {
+        let threshold = slab::list_threshold(cap, false);
+        // A reserve slab is listed from its first free object on (see
+        // `list_threshold`); its flag is read only on the push that gives
+        // a full slab that object, not on every push.
+        if n == used
+            || (before < threshold && avail >= threshold)
+            || (before == 0 && avail >= 1 && s.has_flag(FLAG_RESERVE))
+        {
             self.settle_after_push(s);
         }
     }
