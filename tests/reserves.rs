@@ -341,6 +341,17 @@ fn a_reserve_slab_is_used_up_before_the_next_is_carved() {
         "the second reserve slab came before the first's {capacity} objects were used"
     );
     heap.verify().unwrap();
+    // Another thread's free gives the full first slab one free object,
+    // which is enough to list it (verify checks that it is listed).
+    let freed = objs.swap_remove(0);
+    let addr = freed.as_ptr() as usize;
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            // SAFETY: a live object of `heap`, freed once.
+            unsafe { heap.dealloc(NonNull::new(addr as *mut u8).unwrap(), small()) };
+        });
+    });
+    heap.verify().unwrap();
     free_all(&heap, objs, small());
     assert_eq!(heap.stats().reserve_slabs, 0);
     free_all(&heap, blocks, two_pages());
