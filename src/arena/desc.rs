@@ -104,7 +104,7 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// # Safety
 /// `descs` is an arena's descriptor array and `idx` is below its length.
 #[inline(always)]
-#[cfg_attr(loom, allow(dead_code))] // the process heap's free (global.rs), not in loom builds
+#[cfg_attr(loom, allow(dead_code))] // the process heap's free (global/free.rs), not in loom builds
 pub(crate) unsafe fn block_head<'a>(descs: *const PageDesc, idx: usize) -> &'a PageDesc {
     // SAFETY: forwarded from the caller (page `idx` starts at that offset).
     unsafe { block_head_at(descs, idx << crate::os::PAGE_SHIFT) }
@@ -127,7 +127,7 @@ pub(crate) unsafe fn block_head<'a>(descs: *const PageDesc, idx: usize) -> &'a P
 /// `descs` is an arena's descriptor array and `off` is below the arena's
 /// size in bytes (its descriptors' number times the page size).
 #[inline(always)]
-#[cfg_attr(loom, allow(dead_code))] // the process heap's free (global.rs), not in loom builds
+#[cfg_attr(loom, allow(dead_code))] // the process heap's free (global/free.rs), not in loom builds
 pub(crate) unsafe fn block_head_at<'a>(descs: *const PageDesc, off: usize) -> &'a PageDesc {
     use crate::os::PAGE_SHIFT;
     use crate::slab::class::MIN_SLAB_ORDER;

@@ -123,7 +123,8 @@ impl Arena {
     /// The descriptor of the block holding page `idx` (`desc::block_head`):
     /// the page itself, or a live slab's first page.
     #[inline(always)]
-    #[cfg_attr(loom, allow(dead_code))] // the process heap's free (global.rs), not in loom builds
+    // (The process heap's free, `global/free.rs`, not in loom builds.)
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn block_head(&self, idx: usize) -> &PageDesc {
         debug_assert!(idx < self.npages);
         // SAFETY: callers pass indices below `npages`; the array is live.
