@@ -23,6 +23,7 @@ use core::ptr::{self, NonNull};
 /// let heap = Heap::new(Config::new().budget(16 << 20)).unwrap();
 /// let layout = Layout::from_size_align(100, 8).unwrap();
 /// let p = heap.alloc(layout, AllocFlags::NORMAL).unwrap();
+/// // SAFETY: `p` came from this heap with `layout` and is not used after.
 /// unsafe { heap.dealloc(p, layout) };
 /// ```
 pub struct Heap {

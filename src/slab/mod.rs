@@ -631,6 +631,12 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     unsafe { arena.free(idx, order) };
 }
 
+/// Puts the detached slab `s` on the partial list of its class and kind
+/// (reserve or not) and marks it `LISTED`.
+///
+/// # Safety
+/// The caller holds the heap lock; `s` is a detached slab of `arena`, on
+/// no list.
 unsafe fn link(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let class = s.class.load(Ordering::Relaxed) as usize;
     let reserve =
@@ -650,6 +656,11 @@ unsafe fn link(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     s.set_flag(FLAG_LISTED, true);
 }
 
+/// Takes `s` off the partial list it is on and clears `LISTED`.
+///
+/// # Safety
+/// The caller holds the heap lock; `s` is a slab of `arena` on the list
+/// of its class and kind (its flags not changed since it was linked).
 unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let class = s.class.load(Ordering::Relaxed) as usize;
     let head = &lists.heads[s.has_flag(FLAG_RESERVE) as usize][class];
