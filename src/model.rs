@@ -138,6 +138,13 @@ pub fn reserve_slabs(heap: &Heap) -> usize {
         .load(crate::sync::Ordering::Relaxed)
 }
 
+/// Lifts the reserve as an allocation's slow path does when free pages
+/// are above `high` (every reserve-backed slab becomes ordinary); true if
+/// it did (some reserve slab lived and free was above `high`).
+pub fn lift_reserve(heap: &Heap) -> bool {
+    heap.inner().maybe_lift_reserve()
+}
+
 /// The `min` watermark of a heap, in pages.
 pub fn min_pages(heap: &Heap) -> usize {
     heap.inner().arena.marks.min
@@ -351,6 +358,10 @@ pub enum Fault {
     /// steps instead of one compare-and-swap: a drain in between and the
     /// holder both take the same held blocks.
     GrowthRunSplitGrow,
+    /// `slab::settle` leaves a reserve-backed slab with no free object off
+    /// every list (as before the spent list): lifting the reserve does not
+    /// find it, and it stays reserve-backed until a free lists it.
+    SpentLeftUnlisted,
 }
 
 #[cfg(loom)]

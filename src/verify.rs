@@ -21,13 +21,14 @@
 //!   slab has no owner, still has live objects, the copy of its count in
 //!   its first page's descriptor equals the count, and it is listed once
 //!   it has enough free (`slab::list_threshold`: a quarter, one for a
-//!   reserve slab) and only with an object to give; an owned slab is not
-//!   listed and not
+//!   reserve slab), and only with an object to give unless it is a spent
+//!   reserve slab; a detached reserve slab is always listed, `SPENT` exactly
+//!   when it has no free object; an owned slab is not listed and not
 //!   reserve-backed (only the heap lock's holder owns one of those, inside
 //!   one lock round);
-//! * **partial lists**: every listed slab is a detached slab of that class
-//!   and kind (reserve or not) with `LISTED` set, links are consistent, no
-//!   cycles, and every `LISTED` slab is on one;
+//! * **slab lists**: every listed slab is a detached slab of that class
+//!   and kind (ordinary, reserve, spent reserve) with `LISTED` set, links
+//!   are consistent, no cycles, and every `LISTED` slab is on one;
 //! * **shard caches**: each active, kept or retiring slot holds the
 //!   sentinel or a slab of its class owned by that cache; the sentinel is
 //!   an empty `UNUSED` descriptor;
@@ -47,7 +48,7 @@
 
 use crate::arena::buddy::{MAX_ORDER, ORDERS};
 use crate::arena::desc::{
-    PageDesc, FLAG_LISTED, FLAG_RESERVE, FLAG_RUN, KIND_CACHED, KIND_FREE, KIND_LARGE,
+    PageDesc, FLAG_LISTED, FLAG_RESERVE, FLAG_RUN, FLAG_SPENT, KIND_CACHED, KIND_FREE, KIND_LARGE,
     KIND_PURGING, KIND_SLAB, KIND_TAIL, KIND_UNUSED, NIL,
 };
 use crate::growth_run::Run;
@@ -55,7 +56,9 @@ use crate::heap::HeapInner;
 use crate::os::{PAGE_SHIFT, PAGE_SIZE};
 use crate::slab::class::{NUM_CLASSES, SLAB_ORDER};
 use crate::slab::remote::{self, rcnt, rptr, DETACHED};
-use crate::slab::{capacity, key, list_threshold, obj_size, slab_start};
+use crate::slab::{
+    capacity, key, list_threshold, obj_size, slab_start, LIST_ORDINARY, LIST_SPENT, NUM_LISTS,
+};
 use crate::sync::Ordering;
 
 /// A broken invariant found by [`Heap::verify`](crate::Heap::verify).
@@ -318,16 +321,13 @@ impl HeapInner {
         });
         runs?;
 
-        // Partial lists.
+        // Slab lists.
         let mut on_lists = 0;
-        for reserve in 0..2 {
+        for list in 0..NUM_LISTS {
             for class in 0..NUM_CLASSES {
-                // SAFETY: the partial lists are under the heap lock, held.
-                let (mut cur, mut prev, mut n) = (
-                    unsafe { self.slabs.heads[reserve][class].get() },
-                    NIL,
-                    0usize,
-                );
+                // SAFETY: the slab lists are under the heap lock, held.
+                let (mut cur, mut prev, mut n) =
+                    (unsafe { self.slabs.heads[list][class].get() }, NIL, 0usize);
                 while cur != NIL {
                     let i = cur as usize;
                     check(
@@ -350,10 +350,16 @@ impl HeapInner {
                         class,
                     )?;
                     check(
-                        d.has_flag(FLAG_RESERVE) == (reserve == 1),
+                        d.has_flag(FLAG_RESERVE) == (list != LIST_ORDINARY),
                         "partial list: reserve flag differs from its list",
                         i,
-                        reserve,
+                        list,
+                    )?;
+                    check(
+                        d.has_flag(FLAG_SPENT) == (list == LIST_SPENT),
+                        "partial list: spent flag differs from its list",
+                        i,
+                        list,
                     )?;
                     check(
                         d.has_flag(FLAG_LISTED),
@@ -689,11 +695,24 @@ impl HeapInner {
                 i,
                 avail,
             )?;
+            let spent = d.has_flag(FLAG_SPENT);
             check(
-                !listed || avail >= 1,
+                !listed || avail >= 1 || spent,
                 "listed slab with no object to give",
                 i,
                 used,
+            )?;
+            check(
+                !reserve || listed,
+                "detached reserve slab not listed",
+                i,
+                avail,
+            )?;
+            check(
+                spent == (reserve && avail == 0),
+                "SPENT differs from a reserve slab with no free object",
+                i,
+                avail,
             )?;
         } else {
             check(owner != 0, "owned slab without an owner", i, 0)?;

@@ -390,6 +390,41 @@ fn reserve_flags_clear_when_pressure_lifts() {
 }
 
 #[test]
+fn a_spent_reserve_slab_is_lifted_when_pressure_lifts() {
+    let heap = heap_with_min(8 * MIB, 96);
+    let (blocks, _) = exhaust(&heap, two_pages(), AllocFlags::NORMAL);
+    heap.flush_caches();
+    let first = heap.alloc(small(), AllocFlags::MEMALLOC).unwrap();
+    let st = heap.stats();
+    let class = st.classes.iter().find(|c| c.live_objects == 1).unwrap();
+    let capacity = st.reserve_pages * PAGE / class.size;
+    // Every object of the slab handed out: it has none left to give.
+    let mut objs = vec![first];
+    while objs.len() < capacity {
+        objs.push(heap.alloc(small(), AllocFlags::MEMALLOC).unwrap());
+    }
+    assert_eq!(heap.stats().reserve_slabs, 1, "one slab holds {capacity}");
+    heap.verify().unwrap();
+    free_all(&heap, blocks, two_pages());
+    // Above `high` now; the next slow-path allocation lifts the reserve.
+    heap.flush_caches();
+    let other = Layout::from_size_align(24_000, 8).unwrap();
+    let c = heap.alloc(other, AllocFlags::NORMAL).unwrap();
+    let st = heap.stats();
+    assert_eq!(
+        (st.reserve_slabs, st.reserve_pages),
+        (0, 0),
+        "a reserve slab with no free object outlived the pressure"
+    );
+    assert!(!heap.is_reserve_backed(first.as_ptr()));
+    heap.verify().unwrap();
+    free_all(&heap, objs, small());
+    // SAFETY: allocated above from this heap with this layout.
+    unsafe { heap.dealloc(c, other) };
+    heap.verify().unwrap();
+}
+
+#[test]
 fn atomic_share_survives_a_memalloc_thread() {
     let heap = Heap::new(
         Config::new()

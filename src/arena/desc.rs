@@ -7,7 +7,7 @@
 //! Invariants (who may write what):
 //!
 //! * `kind`, `order`, `back`, the list links (`next`, `prev`) and the
-//!   `LISTED`/`ZEROED` flags change only under the heap lock, except in
+//!   `LISTED`/`SPENT`/`ZEROED` flags change only under the heap lock, except in
 //!   blocks that no list and no one else can reach: a large block's
 //!   holder parks it (`CACHED`) and sets up, grows and takes back its
 //!   growth run (`growth_run.rs`) without the lock. `FREE` appears only
@@ -89,11 +89,17 @@ pub(crate) const KIND_CACHED: u8 = 6;
 pub(crate) const FLAG_RESERVE: u8 = 1 << 0;
 /// The free block's pages are known to read as zero.
 pub(crate) const FLAG_ZEROED: u8 = 1 << 1;
-/// The detached slab is on a partial list.
+/// The detached slab is on one of its class's slab lists: a partial list,
+/// or, for a reserve-backed slab with no free object, the list of spent
+/// reserve slabs (`FLAG_SPENT`).
 pub(crate) const FLAG_LISTED: u8 = 1 << 2;
 /// The large block may head a growth run (`growth_run.rs`); set and
 /// cleared by the block's holder only.
 pub(crate) const FLAG_RUN: u8 = 1 << 3;
+/// The listed reserve-backed slab has no free object: it is on its class's
+/// list of spent reserve slabs, where no claim looks, so that lifting the
+/// reserve can still find it (`slab::unreserve_listed`).
+pub(crate) const FLAG_SPENT: u8 = 1 << 4;
 
 /// "No page" in list links.
 pub(crate) const NIL: u32 = u32::MAX;

@@ -238,17 +238,17 @@ impl HeapInner {
     }
 
     /// When pressure has lifted (free above `high`), reserve-backed slabs
-    /// serve everyone again: listed ones move to the ordinary lists. (A
-    /// reserve slab is listed down to its last free object, so the others
-    /// are full: they keep the flag until a free lists them, and are
-    /// lifted then, or until they are released. Meanwhile the layout path
-    /// of `foreign.rs` stays closed, as it is while any reserve slab
-    /// lives.)
-    fn maybe_lift_reserve(&self) {
+    /// serve everyone again: those with free objects move to the ordinary
+    /// partial lists, spent ones become ordinary detached slabs. Then no
+    /// reserve slab is left, and the layout path of `foreign.rs`, closed
+    /// while any lives, opens again.
+    /// True if it lifted (some reserve slab lived, and free was above
+    /// `high`).
+    pub(crate) fn maybe_lift_reserve(&self) -> bool {
         if self.slabs.reserve_slabs.load(Ordering::Relaxed) == 0
             || self.arena.free_pages() <= self.arena.marks.high
         {
-            return;
+            return false;
         }
         self.with_lock(|| {
             for class in 0..NUM_CLASSES {
@@ -256,5 +256,6 @@ impl HeapInner {
                 unsafe { slab::unreserve_listed(&self.arena, &self.slabs, class) };
             }
         });
+        true
     }
 }

@@ -31,7 +31,9 @@
 //!   `bump` and `used` are frozen, touched only under the heap lock.
 //!   A detached slab with enough objects to give ([`list_threshold`]) is
 //!   on its class's partial list (`LISTED`); a detached slab with no live
-//!   objects is released at once.
+//!   objects is released at once. A detached reserve-backed slab is always
+//!   listed: on its partial list, or with no free object on the spent list
+//!   (`SPENT`), which no claim takes from and lifting the reserve empties.
 //!
 //! (A variant of owned: a reserve-backed slab claimed or carved for one
 //! reserve allocation is owned by [`LOCK_HOLDER`], the heap lock's holder,
@@ -58,7 +60,10 @@
 //! claim (or carve), and the slab is detached and settled before the
 //! round ends ([`LOCK_HOLDER`]). So a caller without the right never
 //! receives their objects, and the frees that empty one, by any thread,
-//! return its pages to the reserve at once.
+//! return its pages to the reserve at once. When pressure lifts, every
+//! reserve slab is found on those lists (the spent ones too) and becomes
+//! ordinary ([`unreserve_listed`]), so none outlives the pressure that made
+//! it while its objects live on.
 
 pub(crate) mod class;
 #[cfg(feature = "debug")]
@@ -73,17 +78,30 @@ pub(crate) mod remote;
 /// No cache owns a reserve-backed slab outside that lock round.
 pub(crate) const LOCK_HOLDER: usize = 1;
 
-use crate::arena::desc::{PageDesc, FLAG_LISTED, FLAG_RESERVE, KIND_SLAB, KIND_TAIL, NIL};
+use crate::arena::desc::{
+    PageDesc, FLAG_LISTED, FLAG_RESERVE, FLAG_SPENT, KIND_SLAB, KIND_TAIL, NIL,
+};
 use crate::arena::Arena;
 use crate::diag::fatal;
 use crate::sync::{AtomicUsize, Ordering, RacyCell};
 use class::{CLASS_CAP, CLASS_SIZE, NUM_CLASSES, SLAB_ORDER};
 use remote::{rcnt, rptr, DETACHED};
 
-/// The partial lists of detached slabs with objects to give, per class;
-/// `[0]` for ordinary slabs, `[1]` for reserve-backed ones. Heap lock.
+/// [`SlabLists::heads`]: the partial lists of ordinary slabs.
+pub(crate) const LIST_ORDINARY: usize = 0;
+/// [`SlabLists::heads`]: the partial lists of reserve-backed slabs.
+pub(crate) const LIST_RESERVE: usize = 1;
+/// [`SlabLists::heads`]: the reserve-backed slabs with no free object
+/// (`FLAG_SPENT`), which no claim takes; kept so that lifting the reserve
+/// finds them ([`unreserve_listed`]).
+pub(crate) const LIST_SPENT: usize = 2;
+/// Number of lists per class.
+pub(crate) const NUM_LISTS: usize = 3;
+
+/// The lists of detached slabs, per class ([`LIST_ORDINARY`],
+/// [`LIST_RESERVE`], [`LIST_SPENT`]). Heap lock.
 pub(crate) struct SlabLists {
-    pub(crate) heads: [[RacyCell<u32>; NUM_CLASSES]; 2],
+    pub(crate) heads: [[RacyCell<u32>; NUM_CLASSES]; NUM_LISTS],
     /// Live reserve-backed slabs (any state but released).
     pub(crate) reserve_slabs: AtomicUsize,
     /// The heap's free-list link key ([`key`]); fixed for the heap's life.
@@ -491,7 +509,8 @@ pub(crate) unsafe fn claim<'a>(
     reserve: bool,
     owner: usize,
 ) -> Option<&'a PageDesc> {
-    let head = &lists.heads[reserve as usize][class];
+    let list = if reserve { LIST_RESERVE } else { LIST_ORDINARY };
+    let head = &lists.heads[list][class];
     // SAFETY: list heads and links are under the heap lock.
     let idx = unsafe { head.get() };
     if idx == NIL {
@@ -580,7 +599,26 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let cap = capacity(s);
     // Objects a claimer would get: everything but the live ones.
     let avail = cap - (used - rcnt(w));
-    if avail >= list_threshold(cap, s.has_flag(FLAG_RESERVE)) && !listed {
+    if s.has_flag(FLAG_RESERVE) {
+        // Every detached reserve slab is listed: on its partial list with
+        // a free object, else on the spent list, where lifting the reserve
+        // finds it.
+        let spent = avail == 0;
+        if (listed && s.has_flag(FLAG_SPENT) == spent)
+            || (spent && !listed && crate::model::fault_injected!(SpentLeftUnlisted))
+        {
+            return;
+        }
+        // SAFETY: under the heap lock; `s` is on the list its flags name
+        // (if listed), and is relinked on the one they name now.
+        unsafe {
+            if listed {
+                unlink(arena, lists, s);
+            }
+            s.set_flag(FLAG_SPENT, spent);
+            link(arena, lists, s);
+        }
+    } else if avail >= list_threshold(cap, false) && !listed {
         // SAFETY: under the heap lock.
         unsafe { link(arena, lists, s) };
     }
@@ -631,17 +669,32 @@ pub(crate) unsafe fn release(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     unsafe { arena.free(idx, order) };
 }
 
-/// Puts the detached slab `s` on the partial list of its class and kind
-/// (reserve or not) and marks it `LISTED`.
+/// The list of [`SlabLists::heads`] that the flags of `s` name.
+#[inline]
+fn list_of(s: &PageDesc) -> usize {
+    if !s.has_flag(FLAG_RESERVE) {
+        LIST_ORDINARY
+    } else if s.has_flag(FLAG_SPENT) {
+        LIST_SPENT
+    } else {
+        LIST_RESERVE
+    }
+}
+
+/// Puts the detached slab `s` on the list of its class that its flags
+/// name ([`list_of`]) and marks it `LISTED`.
 ///
 /// # Safety
 /// The caller holds the heap lock; `s` is a detached slab of `arena`, on
 /// no list.
 unsafe fn link(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let class = s.class.load(Ordering::Relaxed) as usize;
-    let reserve =
-        s.has_flag(FLAG_RESERVE) && !crate::model::fault_injected!(ReserveListedAsOrdinary);
-    let head = &lists.heads[reserve as usize][class];
+    let list = if crate::model::fault_injected!(ReserveListedAsOrdinary) {
+        LIST_ORDINARY
+    } else {
+        list_of(s)
+    };
+    let head = &lists.heads[list][class];
     let idx = slab_index(arena, s) as u32;
     // SAFETY: under the heap lock (caller).
     unsafe {
@@ -656,14 +709,14 @@ unsafe fn link(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     s.set_flag(FLAG_LISTED, true);
 }
 
-/// Takes `s` off the partial list it is on and clears `LISTED`.
+/// Takes `s` off the list it is on and clears `LISTED`.
 ///
 /// # Safety
 /// The caller holds the heap lock; `s` is a slab of `arena` on the list
-/// of its class and kind (its flags not changed since it was linked).
+/// of its class that its flags name (not changed since it was linked).
 unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     let class = s.class.load(Ordering::Relaxed) as usize;
-    let head = &lists.heads[s.has_flag(FLAG_RESERVE) as usize][class];
+    let head = &lists.heads[list_of(s)][class];
     // SAFETY: under the heap lock (caller).
     unsafe {
         let (p, n) = (s.prev(), s.next());
@@ -679,36 +732,46 @@ unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     s.set_flag(FLAG_LISTED, false);
 }
 
-/// Clears the reserve flag of every listed reserve-backed slab of `class`,
-/// moving them to the ordinary list (pressure has lifted).
+/// Clears the reserve flag of every reserve-backed slab of `class`
+/// (pressure has lifted): those with free objects move to the ordinary
+/// partial list; spent ones become ordinary detached slabs, listed later
+/// by the frees that reach the threshold. Every reserve slab outside the
+/// lock is detached and listed (`settle`), so none is missed.
 ///
 /// # Safety
 /// The caller holds the heap lock.
 pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: usize) {
-    loop {
-        // SAFETY: under the heap lock.
-        let idx = unsafe { lists.heads[1][class].get() };
-        if idx == NIL {
-            return;
-        }
-        let s = arena.desc(idx as usize);
-        // SAFETY: under the heap lock; `s` heads the reserve list.
-        unsafe {
-            unlink(arena, lists, s);
-            unreserve(arena, lists, s);
-            link(arena, lists, s);
+    for list in [LIST_RESERVE, LIST_SPENT] {
+        loop {
+            // SAFETY: under the heap lock.
+            let idx = unsafe { lists.heads[list][class].get() };
+            if idx == NIL {
+                break;
+            }
+            let s = arena.desc(idx as usize);
+            // SAFETY: under the heap lock; `s` heads the list its flags
+            // name, and is detached.
+            unsafe {
+                unlink(arena, lists, s);
+                unreserve(arena, lists, s);
+                // A spent one stays off the lists: every push that brings
+                // an ordinary slab to its threshold settles it.
+                if list == LIST_RESERVE {
+                    link(arena, lists, s);
+                }
+            }
         }
     }
 }
 
-/// Clears a slab's reserve flag and its share of the reserve accounting.
+/// Clears a slab's reserve flags and its share of the reserve accounting.
 ///
 /// # Safety
-/// The caller holds the heap lock; `s` is not on a list (the flag selects
+/// The caller holds the heap lock; `s` is not on a list (the flags select
 /// the list).
 pub(crate) unsafe fn unreserve(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
     if s.has_flag(FLAG_RESERVE) {
-        s.set_flag(FLAG_RESERVE, false);
+        s.set_flag(FLAG_RESERVE | FLAG_SPENT, false);
         lists.reserve_slabs.fetch_sub(1, Ordering::Relaxed);
         arena
             .reserve_pages
