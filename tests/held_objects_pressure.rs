@@ -200,31 +200,48 @@ fn held_by_a_thread_freeing(owner: Owner) -> (usize, usize) {
     (held, after_exit)
 }
 
-/// Runs `f` with the heap halfway from `low` down to `min` (ordinary
-/// requests still succeed there), reached 64 KiB at a time: far enough
-/// below `low` that slabs released meanwhile do not lift the heap above
-/// it. `None` if the heap could not be brought there. (`f` must not
-/// panic: the panic machinery itself needs memory.)
+/// Runs `f` with the heap's free pages 72 pages above `min`, 56 below
+/// `low` (the 256 MiB budget's marks are 512 and 640 pages), reached 64
+/// KiB at a time, then two pages at a time: room enough below for what a
+/// step allocates there (up to about 60 pages of slabs, with the test
+/// harness's own allocations), and far enough below `low` that the slabs
+/// its frees release (up to about 40 pages) do not lift the heap above it.
+/// `None` if the heap could not be brought there. (`f` must not panic: the
+/// panic machinery itself needs memory.)
 fn short_of_memory<R>(f: impl FnOnce() -> R) -> Option<R> {
-    let block = Layout::from_size_align(64 << 10, 8).unwrap();
-    let mut held: Vec<usize> = Vec::with_capacity(4096);
-    let low = loop {
-        let st = lifeboat::stats();
-        let target = (st.min_pages + st.low_pages) / 2;
-        if st.free_pages < target || held.len() == held.capacity() {
-            break st.free_pages < target;
+    // Two pages aligned to two pages come from the buddy arena directly.
+    let blocks = [
+        Layout::from_size_align(64 << 10, 8).unwrap(),
+        Layout::from_size_align(8 << 10, 8 << 10).unwrap(),
+    ];
+    let mut held: [Vec<usize>; 2] = [Vec::with_capacity(4096), Vec::with_capacity(64)];
+    let mut low = false;
+    for (size, (block, held)) in [16, 2].into_iter().zip(blocks.iter().zip(&mut held)) {
+        low = loop {
+            let st = lifeboat::stats();
+            let target = st.min_pages + 72;
+            if st.free_pages < target + size || held.len() == held.capacity() {
+                break st.free_pages < target + size;
+            }
+            // SAFETY: a non-zero size.
+            let p = unsafe { GLOBAL.alloc(*block) };
+            if p.is_null() {
+                break false;
+            }
+            held.push(p as usize);
+        };
+        if !low {
+            break;
         }
-        // SAFETY: a non-zero size.
-        let p = unsafe { GLOBAL.alloc(block) };
-        if p.is_null() {
-            break false;
-        }
-        held.push(p as usize);
-    };
+    }
+    let st = lifeboat::stats();
+    let low = low && st.free_pages < st.low_pages;
     let r = low.then(f);
-    for &p in &held {
-        // SAFETY: allocated above, freed once.
-        unsafe { GLOBAL.dealloc(p as *mut u8, block) };
+    for (block, held) in blocks.iter().zip(&held) {
+        for &p in held {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, *block) };
+        }
     }
     r
 }
