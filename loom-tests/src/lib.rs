@@ -95,6 +95,44 @@ pub fn alloc_taken(c: &mut Cache, shadow: &Shadow, size: usize, n: usize, who: u
         .collect()
 }
 
+/// A block of four pages aligned to four: the buddy arena serves it
+/// directly.
+pub fn four_pages() -> Layout {
+    Layout::from_size_align(4 * lifeboat::PAGE_SIZE, 4 * lifeboat::PAGE_SIZE).expect("valid layout")
+}
+
+/// Brings a fresh [`heap`] (16 pages, `min` = 4) down to `min` with three
+/// [`four_pages`] blocks, which it returns for the model to free: ordinary
+/// slabs can then not be carved, and memalloc requests take the reserve.
+pub fn hold_down_to_min(heap: &Heap) -> Vec<Obj> {
+    assert_eq!(model::min_pages(heap), 4, "the model's figures");
+    let blocks = (0..3)
+        .map(|_| Obj::new(heap.alloc(four_pages(), NORMAL).expect("above min")))
+        .collect();
+    assert_eq!(model::free_pages(heap), 4);
+    blocks
+}
+
+/// `who` allocates `size` bytes through `c` without rights, and takes the
+/// object's shadow cells: `None` if refused. Panics if the object is of a
+/// reserve-backed slab.
+pub fn alloc_unprivileged(
+    heap: &Heap,
+    c: &mut Cache,
+    shadow: &Shadow,
+    size: usize,
+    who: usize,
+) -> Option<Obj> {
+    let p = c.alloc(layout(size), NORMAL).ok()?;
+    assert!(
+        !heap.is_reserve_backed(p.as_ptr()),
+        "an unprivileged caller got an object of a reserve-backed slab"
+    );
+    let o = Obj::new(p);
+    shadow.take(o, size, who);
+    Some(o)
+}
+
 /// `who` gives back and frees every object of `objs` (each of `size`,
 /// live, held by `who`) through `c`.
 pub fn free_held(c: &mut Cache, shadow: &Shadow, size: usize, objs: Vec<Obj>, who: usize) {

@@ -28,12 +28,11 @@
 #![cfg(loom)]
 
 use lifeboat::model::{self, Cache, Fault};
-use lifeboat::PAGE_SIZE;
 use lifeboat_loom_tests::{
-    assert_all_free, check, check_catches, heap, layout, note, Obj, Shadow, MEMALLOC, NORMAL,
+    alloc_unprivileged, assert_all_free, check, check_catches, four_pages, heap, hold_down_to_min,
+    layout, note, Obj, Shadow, MEMALLOC,
 };
 use loom::thread;
-use std::alloc::Layout;
 use std::sync::Arc;
 
 /// A 2 KiB class: 8 objects per 4-page slab.
@@ -48,21 +47,11 @@ const LIFTED: &str = "where H lifted the reserve";
 const U_REFUSED: &str = "where U was refused";
 const U_GOT: &str = "where U got an ordinary object";
 
-fn block() -> Layout {
-    Layout::from_size_align(4 * PAGE_SIZE, 4 * PAGE_SIZE).expect("valid layout")
-}
-
 fn model() {
     let heap = Arc::new(heap());
     let shadow = Arc::new(Shadow::new(&heap, SIZE));
     let l = layout(SIZE);
-    assert_eq!(model::min_pages(&heap), 4, "the model's figures");
-
-    // Bring free pages down to min with three 4-page blocks.
-    let blocks: Vec<Obj> = (0..3)
-        .map(|_| Obj::new(heap.alloc(block(), NORMAL).expect("above min")))
-        .collect();
-    assert_eq!(model::free_pages(&heap), 4);
+    let blocks = hold_down_to_min(&heap);
 
     let mut m = Cache::new(&heap);
     let objs: Vec<Obj> = (0..OBJECTS)
@@ -100,7 +89,7 @@ fn model() {
             for b in held {
                 // SAFETY: live blocks of this heap, allocated with this
                 // layout, freed once (by this thread only).
-                unsafe { heap.dealloc(b.ptr(), block()) };
+                unsafe { heap.dealloc(b.ptr(), four_pages()) };
             }
             if model::lift_reserve(&heap) {
                 // Nobody allocates from the reserve any more, so what the
@@ -118,22 +107,8 @@ fn model() {
         let (heap, shadow) = (heap.clone(), shadow.clone());
         thread::spawn(move || {
             let mut u = Cache::new(&heap);
-            let got = match u.alloc(l, NORMAL) {
-                Ok(p) => {
-                    assert!(
-                        !heap.is_reserve_backed(p.as_ptr()),
-                        "an unprivileged caller got an object of a reserve-backed slab"
-                    );
-                    let o = Obj::new(p);
-                    shadow.take(o, SIZE, U);
-                    note(U_GOT);
-                    Some(o)
-                }
-                Err(_) => {
-                    note(U_REFUSED);
-                    None
-                }
-            };
+            let got = alloc_unprivileged(&heap, &mut u, &shadow, SIZE, U);
+            note(if got.is_some() { U_GOT } else { U_REFUSED });
             (got, u.exit())
         })
     };
@@ -152,7 +127,7 @@ fn model() {
     }
     let rd = d.exit();
     // SAFETY: a live block of this heap, allocated with this layout.
-    unsafe { heap.dealloc(blocks[2].ptr(), block()) };
+    unsafe { heap.dealloc(blocks[2].ptr(), four_pages()) };
     heap.flush_caches();
     assert_all_free(&heap);
     assert_eq!(model::reserve_slabs(&heap), 0, "reserve slabs left");
