@@ -139,10 +139,25 @@ pub fn reserve_slabs(heap: &Heap) -> usize {
 }
 
 /// Lifts the reserve as an allocation's slow path does when free pages
-/// are above `high` (every reserve-backed slab becomes ordinary); true if
-/// it did (some reserve slab lived and free was above `high`).
-pub fn lift_reserve(heap: &Heap) -> bool {
+/// are above `high` (every reserve-backed slab becomes ordinary):
+/// `Some(spent slabs lifted)` if it took the lock to lift (some reserve
+/// slab lived and free was above `high`), else `None`.
+pub fn lift_reserve(heap: &Heap) -> Option<usize> {
     heap.inner().maybe_lift_reserve()
+}
+
+/// Whether the object at `p` (a live object of `heap`) is of a detached
+/// slab on one of its class's lists (`LISTED`), read under the heap lock.
+pub fn slab_listed(heap: &Heap, p: core::ptr::NonNull<u8>) -> bool {
+    let h = heap.inner();
+    h.with_lock(|| {
+        let idx = h.arena.page_of(p.as_ptr()).expect("an object of this heap");
+        let d = h.arena.desc(idx);
+        let s = h
+            .arena
+            .desc(idx - d.back.load(crate::sync::Ordering::Relaxed) as usize);
+        s.has_flag(crate::arena::desc::FLAG_LISTED)
+    })
 }
 
 /// The `min` watermark of a heap, in pages.

@@ -23,7 +23,8 @@
 //!   it has enough free (`slab::list_threshold`: a quarter, one for a
 //!   reserve slab), and only with an object to give unless it is a spent
 //!   reserve slab; a detached reserve slab is always listed, `SPENT` exactly
-//!   when it has no free object; an owned slab is not listed and not
+//!   when it has no free object (on a quiescent heap: a free's settle may
+//!   be on its way); an owned slab is not listed and not
 //!   reserve-backed (only the heap lock's holder owns one of those, inside
 //!   one lock round);
 //! * **slab lists**: every listed slab is a detached slab of that class
@@ -332,46 +333,46 @@ impl HeapInner {
                     let i = cur as usize;
                     check(
                         i < frontier,
-                        "partial list: slab beyond the frontier",
+                        "slab list: slab beyond the frontier",
                         i,
                         class,
                     )?;
                     let d = a.desc(i);
                     check(
                         d.kind() == KIND_SLAB,
-                        "partial list: not a slab",
+                        "slab list: not a slab",
                         i,
                         d.kind() as usize,
                     )?;
                     check(
                         d.class.load(Ordering::Relaxed) as usize == class,
-                        "partial list: slab of another class",
+                        "slab list: slab of another class",
                         i,
                         class,
                     )?;
                     check(
                         d.has_flag(FLAG_RESERVE) == (list != LIST_ORDINARY),
-                        "partial list: reserve flag differs from its list",
+                        "slab list: reserve flag differs from its list",
                         i,
                         list,
                     )?;
                     check(
                         d.has_flag(FLAG_SPENT) == (list == LIST_SPENT),
-                        "partial list: spent flag differs from its list",
+                        "slab list: spent flag differs from its list",
                         i,
                         list,
                     )?;
                     check(
                         d.has_flag(FLAG_LISTED),
-                        "partial list: slab without LISTED",
+                        "slab list: slab without LISTED",
                         i,
                         class,
                     )?;
                     // SAFETY: list links are under the heap lock, held.
                     let (dp, dn) = unsafe { (d.prev(), d.next()) };
-                    check(dp == prev, "partial list: broken prev link", i, dp as usize)?;
+                    check(dp == prev, "slab list: broken prev link", i, dp as usize)?;
                     n += 1;
-                    check(n <= npages, "partial list: cycle", class, n)?;
+                    check(n <= npages, "slab list: cycle", class, n)?;
                     prev = cur;
                     cur = dn;
                 }
@@ -380,7 +381,7 @@ impl HeapInner {
         }
         check(
             on_lists == t.listed_slabs,
-            "LISTED slabs differ from slabs on partial lists",
+            "LISTED slabs differ from slabs on the slab lists",
             on_lists,
             t.listed_slabs,
         )?;
@@ -720,6 +721,7 @@ impl HeapInner {
             // (Only the heap lock's holder owns one, and only inside one
             // round: `slab::LOCK_HOLDER`.)
             check(!reserve, "reserve-backed slab owned by a cache", i, owner)?;
+            check(!d.has_flag(FLAG_SPENT), "owned slab marked SPENT", i, owner)?;
         }
         if listed {
             t.listed_slabs += 1;

@@ -418,7 +418,20 @@ fn a_spent_reserve_slab_is_lifted_when_pressure_lifts() {
     );
     assert!(!heap.is_reserve_backed(first.as_ptr()));
     heap.verify().unwrap();
-    free_all(&heap, objs, small());
+    // Now an ordinary detached slab: another thread's frees of a quarter
+    // of it list it (verify checks that it is listed).
+    let rest = objs.split_off(capacity / 4);
+    let addrs: Vec<usize> = objs.iter().map(|p| p.as_ptr() as usize).collect();
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            for &a in &addrs {
+                // SAFETY: live objects of `heap`, each freed once.
+                unsafe { heap.dealloc(NonNull::new(a as *mut u8).unwrap(), small()) };
+            }
+        });
+    });
+    heap.verify().unwrap();
+    free_all(&heap, rest, small());
     // SAFETY: allocated above from this heap with this layout.
     unsafe { heap.dealloc(c, other) };
     heap.verify().unwrap();

@@ -115,7 +115,8 @@ pub fn hold_down_to_min(heap: &Heap) -> Vec<Obj> {
 
 /// `who` allocates `size` bytes through `c` without rights, and takes the
 /// object's shadow cells: `None` if refused. Panics if the object is of a
-/// reserve-backed slab.
+/// reserve-backed slab. (Read after the allocation returns: a lift of the
+/// reserve by another thread in between would hide one.)
 pub fn alloc_unprivileged(
     heap: &Heap,
     c: &mut Cache,

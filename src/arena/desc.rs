@@ -30,7 +30,7 @@
 //!   [`block_head`] reads that descriptor first, one cache line where
 //!   `back` takes two on most pages of a slab.
 //! * `links` holds the list links (`next`, `prev`) of a free block or of a
-//!   slab on a partial list.
+//!   slab on one of its class's lists (partial, or spent reserve).
 //! * A slab's `free`, `frees`, `bump` and `used` are not in its first
 //!   page's descriptor but in its second's, the slab's *owner line*
 //!   ([`PageDesc::owner_line`]; `frees` in that descriptor's `links`, as
@@ -90,14 +90,15 @@ pub(crate) const FLAG_RESERVE: u8 = 1 << 0;
 /// The free block's pages are known to read as zero.
 pub(crate) const FLAG_ZEROED: u8 = 1 << 1;
 /// The detached slab is on one of its class's slab lists: a partial list,
-/// or, for a reserve-backed slab with no free object, the list of spent
-/// reserve slabs (`FLAG_SPENT`).
+/// or, for a reserve-backed slab with no free object (when it was last
+/// settled), the list of spent reserve slabs (`FLAG_SPENT`).
 pub(crate) const FLAG_LISTED: u8 = 1 << 2;
 /// The large block may head a growth run (`growth_run.rs`); set and
 /// cleared by the block's holder only.
 pub(crate) const FLAG_RUN: u8 = 1 << 3;
-/// The listed reserve-backed slab has no free object: it is on its class's
-/// list of spent reserve slabs, where no claim looks, so that lifting the
+/// The listed reserve-backed slab had no free object when it was last
+/// settled (a free since has a settle to come): it is on its class's list
+/// of spent reserve slabs, where no claim looks, so that lifting the
 /// reserve can still find it (`slab::unreserve_listed`).
 pub(crate) const FLAG_SPENT: u8 = 1 << 4;
 

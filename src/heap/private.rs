@@ -193,8 +193,8 @@ impl Heap {
     /// modules document (buddy lists, page descriptors, slabs and their
     /// free lists, partial lists, direct mappings, free-page and reserve
     /// accounting); see `verify.rs`. Takes every lock of the heap and
-    /// allocates nothing. Exact on a quiescent heap: no allocation of this
-    /// heap in flight on another thread.
+    /// allocates nothing. Exact on a quiescent heap: no allocation or free
+    /// of this heap in flight on another thread.
     #[cfg(not(loom))]
     pub fn verify(&self) -> Result<(), crate::verify::VerifyError> {
         self.inner().verify()

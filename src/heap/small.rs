@@ -181,8 +181,9 @@ impl HeapInner {
                     }
                 };
                 // Never null: a fresh slab has all its objects, and
-                // `settle` lists a slab only with objects to give (were it
-                // null, the caller is refused, below).
+                // `settle` puts a slab on the reserve partial list, the
+                // one claims take from, only with objects to give (were
+                // it null, the caller is refused, below).
                 let p = slab::take_object(arena, s, 1, key);
                 slab::detach(s, key);
                 slab::settle(arena, lists, s);
@@ -241,21 +242,21 @@ impl HeapInner {
     /// serve everyone again: those with free objects move to the ordinary
     /// partial lists, spent ones become ordinary detached slabs. Then no
     /// reserve slab is left, and the layout path of `foreign.rs`, closed
-    /// while any lives, opens again.
-    /// True if it lifted (some reserve slab lived, and free was above
-    /// `high`).
-    pub(crate) fn maybe_lift_reserve(&self) -> bool {
+    /// while any lives, opens again. Called by the small-object slow path
+    /// (a request its thread's cache cannot serve). `Some(spent slabs
+    /// lifted)` if it took the lock to lift (another thread may have
+    /// lifted everything first), `None` if it did not.
+    pub(crate) fn maybe_lift_reserve(&self) -> Option<usize> {
         if self.slabs.reserve_slabs.load(Ordering::Relaxed) == 0
             || self.arena.free_pages() <= self.arena.marks.high
         {
-            return false;
+            return None;
         }
-        self.with_lock(|| {
-            for class in 0..NUM_CLASSES {
+        Some(self.with_lock(|| {
+            (0..NUM_CLASSES)
                 // SAFETY: under the heap lock.
-                unsafe { slab::unreserve_listed(&self.arena, &self.slabs, class) };
-            }
-        });
-        true
+                .map(|class| unsafe { slab::unreserve_listed(&self.arena, &self.slabs, class) })
+                .sum()
+        }))
     }
 }

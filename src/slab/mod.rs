@@ -734,13 +734,15 @@ unsafe fn unlink(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
 
 /// Clears the reserve flag of every reserve-backed slab of `class`
 /// (pressure has lifted): those with free objects move to the ordinary
-/// partial list; spent ones become ordinary detached slabs, listed later
-/// by the frees that reach the threshold. Every reserve slab outside the
-/// lock is detached and listed (`settle`), so none is missed.
+/// partial list; spent ones become ordinary detached slabs, listed if
+/// frees since have brought them to the ordinary threshold. Every reserve
+/// slab outside the lock is detached and listed (`settle`), so none is
+/// missed. Returns how many spent ones it lifted.
 ///
 /// # Safety
 /// The caller holds the heap lock.
-pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: usize) {
+pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: usize) -> usize {
+    let mut spent = 0;
     for list in [LIST_RESERVE, LIST_SPENT] {
         loop {
             // SAFETY: under the heap lock.
@@ -754,14 +756,19 @@ pub(crate) unsafe fn unreserve_listed(arena: &Arena, lists: &SlabLists, class: u
             unsafe {
                 unlink(arena, lists, s);
                 unreserve(arena, lists, s);
-                // A spent one stays off the lists: every push that brings
-                // an ordinary slab to its threshold settles it.
                 if list == LIST_RESERVE {
                     link(arena, lists, s);
+                } else {
+                    // Frees since it was spent have settles of their own
+                    // to come, except in a fork child, where another
+                    // thread's pending settle never runs: settle it now.
+                    settle(arena, lists, s);
+                    spent += 1;
                 }
             }
         }
     }
+    spent
 }
 
 /// Clears a slab's reserve flags and its share of the reserve accounting.
