@@ -113,6 +113,36 @@ pub fn hold_down_to_min(heap: &Heap) -> Vec<Obj> {
     blocks
 }
 
+/// Ends a reserve model after its threads joined: a fresh cache of
+/// thread `who` takes over every object of `objs` (each of `size`, held by
+/// the thread beside it) and frees it, `held` (a [`four_pages`] block
+/// still out) is freed, and the caches are flushed; then every page must
+/// be free and no reserve slab left. Returns the fresh cache's memory, for
+/// the model to drop with its other exited caches.
+pub fn free_everything(
+    heap: &Heap,
+    shadow: &Shadow,
+    size: usize,
+    objs: impl IntoIterator<Item = (Obj, usize)>,
+    held: Obj,
+    who: usize,
+) -> model::Retired {
+    let mut c = Cache::new(heap);
+    for (o, from) in objs {
+        shadow.pass(o, size, from, who);
+        shadow.give(o, size, who);
+        // SAFETY: live objects of this heap, each freed once.
+        unsafe { c.free(o.ptr()) };
+    }
+    let retired = c.exit();
+    // SAFETY: a live block of this heap, allocated with this layout.
+    unsafe { heap.dealloc(held.ptr(), four_pages()) };
+    heap.flush_caches();
+    assert_all_free(heap);
+    assert_eq!(model::reserve_slabs(heap), 0, "reserve slabs left");
+    retired
+}
+
 /// `who` allocates `size` bytes through `c` without rights, and takes the
 /// object's shadow cells: `None` if refused. Panics if the object is of a
 /// reserve-backed slab. (Read after the allocation returns: a lift of the

@@ -28,9 +28,9 @@
 //! adopts it and hands its objects out.
 #![cfg(loom)]
 
-use lifeboat::model::{self, Cache, Fault};
+use lifeboat::model::{Cache, Fault};
 use lifeboat_loom_tests::{
-    alloc_unprivileged, assert_all_free, check, check_catches, four_pages, heap, hold_down_to_min,
+    alloc_unprivileged, check, check_catches, four_pages, free_everything, heap, hold_down_to_min,
     layout, note, Obj, Shadow, MEMALLOC,
 };
 use loom::thread;
@@ -104,19 +104,8 @@ fn model() {
     let (ou, ru) = tu.join().expect("thread U");
     th.join().expect("thread H");
 
-    let mut d = Cache::new(&heap);
-    for (o, who) in [Some((r2, M)), ou.map(|o| (o, U))].into_iter().flatten() {
-        shadow.pass(o, SIZE, who, D);
-        shadow.give(o, SIZE, D);
-        // SAFETY: live objects of this heap, each freed once.
-        unsafe { d.free(o.ptr()) };
-    }
-    let rd = d.exit();
-    // SAFETY: a live block of this heap, allocated with this layout.
-    unsafe { heap.dealloc(blocks[2].ptr(), four_pages()) };
-    heap.flush_caches();
-    assert_all_free(&heap);
-    assert_eq!(model::reserve_slabs(&heap), 0, "reserve slabs left");
+    let owned = [Some((r2, M)), ou.map(|o| (o, U))].into_iter().flatten();
+    let rd = free_everything(&heap, &shadow, SIZE, owned, blocks[2], D);
     drop((rm, ru, rd));
 }
 

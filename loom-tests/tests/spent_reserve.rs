@@ -30,7 +30,7 @@
 
 use lifeboat::model::{self, Cache, Fault};
 use lifeboat_loom_tests::{
-    assert_all_free, check, check_catches, four_pages, heap, hold_down_to_min, layout, note, Obj,
+    check, check_catches, four_pages, free_everything, heap, hold_down_to_min, layout, note, Obj,
     Shadow, MEMALLOC,
 };
 use loom::thread;
@@ -118,19 +118,8 @@ fn model() {
         "an ordinary detached slab with a quarter of it free is not listed"
     );
 
-    let mut d = Cache::new(&heap);
-    for &o in &objs[2..] {
-        shadow.pass(o, SIZE, M, D);
-        shadow.give(o, SIZE, D);
-        // SAFETY: live objects of this heap, each freed once.
-        unsafe { d.free(o.ptr()) };
-    }
-    let rd = d.exit();
-    // SAFETY: a live block of this heap, allocated with this layout.
-    unsafe { heap.dealloc(blocks[2].ptr(), four_pages()) };
-    heap.flush_caches();
-    assert_all_free(&heap);
-    assert_eq!(model::reserve_slabs(&heap), 0, "reserve slabs left");
+    let rest = objs[2..].iter().map(|&o| (o, M));
+    let rd = free_everything(&heap, &shadow, SIZE, rest, blocks[2], D);
     drop((rm, rf, rd));
 }
 
