@@ -143,6 +143,18 @@ pub fn free_everything(
     retired
 }
 
+/// `who` allocates `size` bytes through `c` with memalloc rights, which
+/// must succeed (the reserve, if nothing else), and takes the object's
+/// shadow cells.
+pub fn alloc_memalloc(c: &mut Cache, shadow: &Shadow, size: usize, who: usize) -> Obj {
+    let o = Obj::new(
+        c.alloc(layout(size), MEMALLOC)
+            .expect("a memalloc request gets the reserve"),
+    );
+    shadow.take(o, size, who);
+    o
+}
+
 /// `who` allocates `size` bytes through `c` without rights, and takes the
 /// object's shadow cells: `None` if refused. Panics if the object is of a
 /// reserve-backed slab. (Read after the allocation returns: a lift of the

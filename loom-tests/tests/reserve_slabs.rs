@@ -30,8 +30,8 @@
 
 use lifeboat::model::{Cache, Fault};
 use lifeboat_loom_tests::{
-    alloc_unprivileged, check, check_catches, four_pages, free_everything, heap, hold_down_to_min,
-    layout, note, Obj, Shadow, MEMALLOC,
+    alloc_memalloc, alloc_unprivileged, check, check_catches, four_pages, free_everything, heap,
+    hold_down_to_min, note, Shadow,
 };
 use loom::thread;
 use std::sync::Arc;
@@ -50,19 +50,13 @@ const M_ORDINARY_LAST: &str = "where M's last object was ordinary";
 fn model() {
     let heap = Arc::new(heap());
     let shadow = Arc::new(Shadow::new(&heap, SIZE));
-    let l = layout(SIZE);
     let blocks = hold_down_to_min(&heap);
 
     let mut m = Cache::new(&heap);
-    let m_alloc = |m: &mut Cache| {
-        let o = Obj::new(
-            m.alloc(l, MEMALLOC)
-                .expect("a memalloc request gets the reserve"),
-        );
-        shadow.take(o, SIZE, M);
-        o
-    };
-    let (r0, r1) = (m_alloc(&mut m), m_alloc(&mut m));
+    let (r0, r1) = (
+        alloc_memalloc(&mut m, &shadow, SIZE, M),
+        alloc_memalloc(&mut m, &shadow, SIZE, M),
+    );
     assert!(heap.is_reserve_backed(r0.ptr().as_ptr()));
     assert!(heap.is_reserve_backed(r1.ptr().as_ptr()));
     shadow.pass(r1, SIZE, M, U);
@@ -93,7 +87,7 @@ fn model() {
     shadow.give(r0, SIZE, M);
     // SAFETY: M's live object, freed once.
     unsafe { m.free(r0.ptr()) };
-    let r2 = m_alloc(&mut m);
+    let r2 = alloc_memalloc(&mut m, &shadow, SIZE, M);
     note(if heap.is_reserve_backed(r2.ptr().as_ptr()) {
         M_RESERVE_LAST
     } else {

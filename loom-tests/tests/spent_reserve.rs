@@ -30,8 +30,8 @@
 
 use lifeboat::model::{self, Cache, Fault};
 use lifeboat_loom_tests::{
-    check, check_catches, four_pages, free_everything, heap, hold_down_to_min, layout, note, Obj,
-    Shadow, MEMALLOC,
+    alloc_memalloc, check, check_catches, four_pages, free_everything, heap, hold_down_to_min,
+    note, Obj, Shadow,
 };
 use loom::thread;
 use std::sync::Arc;
@@ -49,19 +49,11 @@ const LIFTED_LISTED: &str = "where H lifted the slab from the reserve partial li
 fn model() {
     let heap = Arc::new(heap());
     let shadow = Arc::new(Shadow::new(&heap, SIZE));
-    let l = layout(SIZE);
     let blocks = hold_down_to_min(&heap);
 
     let mut m = Cache::new(&heap);
     let objs: Vec<Obj> = (0..OBJECTS)
-        .map(|_| {
-            let o = Obj::new(
-                m.alloc(l, MEMALLOC)
-                    .expect("a memalloc request gets the reserve"),
-            );
-            shadow.take(o, SIZE, M);
-            o
-        })
+        .map(|_| alloc_memalloc(&mut m, &shadow, SIZE, M))
         .collect();
     assert!(objs
         .iter()
