@@ -20,13 +20,12 @@
 //!   two lists); `local + used == bump` and `remote <= used`; a detached
 //!   slab has no owner, still has live objects, the copy of its count in
 //!   its first page's descriptor equals the count, and it is listed once
-//!   it has enough free (`slab::list_threshold`: a quarter, one for a
-//!   reserve slab), and only with an object to give unless it is a spent
-//!   reserve slab; a detached reserve slab is always listed, `SPENT` exactly
-//!   when it has no free object (on a quiescent heap: a free's settle may
-//!   be on its way); an owned slab is not listed and not
-//!   reserve-backed (only the heap lock's holder owns one of those, inside
-//!   one lock round);
+//!   it has enough free (`slab::list_threshold`: a quarter), and only with
+//!   an object to give unless it is a spent reserve slab; a detached
+//!   reserve slab is always listed, `SPENT` exactly when it has no free
+//!   object (on a quiescent heap: a free's settle may be on its way); an
+//!   owned slab is not listed and not reserve-backed (only the heap lock's
+//!   holder owns one of those, inside one lock round);
 //! * **slab lists**: every listed slab is a detached slab of that class
 //!   and kind (ordinary, reserve, spent reserve) with `LISTED` set, links
 //!   are consistent, no cycles, and every `LISTED` slab is on one;
@@ -691,7 +690,7 @@ impl HeapInner {
             )?;
             let avail = cap - (used - rc);
             check(
-                listed || avail < list_threshold(cap as u32, reserve) as usize,
+                listed || avail < list_threshold(cap as u32) as usize,
                 "detached slab with free objects not listed",
                 i,
                 avail,

@@ -7,10 +7,10 @@
 //! Invariants (who may write what):
 //!
 //! * `kind`, `order`, `back`, the list links (`next`, `prev`) and the
-//!   `LISTED`/`SPENT`/`ZEROED` flags change only under the heap lock, except in
-//!   blocks that no list and no one else can reach: a large block's
-//!   holder parks it (`CACHED`) and sets up, grows and takes back its
-//!   growth run (`growth_run.rs`) without the lock. `FREE` appears only
+//!   `LISTED`/`SPENT`/`ZEROED` flags change only under the heap lock,
+//!   except in blocks that no list and no one else can reach: a large
+//!   block's holder parks it (`CACHED`) and sets up, grows and takes back
+//!   its growth run (`growth_run.rs`) without the lock. `FREE` appears only
 //!   on the first page of a block that is on a free list of order
 //!   `order`; merging clears the absorbed buddy to `TAIL`.
 //! * `back` is the distance from a page to the first page of the block it

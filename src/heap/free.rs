@@ -157,10 +157,10 @@ impl HeapInner {
         // one that the new owner does not need.)
         let avail = cap.saturating_sub(used.saturating_sub(n));
         let before = avail.saturating_sub(k);
-        let threshold = slab::list_threshold(cap, false);
-        // A reserve slab is listed from its first free object on (see
-        // `list_threshold`); its flag is read only on the push that gives
-        // a full slab that object, not on every push.
+        let threshold = slab::list_threshold(cap);
+        // A reserve slab moves to its partial list at its first free
+        // object (`slab::settle`); its flag is read only on the push that
+        // gives a spent slab that object, not on every push.
         if n == used
             || (before < threshold && avail >= threshold)
             || (before == 0 && avail >= 1 && s.has_flag(FLAG_RESERVE))

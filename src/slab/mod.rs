@@ -43,10 +43,11 @@
 //! Frees by non-owners go to `remote`, a lock-free stack packed in one word
 //! with its length and the `DETACHED` bit ([`remote`]). The owner takes the
 //! whole stack with one swap. A freer whose push onto a detached slab makes
-//! enough of it free to be listed ([`list_threshold`]), or frees its last live
-//! object, calls [`settle`] under the heap lock, which decides from the *state* (never
-//! from the event) whether to list or release the slab; so it is idempotent
-//! and safe against any interleaving.
+//! enough of it free to be listed ([`list_threshold`]; for a reserve slab,
+//! its first free object), or frees its last live object, calls [`settle`]
+//! under the heap lock, which decides from the *state* (never from the
+//! event) whether to list or release the slab; so it is idempotent and
+//! safe against any interleaving.
 //!
 //! Links inside free objects, on the local list and on the remote stack,
 //! are encoded with the heap's key ([`key`]); every pop checks that the
@@ -618,27 +619,23 @@ pub(crate) unsafe fn settle(arena: &Arena, lists: &SlabLists, s: &PageDesc) {
             s.set_flag(FLAG_SPENT, spent);
             link(arena, lists, s);
         }
-    } else if avail >= list_threshold(cap, false) && !listed {
+    } else if avail >= list_threshold(cap) && !listed {
         // SAFETY: under the heap lock.
         unsafe { link(arena, lists, s) };
     }
 }
 
-/// Free objects a detached slab of `capacity` needs before it is listed:
-/// a quarter of it (at least one), so that a claim yields a useful batch
-/// for its heap-lock trip, and slabs with fewer free objects wait for more
-/// remote frees. A reserve-backed slab (`reserve`) is listed with one: a
-/// reserve allocation takes one object a claim, and only a listed slab
-/// can be claimed, so a higher threshold would strand the rest of its
-/// free objects and carve new reserve slabs before their time (a quarter
-/// of each slab was out of reach).
+/// Free objects a detached ordinary slab of `capacity` needs before it is
+/// listed: a quarter of it (at least one), so that a claim yields a useful
+/// batch for its heap-lock trip, and slabs with fewer free objects wait for
+/// more remote frees. (A reserve-backed slab is always listed, on its
+/// partial list from its first free object on: a reserve allocation takes
+/// one object a claim, and only a listed slab can be claimed, so a higher
+/// threshold would strand the rest of its free objects and carve new
+/// reserve slabs before their time. See [`settle`].)
 #[inline]
-pub(crate) fn list_threshold(capacity: u32, reserve: bool) -> u32 {
-    if reserve {
-        1
-    } else {
-        (capacity / 4).max(1)
-    }
+pub(crate) fn list_threshold(capacity: u32) -> u32 {
+    (capacity / 4).max(1)
 }
 
 /// Returns a slab's pages to the arena.
