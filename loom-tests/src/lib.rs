@@ -158,7 +158,9 @@ pub fn alloc_memalloc(c: &mut Cache, shadow: &Shadow, size: usize, who: usize) -
 /// `who` allocates `size` bytes through `c` without rights, and takes the
 /// object's shadow cells: `None` if refused. Panics if the object is of a
 /// reserve-backed slab. (Read after the allocation returns: a lift of the
-/// reserve by another thread in between would hide one.)
+/// reserve by another thread in between could hide an object popped from
+/// a list, but not one of a slab the caller claimed, which it then owns
+/// and no lift touches.)
 pub fn alloc_unprivileged(
     heap: &Heap,
     c: &mut Cache,
